@@ -1,0 +1,178 @@
+//! Const-generic kernels the generated code calls for matrix-shaped work.
+//!
+//! Matrices are row-major `[[T; COLS]; ROWS]`; a vector `[T; N]` is a column.
+//! Each kernel's doc line gives the maths it computes; `_acc` kernels add into
+//! their output (gradients accumulate with `+=`), the others overwrite it.
+
+use crate::float::Float;
+
+/// `out = w · x` for `w: [M, K]`, `x: [K]`.
+#[inline]
+pub fn matvec<T: Float, const M: usize, const K: usize>(
+    w: &[[T; K]; M],
+    x: &[T; K],
+    out: &mut [T; M],
+) {
+    for (o, row) in out.iter_mut().zip(w) {
+        *o = dot(row, x);
+    }
+}
+
+/// `out += w · x` for `w: [M, K]`, `x: [K]`.
+#[inline]
+pub fn matvec_acc<T: Float, const M: usize, const K: usize>(
+    w: &[[T; K]; M],
+    x: &[T; K],
+    out: &mut [T; M],
+) {
+    for (o, row) in out.iter_mut().zip(w) {
+        *o += dot(row, x);
+    }
+}
+
+/// `out += wᵀ · d` for `w: [M, K]`, `d: [M]` (the adjoint of `x` in `w · x`).
+#[inline]
+pub fn matvec_t_acc<T: Float, const M: usize, const K: usize>(
+    w: &[[T; K]; M],
+    d: &[T; M],
+    out: &mut [T; K],
+) {
+    for (row, &di) in w.iter().zip(d) {
+        for (o, &wij) in out.iter_mut().zip(row) {
+            *o += wij * di;
+        }
+    }
+}
+
+/// `out = xᵀ · b` for `x: [K]`, `b: [K, N]` (a row vector times a matrix).
+#[inline]
+pub fn vecmat<T: Float, const K: usize, const N: usize>(
+    x: &[T; K],
+    b: &[[T; N]; K],
+    out: &mut [T; N],
+) {
+    out.fill(T::ZERO);
+    for (&xk, row) in x.iter().zip(b) {
+        for (o, &bkj) in out.iter_mut().zip(row) {
+            *o += xk * bkj;
+        }
+    }
+}
+
+/// `out += u ⊗ v` (`out[i][j] += u[i] v[j]`) for `u: [M]`, `v: [N]`: the
+/// adjoint of `w` in `w · x` is `d ⊗ x`.
+#[inline]
+pub fn outer_acc<T: Float, const M: usize, const N: usize>(
+    u: &[T; M],
+    v: &[T; N],
+    out: &mut [[T; N]; M],
+) {
+    for (row, &ui) in out.iter_mut().zip(u) {
+        for (o, &vj) in row.iter_mut().zip(v) {
+            *o += ui * vj;
+        }
+    }
+}
+
+/// `c = a · b` for `a: [M, K]`, `b: [K, N]`.
+#[inline]
+pub fn matmul<T: Float, const M: usize, const K: usize, const N: usize>(
+    a: &[[T; K]; M],
+    b: &[[T; N]; K],
+    c: &mut [[T; N]; M],
+) {
+    for (crow, arow) in c.iter_mut().zip(a) {
+        crow.fill(T::ZERO);
+        for (&aik, brow) in arow.iter().zip(b) {
+            for (cij, &bkj) in crow.iter_mut().zip(brow) {
+                *cij += aik * bkj;
+            }
+        }
+    }
+}
+
+/// `out += d · bᵀ` for `d: [M, N]`, `b: [K, N]` (the adjoint of `a` in `a · b`).
+#[inline]
+pub fn matmul_nt_acc<T: Float, const M: usize, const K: usize, const N: usize>(
+    d: &[[T; N]; M],
+    b: &[[T; N]; K],
+    out: &mut [[T; K]; M],
+) {
+    for (orow, drow) in out.iter_mut().zip(d) {
+        for (o, brow) in orow.iter_mut().zip(b) {
+            *o += dot(drow, brow);
+        }
+    }
+}
+
+/// `out += aᵀ · d` for `a: [M, K]`, `d: [M, N]` (the adjoint of `b` in `a · b`).
+#[inline]
+pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
+    a: &[[T; K]; M],
+    d: &[[T; N]; M],
+    out: &mut [[T; N]; K],
+) {
+    for (arow, drow) in a.iter().zip(d) {
+        for (orow, &aik) in out.iter_mut().zip(arow) {
+            for (o, &dij) in orow.iter_mut().zip(drow) {
+                *o += aik * dij;
+            }
+        }
+    }
+}
+
+/// `Σ u[i] v[i]`, with four partial sums so the compiler can vectorise it.
+#[inline]
+pub fn dot<T: Float, const N: usize>(u: &[T; N], v: &[T; N]) -> T {
+    let mut acc = [T::ZERO; 4];
+    let mut uc = u.chunks_exact(4);
+    let mut vc = v.chunks_exact(4);
+    for (a, b) in (&mut uc).zip(&mut vc) {
+        acc[0] += a[0] * b[0];
+        acc[1] += a[1] * b[1];
+        acc[2] += a[2] * b[2];
+        acc[3] += a[3] * b[3];
+    }
+    let mut tail = T::ZERO;
+    for (&a, &b) in uc.remainder().iter().zip(vc.remainder()) {
+        tail += a * b;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_agree_with_the_definitions() {
+        let w = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        let x = [1.0, -1.0, 2.0];
+        let mut y = [0.0; 2];
+        matvec(&w, &x, &mut y);
+        assert_eq!(y, [5.0, 11.0]);
+        matvec_acc(&w, &x, &mut y);
+        assert_eq!(y, [10.0, 22.0]);
+        let mut dx = [1.0; 3];
+        matvec_t_acc(&w, &[1.0, 2.0], &mut dx);
+        assert_eq!(dx, [10.0, 13.0, 16.0]);
+        let mut dw = [[0.0; 3]; 2];
+        outer_acc(&[1.0, 2.0], &x, &mut dw);
+        assert_eq!(dw, [[1.0, -1.0, 2.0], [2.0, -2.0, 4.0]]);
+        let mut r = [0.0; 3];
+        vecmat(&[1.0, 2.0], &w, &mut r);
+        assert_eq!(r, [9.0, 12.0, 15.0]);
+        let b = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+        let mut c = [[0.0; 2]; 2];
+        matmul(&w, &b, &mut c);
+        assert_eq!(c, [[4.0, 5.0], [10.0, 11.0]]);
+        let mut da = [[0.0; 3]; 2];
+        matmul_nt_acc(&c, &b, &mut da);
+        assert_eq!(da, [[4.0, 5.0, 9.0], [10.0, 11.0, 21.0]]);
+        let mut db = [[0.0; 2]; 3];
+        matmul_tn_acc(&w, &c, &mut db);
+        assert_eq!(db, [[44.0, 49.0], [58.0, 65.0], [72.0, 81.0]]);
+        let u: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+        assert_eq!(dot(&u, &u), 140.0);
+    }
+}
