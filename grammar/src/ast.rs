@@ -1,0 +1,200 @@
+//! The syntax tree of a definition, every node carrying its byte span in the source text.
+
+/// A byte range `start..end` in the definition's source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// The span `start..end`.
+    pub fn new(start: usize, end: usize) -> Self {
+        Span { start, end }
+    }
+
+    /// The smallest span covering both.
+    pub fn join(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+}
+
+/// A name as written, with where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ident {
+    /// The name.
+    pub name: String,
+    /// Where it is.
+    pub span: Span,
+}
+
+/// A whole definition: its statements in source order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    /// The statements, in order.
+    pub statements: Vec<Statement>,
+}
+
+/// One statement of a definition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Statement {
+    /// `dtype f64;`
+    Dtype(Ident),
+    /// `input x[64];`
+    Input {
+        /// Name of the input.
+        name: Ident,
+        /// Its shape.
+        shape: Shape,
+    },
+    /// `target y[1];` or `target label: class[10];`
+    Target {
+        /// Name of the target.
+        name: Ident,
+        /// What it holds.
+        kind: TargetKind,
+    },
+    /// `param w[4, 2] = xavier;`
+    Param {
+        /// Name of the parameter.
+        name: Ident,
+        /// Its shape.
+        shape: Shape,
+        /// Its initialiser, if given (zeros otherwise).
+        init: Option<Init>,
+    },
+    /// `output out;`
+    Output(Ident),
+    /// `h = expression;`
+    Binding {
+        /// The bound name.
+        name: Ident,
+        /// The value.
+        value: Expr,
+    },
+}
+
+/// What a target holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetKind {
+    /// Real values of a shape.
+    Tensor(Shape),
+    /// A class index in `0..classes`.
+    Class {
+        /// Number of classes.
+        classes: usize,
+        /// Where the count is written.
+        span: Span,
+    },
+}
+
+/// A static shape such as `[4, 2]`, rows first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// Each dimension with its span.
+    pub dims: Vec<(usize, Span)>,
+    /// The whole `[...]`.
+    pub span: Span,
+}
+
+/// An initialiser such as `uniform(-0.1, 0.1)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Init {
+    /// Its name.
+    pub name: Ident,
+    /// Its numeric arguments with their spans.
+    pub args: Vec<(f64, Span)>,
+    /// The whole initialiser.
+    pub span: Span,
+}
+
+/// A unary operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// `-a`
+    Neg,
+}
+
+/// A binary operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `a @ b`
+    MatMul,
+    /// `a ^ b`
+    Pow,
+}
+
+impl BinaryOp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::MatMul => "@",
+            BinaryOp::Pow => "^",
+        }
+    }
+}
+
+/// An expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// A numeric literal.
+    Number(f64, Span),
+    /// A name.
+    Name(Ident),
+    /// `op arg`
+    Unary {
+        /// The operator.
+        op: UnaryOp,
+        /// The operand.
+        arg: Box<Expr>,
+        /// The whole expression.
+        span: Span,
+    },
+    /// `lhs op rhs`
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// Where the operator is written.
+        op_span: Span,
+        /// Left operand.
+        lhs: Box<Expr>,
+        /// Right operand.
+        rhs: Box<Expr>,
+        /// The whole expression.
+        span: Span,
+    },
+    /// `func(args...)`
+    Call {
+        /// The function's name.
+        func: Ident,
+        /// The arguments.
+        args: Vec<Expr>,
+        /// The whole call.
+        span: Span,
+    },
+}
+
+impl Expr {
+    /// Where the whole expression is written.
+    pub fn span(&self) -> Span {
+        match self {
+            Expr::Number(_, span) => *span,
+            Expr::Name(ident) => ident.span,
+            Expr::Unary { span, .. } | Expr::Binary { span, .. } | Expr::Call { span, .. } => *span,
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Parsing: definition text -> syntax tree, with pest errors turned into diagnostics.
+
+use crate::ast::*;
+use crate::error::Diagnostic;
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser;
+use std::sync::OnceLock;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "network.pest"]
+struct NetworkParser;
+
+/// Parses a whole definition.
+pub fn parse_definition(source: &str) -> Result<Definition, Diagnostic> {
+    let mut pairs =
+        NetworkParser::parse(Rule::definition, source).map_err(|e| syntax_error(source, e))?;
+    let Some(definition) = pairs.next() else {
+        return Ok(Definition { statements: vec![] });
+    };
+    let statements = definition
+        .into_inner()
+        .filter(|p| p.as_rule() != Rule::EOI)
+        .map(statement)
+        .collect::<Result<_, _>>()?;
+    Ok(Definition { statements })
+}
+
+fn span(pair: &Pair<Rule>) -> Span {
+    let s = pair.as_span();
+    Span::new(s.start(), s.end())
+}
+
+fn ident(pair: Pair<Rule>) -> Ident {
+    Ident {
+        name: pair.as_str().to_string(),
+        span: span(&pair),
+    }
+}
+
+fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
+    let rule = pair.as_rule();
+    let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+    let mut next = || inner.next().expect("the grammar guarantees this part");
+    Ok(match rule {
+        Rule::dtype_decl => Statement::Dtype(ident(next())),
+        Rule::input_decl => Statement::Input {
+            name: ident(next()),
+            shape: shape(next())?,
+        },
+        Rule::target_decl => {
+            let name = ident(next());
+            let kind = next();
+            let kind = match kind.as_rule() {
+                Rule::class_shape => {
+                    let dim = kind
+                        .into_inner()
+                        .find(|p| p.as_rule() == Rule::dim)
+                        .expect("grammar");
+                    let (classes, span) = dimension(dim)?;
+                    TargetKind::Class { classes, span }
+                }
+                _ => TargetKind::Tensor(shape(kind)?),
+            };
+            Statement::Target { name, kind }
+        }
+        Rule::param_decl => {
+            let name = ident(next());
+            let shape = shape(next())?;
+            let init = inner.next().map(init).transpose()?;
+            Statement::Param { name, shape, init }
+        }
+        Rule::output_decl => Statement::Output(ident(next())),
+        Rule::binding => Statement::Binding {
+            name: ident(next()),
+            value: expr(next())?,
+        },
+        other => unreachable!("not a statement: {other:?}"),
+    })
+}
+
+/// Keywords and punctuation: needed by the grammar, not by the syntax tree.
+fn is_keyword(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::kw_input
+            | Rule::kw_target
+            | Rule::kw_param
+            | Rule::kw_output
+            | Rule::kw_dtype
+            | Rule::kw_class
+            | Rule::semi
+            | Rule::lbracket
+            | Rule::rbracket
+            | Rule::comma
+            | Rule::lparen
+            | Rule::rparen
+            | Rule::colon
+            | Rule::equals
+    )
+}
+
+fn dimension(pair: Pair<Rule>) -> Result<(usize, Span), Diagnostic> {
+    let sp = span(&pair);
+    let n: usize = pair
+        .as_str()
+        .parse()
+        .map_err(|_| Diagnostic::new(sp, format!("dimension `{}` is too large", pair.as_str())))?;
+    if n == 0 {
+        return Err(Diagnostic::new(sp, "a dimension must be at least 1")
+            .with_help("remove the tensor or give it a size"));
+    }
+    Ok((n, sp))
+}
+
+fn shape(pair: Pair<Rule>) -> Result<Shape, Diagnostic> {
+    let sp = span(&pair);
+    let dims = pair
+        .into_inner()
+        .filter(|p| p.as_rule() == Rule::dim)
+        .map(dimension)
+        .collect::<Result<_, _>>()?;
+    Ok(Shape { dims, span: sp })
+}
+
+fn init(pair: Pair<Rule>) -> Result<Init, Diagnostic> {
+    let sp = span(&pair);
+    let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+    let name = ident(inner.next().expect("grammar"));
+    let args = inner
+        .map(|p| {
+            let text: String = p.as_str().chars().filter(|c| !c.is_whitespace()).collect();
+            number_value(&text, span(&p)).map(|v| (v, span(&p)))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Init {
+        name,
+        args,
+        span: sp,
+    })
+}
+
+fn number_value(text: &str, sp: Span) -> Result<f64, Diagnostic> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(Diagnostic::new(
+            sp,
+            format!("number `{text}` is out of range"),
+        )),
+    }
+}
+
+fn pratt() -> &'static PrattParser<Rule> {
+    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    PRATT.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+            .op(Op::infix(Rule::mul, Assoc::Left)
+                | Op::infix(Rule::div, Assoc::Left)
+                | Op::infix(Rule::matmul, Assoc::Left))
+            .op(Op::prefix(Rule::neg))
+            .op(Op::infix(Rule::pow, Assoc::Right))
+    })
+}
+
+fn expr(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
+    pratt()
+        .map_primary(primary)
+        .map_prefix(|op, arg| {
+            let arg = arg?;
+            let sp = span(&op).join(arg.span());
+            Ok(Expr::Unary {
+                op: UnaryOp::Neg,
+                arg: Box::new(arg),
+                span: sp,
+            })
+        })
+        .map_infix(|lhs, op, rhs| {
+            let (lhs, rhs) = (lhs?, rhs?);
+            let op_kind = match op.as_rule() {
+                Rule::add => BinaryOp::Add,
+                Rule::sub => BinaryOp::Sub,
+                Rule::mul => BinaryOp::Mul,
+                Rule::div => BinaryOp::Div,
+                Rule::matmul => BinaryOp::MatMul,
+                Rule::pow => BinaryOp::Pow,
+                other => unreachable!("not an operator: {other:?}"),
+            };
+            let sp = lhs.span().join(rhs.span());
+            Ok(Expr::Binary {
+                op: op_kind,
+                op_span: span(&op),
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+                span: sp,
+            })
+        })
+        .parse(pair.into_inner())
+}
+
+fn primary(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
+    let sp = span(&pair);
+    match pair.as_rule() {
+        Rule::number => Ok(Expr::Number(number_value(pair.as_str(), sp)?, sp)),
+        Rule::ident => Ok(Expr::Name(ident(pair))),
+        Rule::group => expr(
+            pair.into_inner()
+                .find(|p| p.as_rule() == Rule::expr)
+                .expect("grammar"),
+        ),
+        Rule::call => {
+            let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+            let func = ident(inner.next().expect("grammar"));
+            let args = inner.map(expr).collect::<Result<_, _>>()?;
+            Ok(Expr::Call {
+                func,
+                args,
+                span: sp,
+            })
+        }
+        other => unreachable!("not an operand: {other:?}"),
+    }
+}
+
+/// What a grammar rule is called in an error message.
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::statement
+        | Rule::dtype_decl
+        | Rule::input_decl
+        | Rule::target_decl
+        | Rule::param_decl
+        | Rule::output_decl
+        | Rule::binding => {
+            "a statement (`input`, `target`, `param`, `output`, `dtype` or `name = expression;`)"
+        }
+        Rule::kw_input | Rule::kw_target | Rule::kw_param | Rule::kw_output | Rule::kw_dtype => {
+            "a statement"
+        }
+        Rule::kw_class => "`class`",
+        Rule::class_shape => "`: class[N]`",
+        Rule::ident => "a name",
+        Rule::shape => "a shape such as `[4]` or `[4, 2]`",
+        Rule::dim => "a dimension (a positive integer)",
+        Rule::init => "an initialiser",
+        Rule::expr | Rule::primary | Rule::group | Rule::call | Rule::prefix | Rule::neg => {
+            "an expression"
+        }
+        Rule::number | Rule::signed_number => "a number",
+        Rule::infix | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::matmul | Rule::pow => {
+            "an operator"
+        }
+        Rule::EOI => "the end of the definition",
+        Rule::semi => "`;`",
+        Rule::lbracket => "`[`",
+        Rule::rbracket => "`]`",
+        Rule::comma => "`,`",
+        Rule::lparen => "`(`",
+        Rule::rparen => "`)`",
+        Rule::colon => "`:`",
+        Rule::equals => "`=`",
+        _ => return None,
+    })
+}
+
+/// Turns a pest error into a diagnostic that highlights the offending token
+/// and says what was expected there.
+fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
+    let pos = match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    let end = token_end(source, pos);
+    let found = &source[pos..end];
+    let expected = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            let mut names: Vec<&str> = positives.iter().filter_map(|&r| describe(r)).collect();
+            names.dedup();
+            let mut seen = Vec::new();
+            names.retain(|n| {
+                let new = !seen.contains(n);
+                seen.push(*n);
+                new
+            });
+            match names.len() {
+                0 => "something else".to_string(),
+                1 => names[0].to_string(),
+                _ => {
+                    let (last, rest) = names.split_last().expect("non-empty");
+                    format!("{} or {}", rest.join(", "), last)
+                }
+            }
+        }
+        pest::error::ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let message = if found.is_empty() {
+        format!("expected {expected}, found the end of the definition")
+    } else {
+        format!("expected {expected}, found `{found}`")
+    };
+    let mut d = Diagnostic::new(Span::new(pos, end.max(pos)), message);
+    if found.is_empty() && expected.contains("an operator") {
+        d = d.with_help("every statement ends with `;`");
+    }
+    if found.is_empty() || expected.starts_with("`;`") {
+        // the caret lands on the last character when the text ended early
+        if pos == source.len() && pos > 0 {
+            let prev = source[..pos].trim_end().len();
+            d.span = Span::new(prev.saturating_sub(1), prev);
+        }
+    }
+    d
+}
+
+/// The end of the token starting at `pos`: a name or number, or one character.
+fn token_end(source: &str, pos: usize) -> usize {
+    let rest = &source[pos.min(source.len())..];
+    let word = rest
+        .char_indices()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '.')
+        .last()
+        .map(|(i, c)| i + c.len_utf8());
+    match word {
+        Some(n) => pos + n,
+        None => pos + rest.chars().next().map_or(0, char::len_utf8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_xor_network() {
+        let d = parse_definition(
+            "input x[2]; target y[1]; // comment\n param w[4, 2] = uniform(-0.5, 0.5);\n h = sigmoid(w @ x + 1e-3); out = sigmoid(dense(h, 1)); loss = mse(out, y);",
+        )
+        .unwrap();
+        assert_eq!(d.statements.len(), 6);
+        match &d.statements[2] {
+            Statement::Param { name, shape, init } => {
+                assert_eq!(name.name, "w");
+                assert_eq!(
+                    shape.dims.iter().map(|d| d.0).collect::<Vec<_>>(),
+                    vec![4, 2]
+                );
+                assert_eq!(
+                    init.as_ref()
+                        .unwrap()
+                        .args
+                        .iter()
+                        .map(|a| a.0)
+                        .collect::<Vec<_>>(),
+                    vec![-0.5, 0.5]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn precedence_is_mathematical() {
+        let d = parse_definition("a = -x ^ 2 + (w @ x) * 3;").unwrap();
+        let Statement::Binding { value, .. } = &d.statements[0] else {
+            panic!()
+        };
+        // (-(x ^ 2)) + ((w @ x) * 3)
+        let Expr::Binary {
+            op: BinaryOp::Add,
+            lhs,
+            rhs,
+            ..
+        } = value
+        else {
+            panic!("{value:?}")
+        };
+        assert!(matches!(**lhs, Expr::Unary { .. }));
+        assert!(matches!(
+            **rhs,
+            Expr::Binary {
+                op: BinaryOp::Mul,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn class_targets_and_inline_token_spacing() {
+        let d =
+            parse_definition("target label : class [ 10 ] ; param b [ 3 ] = constant ( - 0.5 ) ;")
+                .unwrap();
+        assert!(matches!(
+            d.statements[0],
+            Statement::Target {
+                kind: TargetKind::Class { classes: 10, .. },
+                ..
+            }
+        ));
+        let Statement::Param {
+            init: Some(init), ..
+        } = &d.statements[1]
+        else {
+            panic!()
+        };
+        assert_eq!(init.args[0].0, -0.5);
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_token() {
+        let src = "input x[2]\nh = x;";
+        let e = parse_definition(src).unwrap_err();
+        assert_eq!(&src[e.span.start..e.span.end], "h");
+        assert!(e.message.contains("expected"), "{}", e.message);
+        let e = parse_definition("input x[0];").unwrap_err();
+        assert!(e.message.contains("at least 1"));
+        let e = parse_definition("h = (x + ;").unwrap_err();
+        assert!(
+            e.message.contains("expected an expression"),
+            "{}",
+            e.message
+        );
+    }
+}
