@@ -1,5 +1,5 @@
 //! Train small neural networks whose forward and backward passes are
-//! generated at compile time by [`network`].
+//! generated at compile time by [`network`](macro@network).
 //!
 //! ```
 //! use nn_runtime::prelude::*;
