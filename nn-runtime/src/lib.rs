@@ -1,5 +1,5 @@
 //! Train small neural networks whose forward and backward passes are
-//! generated at compile time by [`network`].
+//! generated at compile time by [`network`](macro@network).
 //!
 //! ```
 //! use nn_runtime::prelude::*;
@@ -20,23 +20,44 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod float;
+pub mod gradcheck;
 pub mod init;
 pub mod kernels;
 pub mod network;
+pub mod optim;
 pub mod rng;
+pub mod train;
 
+#[cfg(test)]
+mod testnet;
+
+pub use data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
 pub use float::Float;
+pub use gradcheck::{
+    check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckOptions,
+    GradCheckReport,
+};
 pub use init::Init;
 pub use network::{Flat, Network, ParamInfo, Zeroable};
 pub use nn_macro::network;
+pub use optim::{Optimizer, Sgd};
 pub use rng::Rng;
+pub use train::{evaluate, EpochReport, Evaluation, TrainError, TrainReport, Trainer};
 
 /// What a user of the library usually needs in scope.
 pub mod prelude {
+    pub use crate::data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
     pub use crate::float::Float;
+    pub use crate::gradcheck::{
+        check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckOptions,
+        GradCheckReport,
+    };
     pub use crate::network;
     pub use crate::network::{Flat, Network, ParamInfo};
+    pub use crate::optim::{Optimizer, Sgd};
+    pub use crate::train::{evaluate, EpochReport, Evaluation, TrainError, TrainReport, Trainer};
 }
 
 /// Items the generated code names by absolute path; not a public API.

@@ -161,6 +161,13 @@ pub trait Network: Sized + Send + Sync {
     fn new_grads() -> Box<Self::Params> {
         Self::Params::zeroed_box()
     }
+    /// The output of the sample last passed to `forward` with this tape, if
+    /// the tape holds it. The trainer then counts training accuracy from it
+    /// instead of calling `predict` again; the default returns `None`.
+    fn tape_output(tape: &Self::Tape) -> Option<Self::Output> {
+        let _ = tape;
+        None
+    }
     /// The loss for one sample, using `tape` as scratch.
     fn loss(
         &self,
