@@ -1,8 +1,26 @@
-//! The `#[network]` attribute.
+//! The `#[network]` attribute: compiles a network definition into
+//! specialised forward and backward Rust at compile time.
+//!
+//! This file is only the entry point; the pipeline (`expand::network`) and
+//! every stage take and return plain data, so they are tested without a
+//! proc-macro context.
+
 use proc_macro::TokenStream;
 
-/// Compiles a network definition.
+mod autodiff;
+mod emit;
+mod expand;
+mod ir;
+mod lower;
+mod opt;
+mod scalar;
+mod source;
+mod symbol;
+
+/// Compiles a network definition into a struct with generated `predict`,
+/// `forward` and `backward` passes. See the nn-runtime crate and the README's
+/// language reference.
 #[proc_macro_attribute]
-pub fn network(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::network(args.into(), item.into()).into()
 }

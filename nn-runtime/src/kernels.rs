@@ -140,6 +140,58 @@ pub fn dot<T: Float, const N: usize>(u: &[T; N], v: &[T; N]) -> T {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+/// `c += a · b` for `a: [M, K]`, `b: [K, N]`.
+#[inline]
+pub fn matmul_acc<T: Float, const M: usize, const K: usize, const N: usize>(
+    a: &[[T; K]; M],
+    b: &[[T; N]; K],
+    c: &mut [[T; N]; M],
+) {
+    for (crow, arow) in c.iter_mut().zip(a) {
+        for (&aik, brow) in arow.iter().zip(b) {
+            for (cij, &bkj) in crow.iter_mut().zip(brow) {
+                *cij += aik * bkj;
+            }
+        }
+    }
+}
+
+/// `out = z - logsumexp(z)`, shifted by `max(z)` so that large logits do not
+/// overflow: `logsumexp(z) = m + ln Σ exp(z_i - m)`.
+#[inline]
+pub fn log_softmax<T: Float, const N: usize>(z: &[T; N], out: &mut [T; N]) {
+    let m = z.iter().fold(z[0], |m, &v| m.max(v));
+    let mut s = T::ZERO;
+    for &v in z {
+        s += (v - m).exp();
+    }
+    let lse = m + s.ln();
+    for (o, &v) in out.iter_mut().zip(z) {
+        *o = v - lse;
+    }
+}
+
+/// `out += d - exp(y) Σ d` for `y = log_softmax(z)`: the adjoint of `z`
+/// (`exp(y)` is `softmax(z)`, read back from the stored forward value).
+#[inline]
+pub fn log_softmax_grad_acc<T: Float, const N: usize>(y: &[T; N], d: &[T; N], out: &mut [T; N]) {
+    let total: T = d.iter().copied().sum();
+    for ((o, &yi), &di) in out.iter_mut().zip(y).zip(d) {
+        *o += di - yi.exp() * total;
+    }
+}
+
+/// Index of the largest element (the first one on ties; NaN never wins).
+pub fn argmax<T: Float>(xs: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +224,24 @@ mod tests {
         let mut db = [[0.0; 2]; 3];
         matmul_tn_acc(&w, &c, &mut db);
         assert_eq!(db, [[44.0, 49.0], [58.0, 65.0], [72.0, 81.0]]);
+        let mut c2 = c;
+        matmul_acc(&w, &b, &mut c2);
+        assert_eq!(c2, [[8.0, 10.0], [20.0, 22.0]]);
+        let mut ls = [0.0; 3];
+        log_softmax(&[1000.0, 1000.0, 1000.0 + 3f64.ln()], &mut ls);
+        let p: Vec<f64> = ls.iter().map(|v| v.exp()).collect();
+        assert!(
+            (p[0] - 0.2).abs() < 1e-12 && (p[2] - 0.6).abs() < 1e-12,
+            "{p:?}"
+        );
+        let mut dz = [0.0; 3];
+        log_softmax_grad_acc(&ls, &[0.0, -1.0, 0.0], &mut dz);
+        assert!(
+            (dz[0] - 0.2).abs() < 1e-12
+                && (dz[1] + 0.8).abs() < 1e-12
+                && (dz[2] - 0.6).abs() < 1e-12
+        );
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
         let u: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
         assert_eq!(dot(&u, &u), 140.0);
     }

@@ -20,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod data;
 pub mod float;
 pub mod gradcheck;
@@ -33,6 +34,7 @@ pub mod train;
 #[cfg(test)]
 mod testnet;
 
+pub use activation::Activations;
 pub use data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
 pub use float::Float;
 pub use gradcheck::{
@@ -63,6 +65,7 @@ pub mod prelude {
 /// Items the generated code names by absolute path; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::activation::Activations;
     pub use crate::float::Float;
     pub use crate::init::Init;
     pub use crate::kernels;

@@ -1,0 +1,126 @@
+//! The pipeline, in one function: read -> parse -> lower -> optimise ->
+//! differentiate -> optimise -> emit.
+
+use crate::emit::{emit_network, Items};
+use crate::ir::Graph;
+use crate::source::{read_args, Origin, Source};
+use crate::{autodiff, lower, opt};
+use nn_grammar::Diagnostic;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// Expands `#[network(args)] item`.
+pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item: syn::ItemStruct = match syn::parse2(item) {
+        Ok(item) => item,
+        Err(e) => {
+            return syn::Error::new(e.span(), "`#[network]` goes on a struct: `pub struct Net;`")
+                .to_compile_error();
+        }
+    };
+    let shape_error = match &item.fields {
+        syn::Fields::Unit => None,
+        syn::Fields::Named(f) if f.named.is_empty() => None,
+        fields => Some(syn::Error::new_spanned(
+            fields,
+            "`#[network]` defines the struct's fields itself; declare it as `struct Name;`",
+        )),
+    };
+    let generics_error = (!item.generics.params.is_empty()).then(|| {
+        syn::Error::new_spanned(&item.generics, "a `#[network]` struct cannot be generic")
+    });
+    let source = match read_args(args) {
+        Ok(s) => s,
+        Err(e) => return fallback(&item, e),
+    };
+    let rebuild = rebuild_on_change(&source);
+    let graph = compile(&source);
+    let result = match (graph, shape_error.or(generics_error)) {
+        (Ok(g), None) => emit_network(&g, &Items { item }),
+        (Ok(_), Some(e)) => fallback(&item, e),
+        (Err(mut e), other) => {
+            if let Some(o) = other {
+                e.combine(o);
+            }
+            fallback(&item, e)
+        }
+    };
+    quote!(#rebuild #result)
+}
+
+/// Parses, lowers, differentiates and optimises a definition.
+pub fn compile(source: &Source) -> Result<Graph, syn::Error> {
+    compile_text(&source.text, source.dtype).map_err(|ds| combine(source, &ds))
+}
+
+/// The pipeline on a definition's text, with diagnostics as plain data
+/// (no proc-macro context needed: this is what the tests drive).
+pub fn compile_text(text: &str, dtype: Option<crate::ir::Dtype>) -> Result<Graph, Vec<Diagnostic>> {
+    let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
+    let g = lower::lower_definition(&def, dtype)?;
+    let g = opt::optimise(g);
+    let g = autodiff::diff_graph(g);
+    Ok(opt::optimise(g))
+}
+
+fn combine(source: &Source, ds: &[Diagnostic]) -> syn::Error {
+    let mut errors = ds.iter().map(|d| source.error(d));
+    let mut first = errors
+        .next()
+        .unwrap_or_else(|| syn::Error::new(proc_macro2::Span::call_site(), "invalid definition"));
+    for e in errors {
+        first.combine(e);
+    }
+    first
+}
+
+/// The struct as written plus the errors, so the user sees our message and
+/// not a cascade about a missing struct.
+fn fallback(item: &syn::ItemStruct, e: syn::Error) -> TokenStream {
+    let err = e.to_compile_error();
+    quote!(#item #err)
+}
+
+/// For a file definition: `include_bytes!` makes cargo rebuild when it changes.
+fn rebuild_on_change(source: &Source) -> TokenStream {
+    match &source.origin {
+        Origin::File { full, .. } => {
+            let p = full.display().to_string();
+            quote!(
+                const _: &[u8] = ::core::include_bytes!(#p);
+            )
+        }
+        Origin::Inline { .. } => quote!(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expands an inline definition and formats it as a reader sees it under `cargo expand`.
+    pub fn expand_pretty(def: TokenStream) -> String {
+        let out = network(
+            def,
+            quote!(
+                pub struct Net;
+            ),
+        );
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn scratch() {
+        let s = expand_pretty(quote!(
+            input x[2];
+            target y[1];
+            h = sigmoid(dense(x, 4));
+            out = sigmoid(dense(h, 1));
+            loss = mse(out, y);
+        ));
+        println!("{s}");
+        let g = compile_text("input x[2]; target y[1]; h = sigmoid(dense(x, 4)); out = sigmoid(dense(h, 1)); loss = mse(out, y);", None).unwrap();
+        println!("{g}");
+    }
+}

@@ -1,0 +1,397 @@
+//! The typed tensor graph: a flat list of nodes, operands before their users,
+//! each with a static shape. Forward and backward passes live in one graph;
+//! reverse mode is a reverse walk over it.
+
+use crate::scalar::S;
+use nn_grammar::Span;
+use std::fmt;
+
+/// Index of a node in [`Graph::nodes`].
+pub type NodeId = usize;
+
+/// A static shape: `[]` scalar, `[n]` vector, `[rows, cols]` matrix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    /// The scalar shape `[]`.
+    pub fn scalar() -> Self {
+        Shape(vec![])
+    }
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// Whether this is `[]`.
+    pub fn is_scalar(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        write!(f, "[{}]", dims.join(", "))
+    }
+}
+
+/// How an elementwise node reads one operand at output index `(i, j)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bcast {
+    /// Same shape as the output: `a[i][j]`.
+    Full,
+    /// A scalar used at every index: `a`.
+    Scalar,
+    /// A vector `[m]` used along the columns of an `[m, n]` output (a bias): `a[i]`.
+    Col,
+}
+
+/// The scalar type of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// `f32` (default).
+    F32,
+    /// `f64`.
+    F64,
+}
+
+/// An operation. Shape rules in each variant's doc; `d` is an adjoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// The k-th declared input.
+    Input(usize),
+    /// The k-th declared target (a tensor, or a class index for `Pick`/`OneHot`).
+    Target(usize),
+    /// The k-th parameter.
+    Param(usize),
+    /// Elementwise: `out[i] = body(args[0][i], ...)`, operands broadcast as in `bcast`.
+    /// Shape: the node's shape; each operand full, scalar, or a column vector.
+    Map {
+        /// The operands.
+        args: Vec<NodeId>,
+        /// How each operand is indexed.
+        bcast: Vec<Bcast>,
+        /// The scalar expression applied at each index.
+        body: S,
+    },
+    /// `w · x`: `[m, k] · [k] -> [m]`.
+    MatVec(NodeId, NodeId),
+    /// `wᵀ · d`: `[m, k], [m] -> [k]`.
+    MatVecT(NodeId, NodeId),
+    /// `xᵀ · b`: `[k], [k, n] -> [n]`.
+    VecMat(NodeId, NodeId),
+    /// `a · b`: `[m, k] · [k, n] -> [m, n]`.
+    MatMul(NodeId, NodeId),
+    /// `d · bᵀ`: `[m, n], [k, n] -> [m, k]`.
+    MatMulNT(NodeId, NodeId),
+    /// `aᵀ · d`: `[m, k], [m, n] -> [k, n]`.
+    MatMulTN(NodeId, NodeId),
+    /// `u vᵀ`: `[m], [n] -> [m, n]`.
+    Outer(NodeId, NodeId),
+    /// `Σ a`: any shape -> `[]`.
+    Sum(NodeId),
+    /// Row sums, `out[i] = Σ_j a[i][j]`: `[m, n] -> [m]`.
+    SumCols(NodeId),
+    /// `z - logsumexp(z)`, computed stably: `[n] -> [n]`.
+    LogSoftmax(NodeId),
+    /// `a[t]` for a class-index target `t`: `[n], class -> []`.
+    Pick(NodeId, NodeId),
+    /// `d` at index `t`, zero elsewhere (the adjoint of `Pick`): `class, [] -> [n]`.
+    OneHot(NodeId, NodeId),
+    /// `d - exp(y) Σ d` for `y = log_softmax(z)` (the adjoint of `LogSoftmax`): `[n], [n] -> [n]`.
+    LogSoftmaxGrad(NodeId, NodeId),
+    /// Sum of same-shaped tensors (an adjoint with several contributions).
+    AddN(Vec<NodeId>),
+}
+
+impl Op {
+    /// The operands, in order.
+    pub fn args(&self) -> Vec<NodeId> {
+        match self {
+            Op::Input(_) | Op::Target(_) | Op::Param(_) => vec![],
+            Op::Map { args, .. } | Op::AddN(args) => args.clone(),
+            Op::Sum(a) | Op::SumCols(a) | Op::LogSoftmax(a) => vec![*a],
+            Op::MatVec(a, b)
+            | Op::MatVecT(a, b)
+            | Op::VecMat(a, b)
+            | Op::MatMul(a, b)
+            | Op::MatMulNT(a, b)
+            | Op::MatMulTN(a, b)
+            | Op::Outer(a, b)
+            | Op::Pick(a, b)
+            | Op::OneHot(a, b)
+            | Op::LogSoftmaxGrad(a, b) => vec![*a, *b],
+        }
+    }
+
+    /// Rewrites every operand through `f`.
+    pub fn map_args(&mut self, f: impl Fn(NodeId) -> NodeId) {
+        match self {
+            Op::Input(_) | Op::Target(_) | Op::Param(_) => {}
+            Op::Map { args, .. } | Op::AddN(args) => args.iter_mut().for_each(|a| *a = f(*a)),
+            Op::Sum(a) | Op::SumCols(a) | Op::LogSoftmax(a) => *a = f(*a),
+            Op::MatVec(a, b)
+            | Op::MatVecT(a, b)
+            | Op::VecMat(a, b)
+            | Op::MatMul(a, b)
+            | Op::MatMulNT(a, b)
+            | Op::MatMulTN(a, b)
+            | Op::Outer(a, b)
+            | Op::Pick(a, b)
+            | Op::OneHot(a, b)
+            | Op::LogSoftmaxGrad(a, b) => {
+                *a = f(*a);
+                *b = f(*b);
+            }
+        }
+    }
+
+    /// A short lowercase name, used in s-expressions and generated local names.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input(_) => "input",
+            Op::Target(_) => "target",
+            Op::Param(_) => "param",
+            Op::Map { .. } => "map",
+            Op::MatVec(..) => "matvec",
+            Op::MatVecT(..) => "matvec_t",
+            Op::VecMat(..) => "vecmat",
+            Op::MatMul(..) => "matmul",
+            Op::MatMulNT(..) => "matmul_nt",
+            Op::MatMulTN(..) => "matmul_tn",
+            Op::Outer(..) => "outer",
+            Op::Sum(_) => "sum",
+            Op::SumCols(_) => "sum_cols",
+            Op::LogSoftmax(_) => "log_softmax",
+            Op::Pick(..) => "pick",
+            Op::OneHot(..) => "one_hot",
+            Op::LogSoftmaxGrad(..) => "log_softmax_grad",
+            Op::AddN(_) => "add_n",
+        }
+    }
+}
+
+/// Which pass a node belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Computed by `forward` (and `predict`).
+    Forward,
+    /// Computed by `backward`.
+    Backward,
+}
+
+/// One node of the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The operation.
+    pub op: Op,
+    /// The output shape.
+    pub shape: Shape,
+    /// Name in generated code (after the definition: `h`, `d_h`, `h_matvec`).
+    pub name: String,
+    /// Which pass computes it.
+    pub pass: Pass,
+    /// The definition text it came from, if any.
+    pub span: Option<Span>,
+}
+
+/// An input or target tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorDecl {
+    /// Name as declared.
+    pub name: String,
+    /// Shape (for a class target, `[]`).
+    pub shape: Shape,
+    /// `Some(n)` for a class-index target in `0..n`.
+    pub classes: Option<usize>,
+}
+
+/// How a parameter is initialised (mirrors `nn_runtime::Init`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum InitKind {
+    /// All zeros.
+    Zeros,
+    /// A constant.
+    Constant(f64),
+    /// Uniform in `[lo, hi)`.
+    Uniform(f64, f64),
+    /// Normal with mean and standard deviation.
+    Normal(f64, f64),
+    /// Glorot/Xavier uniform.
+    XavierUniform,
+    /// Glorot/Xavier normal.
+    XavierNormal,
+    /// He/Kaiming normal.
+    HeNormal,
+    /// He/Kaiming uniform.
+    HeUniform,
+}
+
+/// A trained parameter tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamDecl {
+    /// Name as the user sees it (`w1`, `h.weight`).
+    pub name: String,
+    /// Field name in the generated struct (`w1`, `h_weight`).
+    pub field: String,
+    /// Shape, `[out, in]` for a matrix.
+    pub shape: Shape,
+    /// Initialiser.
+    pub init: InitKind,
+}
+
+/// What counts as a correct prediction, for accuracy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// argmax of the output against a class-index target.
+    ArgmaxClass,
+    /// argmax of the output against the argmax of a (one-hot) target vector.
+    ArgmaxVector,
+    /// A single output thresholded at `threshold` against a 0/1 target.
+    Threshold(ThresholdAt),
+}
+
+/// Where a single output is cut for accuracy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdAt {
+    /// At 0.5 (a probability).
+    Half,
+    /// At 0 (a logit).
+    Zero,
+}
+
+/// A whole network: declarations, the node list and its roots.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Graph {
+    /// Scalar type.
+    pub dtype: Dtype,
+    /// Inputs in declaration order.
+    pub inputs: Vec<TensorDecl>,
+    /// Targets in declaration order.
+    pub targets: Vec<TensorDecl>,
+    /// Parameters in declaration order (the flat layout's order).
+    pub params: Vec<ParamDecl>,
+    /// The nodes, operands before users.
+    pub nodes: Vec<Node>,
+    /// The scalar loss.
+    pub loss: NodeId,
+    /// What `predict` returns.
+    pub output: NodeId,
+    /// Accuracy rule.
+    pub metric: Metric,
+    /// After differentiation: each parameter's gradient node (`None`: the loss
+    /// does not depend on it, its gradient is zero).
+    pub grads: Vec<Option<NodeId>>,
+}
+
+impl Graph {
+    /// Adds a node and returns its id.
+    pub fn push(
+        &mut self,
+        op: Op,
+        shape: Shape,
+        name: String,
+        pass: Pass,
+        span: Option<Span>,
+    ) -> NodeId {
+        self.nodes.push(Node {
+            op,
+            shape,
+            name,
+            pass,
+            span,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// The roots: loss, output and parameter gradients.
+    pub fn roots(&self) -> Vec<NodeId> {
+        let mut roots = vec![self.loss, self.output];
+        roots.extend(self.grads.iter().flatten());
+        roots
+    }
+
+    /// Replaces every use of `from` (in nodes and roots) by `to`.
+    pub fn replace_uses(&mut self, from: NodeId, to: NodeId) {
+        let f = |a: NodeId| if a == from { to } else { a };
+        for node in &mut self.nodes {
+            node.op.map_args(f);
+        }
+        self.loss = f(self.loss);
+        self.output = f(self.output);
+        for g in self.grads.iter_mut().flatten() {
+            *g = f(*g);
+        }
+    }
+
+    /// Which nodes the given roots depend on (themselves included).
+    pub fn live_from(&self, roots: &[NodeId]) -> Vec<bool> {
+        let mut live = vec![false; self.nodes.len()];
+        for &r in roots {
+            live[r] = true;
+        }
+        for id in (0..self.nodes.len()).rev() {
+            if live[id] {
+                for a in self.nodes[id].op.args() {
+                    live[a] = true;
+                }
+            }
+        }
+        live
+    }
+
+    /// For each node, how many live nodes use it (counting repeats), plus one
+    /// for each root it is.
+    pub fn use_counts(&self, live: &[bool]) -> Vec<usize> {
+        let mut uses = vec![0; self.nodes.len()];
+        for (id, node) in self.nodes.iter().enumerate() {
+            if live[id] {
+                for a in node.op.args() {
+                    uses[a] += 1;
+                }
+            }
+        }
+        for r in self.roots() {
+            uses[r] += 1;
+        }
+        uses
+    }
+}
+
+/// The graph as s-expressions, one live node a line: `%3 h [4] = (map $0 + $1 : %1 %2)`.
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let live = self.live_from(&self.roots());
+        for (id, node) in self.nodes.iter().enumerate() {
+            if !live[id] {
+                continue;
+            }
+            let pass = if node.pass == Pass::Backward {
+                "  "
+            } else {
+                ""
+            };
+            let args: Vec<String> = node.op.args().iter().map(|a| format!("%{a}")).collect();
+            let detail = match &node.op {
+                Op::Input(k) => format!("input {}", self.inputs[*k].name),
+                Op::Target(k) => format!("target {}", self.targets[*k].name),
+                Op::Param(k) => format!("param {}", self.params[*k].name),
+                Op::Map { body, .. } => format!("map {body} : {}", args.join(" ")),
+                op => format!("{} {}", op.name(), args.join(" ")),
+            };
+            writeln!(f, "{pass}%{id} {} {} = ({detail})", node.name, node.shape)?;
+        }
+        writeln!(f, "loss %{} output %{}", self.loss, self.output)?;
+        for (p, g) in self.params.iter().zip(&self.grads) {
+            match g {
+                Some(g) => writeln!(f, "grad {} = %{g}", p.name)?,
+                None => writeln!(f, "grad {} = 0", p.name)?,
+            }
+        }
+        Ok(())
+    }
+}

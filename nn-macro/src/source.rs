@@ -1,0 +1,185 @@
+//! Reading the attribute: the definition's text, from the attribute's own
+//! tokens or from a file, with a map from text offsets back to token spans
+//! so that errors point at the offending tokens.
+
+use crate::ir::Dtype;
+use nn_grammar::Diagnostic;
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use std::path::PathBuf;
+
+/// Where the definition's text came from.
+pub enum Origin {
+    /// The attribute's own tokens: `#[network { ... }]`.
+    Inline {
+        /// For each token of the text: its byte range and its span.
+        tokens: Vec<(usize, usize, Span)>,
+    },
+    /// A file: `#[network(file = "nets/xor.nn")]`.
+    File {
+        /// The path as written.
+        path: String,
+        /// The absolute path read.
+        full: PathBuf,
+        /// The span of the `"..."` literal.
+        span: Span,
+    },
+}
+
+/// A definition's text and where it came from.
+pub struct Source {
+    /// The definition text.
+    pub text: String,
+    /// Where it came from.
+    pub origin: Origin,
+    /// A `dtype = f64` option of the attribute.
+    pub dtype: Option<Dtype>,
+}
+
+/// Reads the attribute's arguments.
+pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
+    let tokens: Vec<TokenTree> = args.clone().into_iter().collect();
+    let is_options = matches!(
+        tokens.as_slice(),
+        [TokenTree::Ident(key), TokenTree::Punct(eq), ..] if eq.as_char() == '=' && (key == "file" || key == "dtype")
+    ) && !tokens
+        .iter()
+        .any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';'));
+    if tokens.is_empty() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "`#[network]` needs a definition: `#[network { input x[2]; ... }]` or `#[network(file = \"nets/net.nn\")]`",
+        ));
+    }
+    if !is_options {
+        let mut text = String::new();
+        let mut map = vec![];
+        flatten(args, &mut text, &mut map);
+        return Ok(Source {
+            text,
+            origin: Origin::Inline { tokens: map },
+            dtype: None,
+        });
+    }
+    let mut file: Option<syn::LitStr> = None;
+    let mut dtype = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("file") {
+            file = Some(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("dtype") {
+            let v: syn::Ident = meta.value()?.parse()?;
+            dtype = Some(match v.to_string().as_str() {
+                "f32" => Dtype::F32,
+                "f64" => Dtype::F64,
+                _ => {
+                    return Err(syn::Error::new(
+                        v.span(),
+                        "unknown dtype; use `f32` or `f64`",
+                    ))
+                }
+            });
+            Ok(())
+        } else {
+            Err(meta.error(
+                "unknown option; `#[network(...)]` takes `file = \"path\"` and `dtype = f32 | f64`",
+            ))
+        }
+    });
+    syn::parse::Parser::parse2(parser, args)?;
+    let Some(file) = file else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "`#[network(...)]` needs `file = \"path\"`, or write the definition inline: `#[network { ... }]`",
+        ));
+    };
+    let path = file.value();
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let full = dir.join(&path);
+    let text = std::fs::read_to_string(&full).map_err(|e| {
+        syn::Error::new(
+            file.span(),
+            format!("cannot read the definition file `{path}` ({}): {e}\n  = help: the path is relative to the crate's Cargo.toml", full.display()),
+        )
+    })?;
+    Ok(Source {
+        text,
+        origin: Origin::File {
+            path,
+            full,
+            span: file.span(),
+        },
+        dtype,
+    })
+}
+
+/// Writes each token's text, separated by spaces, recording its byte range.
+fn flatten(ts: TokenStream, text: &mut String, map: &mut Vec<(usize, usize, Span)>) {
+    let push = |s: &str, span: Span, text: &mut String, map: &mut Vec<(usize, usize, Span)>| {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        let start = text.len();
+        text.push_str(s);
+        map.push((start, text.len(), span));
+    };
+    for tt in ts {
+        match tt {
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::None => ("", ""),
+                };
+                if !open.is_empty() {
+                    push(open, g.span_open(), text, map);
+                }
+                flatten(g.stream(), text, map);
+                if !close.is_empty() {
+                    push(close, g.span_close(), text, map);
+                }
+            }
+            TokenTree::Ident(i) => push(&i.to_string(), i.span(), text, map),
+            TokenTree::Punct(p) => push(&p.as_char().to_string(), p.span(), text, map),
+            TokenTree::Literal(l) => push(&l.to_string(), l.span(), text, map),
+        }
+    }
+}
+
+impl Source {
+    /// Turns a diagnostic into a compile error at the offending tokens (inline)
+    /// or at the file literal with the file, line, column and caret (file).
+    pub fn error(&self, d: &Diagnostic) -> syn::Error {
+        match &self.origin {
+            Origin::Inline { tokens } => {
+                let msg = d.message_with_help();
+                if d.span.start == 0 && d.span.end == 0 {
+                    return syn::Error::new(Span::call_site(), msg);
+                }
+                let first = tokens.iter().find(|t| t.1 > d.span.start).or(tokens.last());
+                let last = tokens
+                    .iter()
+                    .rev()
+                    .find(|t| t.0 < d.span.end.max(d.span.start + 1))
+                    .or(first);
+                match (first, last) {
+                    (Some(f), Some(l)) => {
+                        let l = if l.0 < f.0 { f } else { l };
+                        // two tokens carrying the first and last spans: syn
+                        // makes the error cover everything between them
+                        let mut range = TokenStream::new();
+                        range.extend([
+                            TokenTree::Ident(proc_macro2::Ident::new("a", f.2)),
+                            TokenTree::Ident(proc_macro2::Ident::new("b", l.2)),
+                        ]);
+                        syn::Error::new_spanned(range, msg)
+                    }
+                    _ => syn::Error::new(Span::call_site(), msg),
+                }
+            }
+            Origin::File { path, span, .. } => syn::Error::new(*span, d.render(&self.text, path)),
+        }
+    }
+}

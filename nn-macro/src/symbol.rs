@@ -1,0 +1,55 @@
+//! The language's built-in names, in one place: functions with their
+//! arities, initialisers, dtypes and the special binding `loss`.
+
+/// The binding that is the network's loss.
+pub const LOSS: &str = "loss";
+
+/// Elementwise functions of one tensor.
+pub const UNARY: &[&str] = &[
+    "sigmoid", "tanh", "relu", "exp", "log", "sqrt", "abs", "softplus", "square",
+];
+
+/// Every function with the number of arguments it takes (`(min, max)`).
+pub const FUNCTIONS: &[(&str, usize, usize)] = &[
+    ("sigmoid", 1, 1),
+    ("tanh", 1, 1),
+    ("relu", 1, 1),
+    ("exp", 1, 1),
+    ("log", 1, 1),
+    ("sqrt", 1, 1),
+    ("abs", 1, 1),
+    ("softplus", 1, 1),
+    ("square", 1, 1),
+    ("pow", 2, 2),
+    ("sum", 1, 1),
+    ("mean", 1, 1),
+    ("dense", 2, 3),
+    ("mse", 2, 2),
+    ("softmax_cross_entropy", 2, 2),
+    ("cross_entropy", 2, 2),
+    ("bce_with_logits", 2, 2),
+    ("binary_cross_entropy_with_logits", 2, 2),
+];
+
+/// Initialisers with the number of numeric arguments each takes.
+pub const INITS: &[(&str, usize)] = &[
+    ("zeros", 0),
+    ("constant", 1),
+    ("uniform", 2),
+    ("normal", 2),
+    ("xavier", 0),
+    ("glorot", 0),
+    ("xavier_uniform", 0),
+    ("glorot_uniform", 0),
+    ("xavier_normal", 0),
+    ("glorot_normal", 0),
+    ("he", 0),
+    ("kaiming", 0),
+    ("he_normal", 0),
+    ("kaiming_normal", 0),
+    ("he_uniform", 0),
+    ("kaiming_uniform", 0),
+];
+
+/// Scalar types a definition may ask for.
+pub const DTYPES: &[&str] = &["f32", "f64"];
