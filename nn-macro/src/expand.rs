@@ -99,28 +99,43 @@ mod tests {
     use super::*;
 
     /// Expands an inline definition and formats it as a reader sees it under `cargo expand`.
-    pub fn expand_pretty(def: TokenStream) -> String {
+    fn expand_pretty(def: TokenStream) -> String {
         let out = network(
             def,
             quote!(
-                pub struct Net;
+                pub struct Xor;
             ),
         );
         let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
         prettyplease::unparse(&file)
     }
 
+    const XOR: &str = "input x[2]; target y[1]; h = sigmoid(dense(x, 4)); out = sigmoid(dense(h, 1)); loss = mse(out, y);";
+
     #[test]
-    fn scratch() {
-        let s = expand_pretty(quote!(
-            input x[2];
-            target y[1];
-            h = sigmoid(dense(x, 4));
-            out = sigmoid(dense(h, 1));
-            loss = mse(out, y);
-        ));
-        println!("{s}");
-        let g = compile_text("input x[2]; target y[1]; h = sigmoid(dense(x, 4)); out = sigmoid(dense(h, 1)); loss = mse(out, y);", None).unwrap();
-        println!("{g}");
+    fn xor_expansion() {
+        let def: TokenStream = XOR.parse().expect("tokens");
+        insta::assert_snapshot!(expand_pretty(def));
+    }
+
+    #[test]
+    fn xor_graph_after_each_stage() {
+        let def = nn_grammar::parse_definition(XOR).expect("parses");
+        let lowered = lower::lower_definition(&def, None).expect("lowers");
+        let optimised = opt::optimise(lowered.clone());
+        let diffed = autodiff::diff_graph(optimised.clone());
+        let final_graph = opt::optimise(diffed.clone());
+        let text = format!("# lowered\n{lowered}\n# optimised\n{optimised}\n# differentiated\n{diffed}\n# optimised\n{final_graph}");
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn digits_graph() {
+        let g = compile_text(
+            "input x[64]; target label: class[10]; h = relu(dense(x, 32, he)); logits = dense(h, 10); loss = softmax_cross_entropy(logits, label);",
+            None,
+        )
+        .expect("compiles");
+        insta::assert_snapshot!(g.to_string());
     }
 }

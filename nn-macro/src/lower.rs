@@ -92,10 +92,14 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
                     "f32" => Dtype::F32,
                     "f64" => Dtype::F64,
                     other => {
-                        cx.error(
-                            Diagnostic::new(name.span, format!("unknown dtype `{other}`"))
-                                .with_help("use `dtype f32;` or `dtype f64;`"),
-                        );
+                        let d = Diagnostic::new(name.span, format!("unknown dtype `{other}`"));
+                        let d = match did_you_mean(other, symbol::DTYPES.iter().copied()) {
+                            Some(s) => d.with_help(format!(
+                                "did you mean `{s}`? (`dtype f32;` or `dtype f64;`)"
+                            )),
+                            None => d.with_help("use `dtype f32;` or `dtype f64;`"),
+                        };
+                        cx.error(d);
                         continue;
                     }
                 };

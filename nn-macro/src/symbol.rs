@@ -4,11 +4,6 @@
 /// The binding that is the network's loss.
 pub const LOSS: &str = "loss";
 
-/// Elementwise functions of one tensor.
-pub const UNARY: &[&str] = &[
-    "sigmoid", "tanh", "relu", "exp", "log", "sqrt", "abs", "softplus", "square",
-];
-
 /// Every function with the number of arguments it takes (`(min, max)`).
 pub const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("sigmoid", 1, 1),
