@@ -438,7 +438,7 @@ impl<'g> Cx<'g> {
             stmts.push(self.bind_decls(
                 quote!(input),
                 &g.inputs,
-                |k| Op::Input(k),
+                Op::Input,
                 &live,
                 &mut place,
             ));
@@ -446,7 +446,7 @@ impl<'g> Cx<'g> {
                 stmts.push(self.bind_decls(
                     quote!(target),
                     &g.targets,
-                    |k| Op::Target(k),
+                    Op::Target,
                     &live,
                     &mut place,
                 ));

@@ -298,6 +298,24 @@ pub fn pow_value(x: f64, e: f64) -> f64 {
     }
 }
 
+/// A compact, fully parenthesised text form, for tests and debugging.
+impl fmt::Display for S {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            S::Arg(k) => write!(f, "${k}"),
+            S::Out => write!(f, "out"),
+            S::Const(v) => write!(f, "{v}"),
+            S::Neg(a) => write!(f, "(-{a})"),
+            S::Add(a, b) => write!(f, "({a} + {b})"),
+            S::Sub(a, b) => write!(f, "({a} - {b})"),
+            S::Mul(a, b) => write!(f, "({a} * {b})"),
+            S::Div(a, b) => write!(f, "({a} / {b})"),
+            S::Pow(a, e) => write!(f, "({a} ^ {e})"),
+            S::Call(func, a) => write!(f, "{}({a})", func.name()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,23 +383,5 @@ mod tests {
     fn subgradients_at_kinks_are_conventional() {
         assert_eq!(call(Func::Relu, S::Arg(0)).diff(0).eval(&[0.0], 0.0), 0.0);
         assert_eq!(call(Func::Abs, S::Arg(0)).diff(0).eval(&[0.0], 0.0), 0.0);
-    }
-}
-
-/// A compact, fully parenthesised text form, for tests and debugging.
-impl fmt::Display for S {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            S::Arg(k) => write!(f, "${k}"),
-            S::Out => write!(f, "out"),
-            S::Const(v) => write!(f, "{v}"),
-            S::Neg(a) => write!(f, "(-{a})"),
-            S::Add(a, b) => write!(f, "({a} + {b})"),
-            S::Sub(a, b) => write!(f, "({a} - {b})"),
-            S::Mul(a, b) => write!(f, "({a} * {b})"),
-            S::Div(a, b) => write!(f, "({a} / {b})"),
-            S::Pow(a, e) => write!(f, "({a} ^ {e})"),
-            S::Call(func, a) => write!(f, "{}({a})", func.name()),
-        }
     }
 }
