@@ -44,15 +44,15 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
     let mut next = || inner.next().expect("the grammar guarantees this part");
     Ok(match rule {
         Rule::dtype_decl => Statement::Dtype(ident(next())),
-        Rule::input_decl => Statement::Input {
-            name: ident(next()),
-            shape: shape(next())?,
-        },
+        Rule::input_decl => {
+            let name = ident(next());
+            let shape = optional_shape(inner.next(), &name)?;
+            Statement::Input { name, shape }
+        }
         Rule::target_decl => {
             let name = ident(next());
-            let kind = next();
-            let kind = match kind.as_rule() {
-                Rule::class_shape => {
+            let kind = match inner.next() {
+                Some(kind) if kind.as_rule() == Rule::class_shape => {
                     let dim = kind
                         .into_inner()
                         .find(|p| p.as_rule() == Rule::dim)
@@ -60,14 +60,19 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
                     let (classes, span) = dimension(dim)?;
                     TargetKind::Class { classes, span }
                 }
-                _ => TargetKind::Tensor(shape(kind)?),
+                kind => TargetKind::Tensor(optional_shape(kind, &name)?),
             };
             Statement::Target { name, kind }
         }
         Rule::param_decl => {
             let name = ident(next());
-            let shape = shape(next())?;
-            let init = inner.next().map(init).transpose()?;
+            let mut rest: Vec<Pair<Rule>> = inner.collect();
+            let shape_pair = match rest.first() {
+                Some(p) if p.as_rule() == Rule::shape => Some(rest.remove(0)),
+                _ => None,
+            };
+            let shape = optional_shape(shape_pair, &name)?;
+            let init = rest.pop().map(init).transpose()?;
             Statement::Param { name, shape, init }
         }
         Rule::output_decl => Statement::Output(ident(next())),
@@ -111,6 +116,17 @@ fn dimension(pair: Pair<Rule>) -> Result<(usize, Span), Diagnostic> {
             .with_help("remove the tensor or give it a size"));
     }
     Ok((n, sp))
+}
+
+/// A declared shape, or the scalar shape `[]` when none is written.
+fn optional_shape(pair: Option<Pair<Rule>>, name: &Ident) -> Result<Shape, Diagnostic> {
+    match pair {
+        Some(p) => shape(p),
+        None => Ok(Shape {
+            dims: vec![],
+            span: name.span,
+        }),
+    }
 }
 
 fn shape(pair: Pair<Rule>) -> Result<Shape, Diagnostic> {

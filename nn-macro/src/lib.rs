@@ -16,6 +16,8 @@ mod expand;
 mod ir;
 mod lower;
 mod opt;
+#[cfg(test)]
+mod robustness;
 mod scalar;
 mod source;
 mod symbol;

@@ -269,6 +269,17 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
+    // `predict` has inputs only: an output computed from a target cannot be predicted
+    let live = cx.g.live_from(&[output]);
+    if let Some(t) = (0..cx.g.nodes.len()).find(|&id| live[id] && matches!(cx.g.nodes[id].op, Op::Target(_))) {
+        let at = cx.g.nodes[output].span.unwrap_or(whole);
+        let (out_name, t_name) = (cx.g.nodes[output].name.clone(), cx.g.nodes[t].name.clone());
+        cx.error(
+            Diagnostic::new(at, format!("the output `{out_name}` depends on the target `{t_name}`, but `predict` has no target"))
+                .with_help("compute the output from inputs and parameters only; use the target in `loss`"),
+        );
+        return Err(cx.errors);
+    }
     cx.g.loss = loss;
     cx.g.output = output;
     cx.g.metric = metric_for(&cx.g, &cx.bce_logits);

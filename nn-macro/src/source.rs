@@ -44,6 +44,14 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
     ) && !tokens
         .iter()
         .any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';'));
+    // `#[network(path = "...")]`: options with a misspelt key (a definition has no strings)
+    let is_options = is_options
+        || (matches!(
+            tokens.as_slice(),
+            [TokenTree::Ident(_), TokenTree::Punct(eq), TokenTree::Literal(_), ..] if eq.as_char() == '='
+        ) && !tokens
+            .iter()
+            .any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';')));
     if tokens.is_empty() {
         return Err(syn::Error::new(
             Span::call_site(),
@@ -74,15 +82,16 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
                 _ => {
                     return Err(syn::Error::new(
                         v.span(),
-                        "unknown dtype; use `f32` or `f64`",
+                        format!("unknown dtype `{v}`\n  = help: use `dtype = f32` or `dtype = f64`"),
                     ))
                 }
             });
             Ok(())
         } else {
-            Err(meta.error(
-                "unknown option; `#[network(...)]` takes `file = \"path\"` and `dtype = f32 | f64`",
-            ))
+            let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            Err(meta.error(format!(
+                "unknown option `{key}`\n  = help: `#[network(...)]` takes `file = \"path\"` and `dtype = f32` or `dtype = f64`"
+            )))
         }
     });
     syn::parse::Parser::parse2(parser, args)?;
@@ -97,10 +106,15 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
         .map(PathBuf::from)
         .unwrap_or_default();
     let full = dir.join(&path);
+    // the path as written, never the absolute one: messages stay the same on every machine
     let text = std::fs::read_to_string(&full).map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::NotFound => format!("the definition file `{path}` does not exist"),
+            _ => format!("cannot read the definition file `{path}`: {e}"),
+        };
         syn::Error::new(
             file.span(),
-            format!("cannot read the definition file `{path}` ({}): {e}\n  = help: the path is relative to the crate's Cargo.toml", full.display()),
+            format!("{what}\n  = help: the path is relative to the directory of the crate's `Cargo.toml`"),
         )
     })?;
     Ok(Source {
