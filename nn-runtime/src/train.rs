@@ -12,13 +12,27 @@ use std::time::{Duration, Instant};
 
 /// Trains a [`Network`] with an [`Optimizer`].
 ///
-/// ```ignore
-/// let report = Trainer::new(Sgd::new(0.5))
-///     .epochs(2000)
+/// ```
+/// use nn_runtime::prelude::*;
+///
+/// #[network {
+///     input x[2]; target y[1];
+///     h = sigmoid(dense(x, 4)); out = sigmoid(dense(h, 1));
+///     loss = mse(out, y);
+/// }]
+/// struct Xor;
+///
+/// let data = Dataset::new(
+///     vec![[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]],
+///     vec![[0.0], [1.0], [1.0], [0.0]],
+/// );
+/// let mut net = Xor::new(1);
+/// let report = Trainer::new(Sgd::new(2.0))
+///     .epochs(3000)
 ///     .batch_size(0) // full batch (the default)
-///     .seed(1)
 ///     .fit(&mut net, &data)?;
-/// println!("{}", report.last().unwrap());
+/// assert_eq!(report.last().unwrap().accuracy, 1.0);
+/// # Ok::<(), TrainError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Trainer<O> {
