@@ -58,7 +58,7 @@ pub fn compile(source: &Source) -> Result<Graph, syn::Error> {
 pub fn compile_text(text: &str, dtype: Option<crate::ir::Dtype>) -> Result<Graph, Vec<Diagnostic>> {
     let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
     let g = lower::lower_definition(&def, dtype)?;
-    let g = opt::optimise(g);
+    let g = opt::tidy(g);
     let g = autodiff::diff_graph(g);
     Ok(opt::optimise(g))
 }
@@ -122,10 +122,10 @@ mod tests {
     fn xor_graph_after_each_stage() {
         let def = nn_grammar::parse_definition(XOR).expect("parses");
         let lowered = lower::lower_definition(&def, None).expect("lowers");
-        let optimised = opt::optimise(lowered.clone());
+        let optimised = opt::tidy(lowered.clone());
         let diffed = autodiff::diff_graph(optimised.clone());
         let final_graph = opt::optimise(diffed.clone());
-        let text = format!("# lowered\n{lowered}\n# optimised\n{optimised}\n# differentiated\n{diffed}\n# optimised\n{final_graph}");
+        let text = format!("# lowered\n{lowered}\n# tidied\n{optimised}\n# differentiated\n{diffed}\n# optimised\n{final_graph}");
         insta::assert_snapshot!(text);
     }
 

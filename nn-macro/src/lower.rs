@@ -47,7 +47,18 @@ struct Cx {
 
 /// Lowers a parsed definition to a graph. `dtype` from the attribute
 /// (`#[network(file = ..., dtype = f64)]`) overrides the definition's.
+/// Errors come in source order; those about the whole definition last.
 pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<Diagnostic>> {
+    lower_unsorted(def, dtype).map_err(|mut errors| {
+        errors.sort_by_key(|d| match d.span {
+            Span { start: 0, end: 0 } => usize::MAX,
+            s => s.start,
+        });
+        errors
+    })
+}
+
+fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<Diagnostic>> {
     let mut cx = Cx {
         g: Graph {
             dtype: dtype.unwrap_or(Dtype::F32),
@@ -77,6 +88,8 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
     let mut output: Option<&Ident> = None;
     let mut loss: Option<(NodeId, Span)> = None;
     let mut last_binding: Option<NodeId> = None;
+    // the last scalar binding: likely the loss under another name
+    let mut last_scalar: Option<&Ident> = None;
     let mut dtype_seen = false;
     for st in &def.statements {
         match st {
@@ -108,6 +121,9 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
                 }
             }
             Statement::Input { name, shape } => {
+                if !cx.rank_check(shape, "an input") {
+                    continue;
+                }
                 let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
                 if cx.define_check(name) {
                     let k = cx.g.inputs.len();
@@ -128,6 +144,11 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
                 }
             }
             Statement::Target { name, kind } => {
+                if let TargetKind::Tensor(s) = kind {
+                    if !cx.rank_check(s, "a target") {
+                        continue;
+                    }
+                }
                 if !cx.define_check(name) {
                     continue;
                 }
@@ -155,14 +176,10 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
                 cx.env.insert(name.name.clone(), (value, name.span));
             }
             Statement::Param { name, shape, init } => {
-                let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
-                if shape.rank() > 2 {
-                    cx.error(Diagnostic::new(
-                        name.span,
-                        "parameters have at most 2 dimensions",
-                    ));
+                if !cx.rank_check(shape, "a parameter") {
                     continue;
                 }
+                let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
                 let init = match init {
                     None => InitKind::Zeros,
                     Some(init) => match lower_init(init) {
@@ -212,6 +229,9 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
                             }
                         } else {
                             last_binding = Some(id);
+                            if cx.g.nodes[id].shape.is_scalar() {
+                                last_scalar = Some(name);
+                            }
                         }
                     }
                     Ok(Value::Class(..)) => {
@@ -247,20 +267,23 @@ pub fn lower_definition(def: &Definition, dtype: Option<Dtype>) -> Result<Graph,
         None => last_binding,
     };
     let whole = Span::new(0, 0);
-    let Some((loss, _)) = loss else {
+    let Some((loss, loss_span)) = loss else {
         if !cx.poisoned.iter().any(|n| n == symbol::LOSS) {
-            cx.error(
-                Diagnostic::new(whole, "the definition has no loss")
+            cx.error(match last_scalar {
+                Some(name) => Diagnostic::new(name.span, "the definition has no loss").with_help(
+                    format!("the loss is the binding named `loss`: rename `{}` to `loss`", name.name),
+                ),
+                None => Diagnostic::new(whole, "the definition has no loss")
                     .with_help("add a scalar binding named `loss`, such as `loss = mse(out, y);`"),
-            );
+            });
         }
         return Err(cx.errors);
     };
     let Some(output) = output else {
         if cx.errors.is_empty() {
             cx.error(
-                Diagnostic::new(whole, "the definition has no output").with_help(
-                    "bind the network's output to a name before `loss`, or add `output name;`",
+                Diagnostic::new(loss_span, "the definition has no output: no binding comes before the loss").with_help(
+                    "bind the network's output to a name before `loss`, such as `out = dense(x, 1);`, or add `output name;`",
                 ),
             );
         }
@@ -329,10 +352,17 @@ fn lower_init(init: &nn_grammar::Init) -> Result<InitKind, Diagnostic> {
             1 => format!("`{name}` takes 1 argument"),
             n => format!("`{name}` takes {n} arguments"),
         };
+        let example = match name {
+            "constant" => "`constant(c)`".to_string(),
+            "uniform" => "`uniform(lo, hi)`".to_string(),
+            "normal" => "`normal(mean, std)`".to_string(),
+            _ => format!("`{name}` with no parentheses"),
+        };
         return Err(Diagnostic::new(
             init.span,
             format!("{form}, found {}", init.args.len()),
-        ));
+        )
+        .with_help(format!("write {example}")));
     }
     let a: Vec<f64> = init.args.iter().map(|a| a.0).collect();
     Ok(match name {
@@ -390,14 +420,31 @@ impl Cx {
         self.errors.push(d);
     }
 
+    /// Checks a declared shape is a vector or a matrix; reports a higher rank.
+    fn rank_check(&mut self, shape: &nn_grammar::Shape, what: &str) -> bool {
+        if shape.dims.len() <= 2 {
+            return true;
+        }
+        self.error(
+            Diagnostic::new(
+                shape.span,
+                format!("{what} has at most 2 dimensions, found {}", shape.dims.len()),
+            )
+            .with_help("use a vector `[n]` or a matrix `[rows, cols]`"),
+        );
+        false
+    }
+
     /// Checks a new name is not taken; reports a duplicate.
     fn define_check(&mut self, name: &Ident) -> bool {
-        if let Some((_, first)) = self.env.get(&name.name) {
-            let _ = first;
+        if self.env.contains_key(&name.name) || self.poisoned.contains(&name.name) {
             self.error(
                 Diagnostic::new(name.span, format!("`{}` is defined twice", name.name))
                     .with_help("give each input, target, parameter and binding its own name"),
             );
+            // which definition later uses mean is unclear: they are not checked
+            self.env.remove(&name.name);
+            self.poisoned.push(name.name.clone());
             return false;
         }
         true
@@ -535,7 +582,10 @@ impl Cx {
             Value::Node(id) => Ok(id),
             Value::Class(..) => {
                 self.error(
-                    Diagnostic::new(e.span(), "a class-index target is not a tensor")
+                    Diagnostic::new(
+                        e.span(),
+                        format!("{} is a class-index target, not a tensor", short(e, "this")),
+                    )
                         .with_help("use it as the second argument of `softmax_cross_entropy`"),
                 );
                 Err(Reported)
@@ -557,7 +607,7 @@ impl Cx {
             }
             Expr::Binary {
                 op,
-                op_span,
+                op_span: _,
                 lhs,
                 rhs,
                 span,
@@ -566,7 +616,7 @@ impl Cx {
                 let a = self.tensor(lhs);
                 let b = self.tensor(rhs);
                 let (a, b) = (a?, b?);
-                self.binary(*op, a, b, *op_span, *span, lhs, rhs)
+                self.binary(*op, a, b, *span, lhs, rhs)
                     .map(Value::Node)
             }
             Expr::Call { func, args, span } => self.call(func, args, *span),
@@ -579,7 +629,6 @@ impl Cx {
         op: BinaryOp,
         a: NodeId,
         b: NodeId,
-        op_span: Span,
         span: Span,
         lhs: &Expr,
         rhs: &Expr,
@@ -613,8 +662,9 @@ impl Cx {
                         return Ok(self.node(Op::Sum(prod), Shape::scalar(), span));
                     }
                     (0, _) | (_, 0) => {
+                        let scalar = if sa.rank() == 0 { lhs } else { rhs };
                         self.error(
-                            Diagnostic::new(op_span, format!("`@` needs matrices or vectors, but one side of {sa} @ {sb} is a scalar"))
+                            Diagnostic::new(scalar.span(), format!("`@` needs a vector or matrix on each side, but {} is a scalar", short(scalar, "this side")))
                                 .with_help("use `*` to scale by a scalar"),
                         );
                         return Err(Reported);
@@ -623,9 +673,9 @@ impl Cx {
                         let inner_a = sa.0.last().copied().unwrap_or(1);
                         let inner_b = sb.0[0];
                         let detail = format!(
-                            "inner sizes {inner_a} and {inner_b} differ: `{}` is {sa}, `{}` is {sb}",
-                            short(lhs),
-                            short(rhs)
+                            "inner sizes {inner_a} and {inner_b} differ: {} is {sa}, {} is {sb}",
+                            short(lhs, "the left side"),
+                            short(rhs, "the right side")
                         );
                         self.error(shape_error(detail));
                         return Err(Reported);
@@ -649,7 +699,11 @@ impl Cx {
             BinaryOp::Div => div(S::Arg(0), S::Arg(1)),
         };
         let Some((shape, ba, bb)) = broadcast(&sa, &sb) else {
-            let detail = "elementwise operators need equal shapes, a scalar on one side, or a matrix [m, n] with a vector [m]".to_string();
+            let detail = format!(
+                "{} is {sa}, {} is {sb}; elementwise operators need equal shapes, a scalar on one side, or a matrix [m, n] with a vector [m]",
+                short(lhs, "the left side"),
+                short(rhs, "the right side")
+            );
             self.error(shape_error(detail));
             return Err(Reported);
         };
@@ -684,10 +738,18 @@ impl Cx {
                 format!("{min} or {max}")
             };
             let plural = if max == 1 { "argument" } else { "arguments" };
-            self.error(Diagnostic::new(
-                span,
-                format!("`{name}` takes {takes} {plural}, found {}", args.len()),
-            ));
+            // too many: point at the extra arguments; too few: at the call
+            let at = match (args.get(max), args.last()) {
+                (Some(first), Some(last)) => first.span().join(last.span()),
+                _ => span,
+            };
+            self.error(
+                Diagnostic::new(
+                    at,
+                    format!("`{name}` takes {takes} {plural}, found {}", args.len()),
+                )
+                .with_help(format!("write `{}`", signature(name))),
+            );
             return Err(Reported);
         }
         if let Some(f) = unary_func(name) {
@@ -778,9 +840,9 @@ impl Cx {
         if sa != sb {
             let msg = format!("`{name}` needs two tensors of one shape, found {sa} and {sb}");
             self.error(Diagnostic::new(span, msg).with_help(format!(
-                "`{}` is {sa}, `{}` is {sb}",
-                short(&args[0]),
-                short(&args[1])
+                "{} is {sa}, {} is {sb}",
+                short(&args[0], "the first argument"),
+                short(&args[1], "the second argument")
             )));
             return Err(Reported);
         }
@@ -919,6 +981,10 @@ impl Cx {
             let display = format!("{prefix}.{part}");
             let field = display.replace('.', "_");
             if self.env.contains_key(&field) || self.g.params.iter().any(|p| p.field == field) {
+                if self.poisoned.contains(&self.binding) {
+                    // a binding defined twice: already reported
+                    return Err(Reported);
+                }
                 self.error(Diagnostic::new(span, format!("the parameter `{display}` of this `dense` layer clashes with the name `{field}`")).with_help("rename the binding or the other name"));
                 return Err(Reported);
             }
@@ -944,6 +1010,18 @@ impl Cx {
             "dense",
             span,
         ))
+    }
+}
+
+/// How a function is called, for arity errors.
+fn signature(name: &str) -> String {
+    match name {
+        "pow" => "pow(x, c)".into(),
+        "dense" => "dense(x, units)` or `dense(x, units, init)".into(),
+        "mse" => "mse(prediction, target)".into(),
+        "softmax_cross_entropy" | "cross_entropy" => format!("{name}(logits, target)"),
+        "bce_with_logits" | "binary_cross_entropy_with_logits" => format!("{name}(logits, target)"),
+        _ => format!("{name}(x)"),
     }
 }
 
@@ -977,12 +1055,13 @@ fn const_value(e: &Expr) -> Option<f64> {
     }
 }
 
-/// A short description of an operand for messages: its name, or "this expression".
-fn short(e: &Expr) -> String {
+/// A short description of an operand for messages: its name in backticks,
+/// or `fallback` ("the left side") for a compound expression.
+fn short(e: &Expr, fallback: &str) -> String {
     match e {
-        Expr::Name(id) => id.name.clone(),
-        Expr::Number(v, _) => v.to_string(),
-        Expr::Call { func, .. } => format!("{}(...)", func.name),
-        _ => "the expression".to_string(),
+        Expr::Name(id) => format!("`{}`", id.name),
+        Expr::Number(v, _) => format!("`{v}`"),
+        Expr::Call { func, .. } => format!("`{}(...)`", func.name),
+        _ => fallback.to_string(),
     }
 }

@@ -72,9 +72,15 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
     let mut dtype = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("file") {
+            if file.is_some() {
+                return Err(meta.error("`file` is given twice\n  = help: a network has one definition file"));
+            }
             file = Some(meta.value()?.parse()?);
             Ok(())
         } else if meta.path.is_ident("dtype") {
+            if dtype.is_some() {
+                return Err(meta.error("`dtype` is given twice\n  = help: keep one `dtype = ...`"));
+            }
             let v: syn::Ident = meta.value()?.parse()?;
             dtype = Some(match v.to_string().as_str() {
                 "f32" => Dtype::F32,

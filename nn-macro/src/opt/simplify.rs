@@ -76,9 +76,23 @@ pub fn simplify(s: &S) -> S {
     }
 }
 
-/// Simplifies every elementwise node of the graph.
+/// Simplifies every elementwise node of the graph; a sum of elementwise
+/// contributions becomes one elementwise sum, so fusion can merge it.
 pub fn simplify_graph(g: &mut Graph) {
     for id in 0..g.nodes.len() {
+        if let Op::AddN(parts) = &g.nodes[id].op {
+            let all_maps = parts.iter().all(|&p| {
+                matches!(g.nodes[p].op, Op::Map { .. }) && g.nodes[p].shape == g.nodes[id].shape
+            });
+            if all_maps {
+                let body = (1..parts.len()).fold(S::Arg(0), |acc, k| add(acc, S::Arg(k)));
+                g.nodes[id].op = Op::Map {
+                    args: parts.clone(),
+                    bcast: vec![Bcast::Full; parts.len()],
+                    body,
+                };
+            }
+        }
         let Op::Map { args, bcast, body } = &g.nodes[id].op else {
             continue;
         };
