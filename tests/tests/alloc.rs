@@ -1,0 +1,177 @@
+//! The hot path allocates nothing: `predict`, `forward`, `backward`, clearing
+//! the gradient and the SGD update (`Optimizer::step` on the flat views) make
+//! zero heap allocations, once the tape and the gradient buffer exist.
+//!
+//! A counting global allocator counts only the allocations of threads that
+//! have switched counting on (a `const` thread-local flag, so reading it never
+//! allocates), so the test harness's other threads do not disturb the count.
+
+use nn_runtime::prelude::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// All counted allocations of all threads (for the report only).
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+fn note() {
+    // `try_with`: the thread-locals may already be gone while a thread exits.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        TOTAL.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns how many heap allocations (alloc, alloc_zeroed,
+/// realloc) the current thread made meanwhile.
+fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, COUNT.with(Cell::get))
+}
+
+#[test]
+fn the_counter_counts() {
+    let (v, n) = allocations(|| black_box(vec![1u8; 100]));
+    assert_eq!(n, 1);
+    drop(v);
+    let (b, n) = allocations(|| black_box(Box::new([0u64; 4])));
+    assert_eq!(n, 1);
+    drop(b);
+    let (_, n) = allocations(|| black_box(1 + 1));
+    assert_eq!(n, 0);
+}
+
+/// Counts the allocations of each hot-path operation separately, `rounds`
+/// times over the samples: predict, forward, backward, fill_zero, Sgd::step.
+fn hot_path_allocations<N: Network>(
+    net: &mut N,
+    inputs: &[N::Input],
+    targets: &[N::Target],
+    rounds: usize,
+) -> [(&'static str, usize); 5] {
+    // Allocated before the measured region.
+    let mut tape = N::new_tape();
+    let mut grads = N::new_grads();
+    let mut sgd = Sgd::new(0.01);
+    Optimizer::<N::Scalar>::init(&mut sgd, N::PARAMS);
+    let mut counts = [
+        ("predict", 0),
+        ("forward", 0),
+        ("backward", 0),
+        ("fill_zero", 0),
+        ("Sgd::step", 0),
+    ];
+    for _ in 0..rounds {
+        for (x, y) in inputs.iter().zip(targets) {
+            let (out, n) = allocations(|| net.predict(black_box(x)));
+            black_box(out);
+            counts[0].1 += n;
+            let (loss, n) = allocations(|| net.forward(black_box(x), black_box(y), &mut tape));
+            black_box(loss);
+            counts[1].1 += n;
+            let ((), n) = allocations(|| net.backward(&tape, &mut grads));
+            counts[2].1 += n;
+        }
+        let ((), n) = allocations(|| {
+            Optimizer::<N::Scalar>::step(
+                &mut sgd,
+                net.params_mut().as_mut_slice(),
+                grads.as_slice(),
+            )
+        });
+        counts[4].1 += n;
+        let ((), n) = allocations(|| grads.fill_zero());
+        counts[3].1 += n;
+    }
+    // And all of it in one measured region, as a training step runs it.
+    let ((), n) = allocations(|| {
+        for (x, y) in inputs.iter().zip(targets) {
+            black_box(net.predict(x));
+            black_box(net.forward(x, y, &mut tape));
+            net.backward(&tape, &mut grads);
+        }
+        Optimizer::<N::Scalar>::step(&mut sgd, net.params_mut().as_mut_slice(), grads.as_slice());
+        grads.fill_zero();
+    });
+    assert_eq!(n, 0, "a whole training step allocated {n} times");
+    counts
+}
+
+#[network {
+    input  x[2];
+    target y[1];
+    h    = sigmoid(dense(x, 4));
+    out  = sigmoid(dense(h, 1));
+    loss = mse(out, y);
+}]
+pub struct Xor;
+
+#[test]
+fn xor_hot_path_does_not_allocate() {
+    let mut net = Xor::new(7);
+    let inputs = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    let targets = [[0.0], [1.0], [1.0], [0.0]];
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 10);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "Xor: {what} allocated {n} times");
+    }
+    // The network did train: the parameters moved.
+    assert_ne!(net.params().as_slice(), Xor::new(7).params().as_slice());
+}
+
+#[network {
+    input  x[64];
+    target label: class[10];
+    h    = relu(dense(x, 32));
+    out  = dense(h, 10);
+    loss = softmax_cross_entropy(out, label);
+}]
+pub struct Digits;
+
+#[test]
+fn digits_sized_hot_path_does_not_allocate() {
+    let mut net = Digits::new(3);
+    let mut rng = nn_tests::Lcg::new(11);
+    let inputs: Vec<[f32; 64]> = (0..8)
+        .map(|_| core::array::from_fn(|_| rng.uniform(0.0, 16.0) as f32 / 16.0))
+        .collect();
+    let targets: Vec<usize> = (0..8).map(|i| (i * 3) % 10).collect();
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "Digits: {what} allocated {n} times");
+    }
+    assert_ne!(net.params().as_slice(), Digits::new(3).params().as_slice());
+}
