@@ -722,7 +722,10 @@ fn softmax_cross_entropy_is_stable_for_huge_logits() {
         let mut want = [1.0, 0.0, 0.0, 0.0];
         want[c] -= 1.0;
         for (k, (&got, &w)) in g.as_slice().iter().zip(&want).enumerate() {
-            assert!((got - w).abs() < 1e-9, "class {c}: grad[{k}] = {got}, expected {w}");
+            assert!(
+                (got - w).abs() < 1e-9,
+                "class {c}: grad[{k}] = {got}, expected {w}"
+            );
         }
     }
 }
@@ -969,4 +972,41 @@ fn f32_network_matches_its_f64_twin() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Minimal cases of a forward pass that must not depend on what a previous
+// forward left in a reused tape (the trainer and check_gradients reuse one).
+
+#[network { dtype f64; input x[2]; target y[2]; param b[2, 2];
+    out = x @ b;
+    loss = mse(out, y); }]
+pub struct TapeVecMat;
+
+#[network { dtype f64; input x[2]; target y[2]; param s[2];
+    c = sum(s);
+    out = c * s;
+    loss = mse(out, y); }]
+pub struct TapeSum;
+
+/// x = [1, 1], B = [[1, 2], [3, 4]]: xB = [4, 6], L = (16 + 36) / 2 = 26 on
+/// every call. s = [1, 2]: c = 3, out = [3, 6], L = (9 + 36) / 2 = 22.5.
+#[test]
+fn forward_is_repeatable_on_a_reused_tape() {
+    let mut n = TapeVecMat::new(0);
+    n.params.b = [[1.0, 2.0], [3.0, 4.0]];
+    let mut t = TapeVecMat::new_tape();
+    let vm: Vec<f64> = (0..3)
+        .map(|_| n.forward(&[1.0, 1.0], &[0.0, 0.0], &mut t))
+        .collect();
+    let mut n = TapeSum::new(0);
+    n.params.s = [1.0, 2.0];
+    let mut t = TapeSum::new_tape();
+    let sum: Vec<f64> = (0..3)
+        .map(|_| n.forward(&[1.0, 1.0], &[0.0, 0.0], &mut t))
+        .collect();
+    assert!(
+        vm == [26.0; 3] && sum == [22.5; 3],
+        "vector @ matrix: {vm:?} (expected 26 each time); sum: {sum:?} (expected 22.5 each time)"
+    );
 }
