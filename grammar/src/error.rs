@@ -88,12 +88,15 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let len = name.chars().count();
+    let limit = (len / 3).max(1);
     candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
-        .filter(|&(d, c)| d <= limit && c != name)
-        .min_by_key(|&(d, _)| d)
+        // `z` for `x` is no typo: a suggestion keeps some of the name
+        .filter(|&(d, c)| d <= limit && c != name && d < len.max(c.chars().count()))
+        // ties go alphabetically, so the suggestion does not depend on hash order
+        .min_by_key(|&(d, c)| (d, c))
         .map(|(_, c)| c)
 }
 
@@ -140,5 +143,7 @@ mod tests {
         assert_eq!(did_you_mean("sigmod", names), Some("sigmoid"));
         assert_eq!(did_you_mean("tahn", names), Some("tanh"));
         assert_eq!(did_you_mean("banana", names), None);
+        assert_eq!(did_you_mean("z", ["x", "y", "w"]), None);
+        assert_eq!(did_you_mean("ab", ["ac", "aa", "bb"]), Some("aa"));
     }
 }

@@ -219,11 +219,14 @@ fn primary(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
     match pair.as_rule() {
         Rule::number => Ok(Expr::Number(number_value(pair.as_str(), sp)?, sp)),
         Rule::ident => Ok(Expr::Name(ident(pair))),
-        Rule::group => expr(
-            pair.into_inner()
-                .find(|p| p.as_rule() == Rule::expr)
-                .expect("grammar"),
-        ),
+        Rule::group => {
+            let inner = expr(
+                pair.into_inner()
+                    .find(|p| p.as_rule() == Rule::expr)
+                    .expect("grammar"),
+            )?;
+            Ok(with_parens(inner, sp))
+        }
         Rule::call => {
             let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
             let func = ident(inner.next().expect("grammar"));
@@ -236,6 +239,17 @@ fn primary(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
         }
         other => unreachable!("not an operand: {other:?}"),
     }
+}
+
+/// A parenthesised operation spans its parentheses, so carets under it are balanced.
+fn with_parens(mut e: Expr, outer: Span) -> Expr {
+    match &mut e {
+        Expr::Unary { span, .. } | Expr::Binary { span, .. } | Expr::Call { span, .. } => {
+            *span = outer
+        }
+        _ => {}
+    }
+    e
 }
 
 /// What a grammar rule is called in an error message.
@@ -318,6 +332,55 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     if found.is_empty() && expected.contains("an operator") {
         d = d.with_help("every statement ends with `;`");
     }
+    let after = source[end..].trim_start();
+    let starts_statement = (after.starts_with('=') && !after.starts_with("=="))
+        || KEYWORDS.contains(&found)
+        || found == "loss";
+    if !found.is_empty() && expected.contains("`;`") && starts_statement {
+        d = d.with_help(format!(
+            "add `;` at the end of the statement before `{found}`"
+        ));
+        // on another line (a file): point where the `;` belongs, as rustc does
+        if let Some(prev) = end_of_previous_line(source, pos) {
+            let last = source[..prev].char_indices().last().map_or(0, |(i, _)| i);
+            d.span = Span::new(last, prev);
+            d.help = Some("add `;` here, at the end of the statement".into());
+        }
+    }
+    if found == "\"" {
+        d = d.with_help("a definition has no strings; to read one from a file, write `#[network(file = \"nets/net.nn\")]`");
+    } else if expected.contains("an operator")
+        && found.chars().all(|c| c.is_ascii_punctuation())
+        && !found.is_empty()
+        && !"()[],;=".contains(found)
+    {
+        d = d.with_help("the operators are `+`, `-`, `*`, `/`, `@` (matrix product) and `^`");
+    }
+    // `h = f(g(x);` or a missing `)` before the next statement: point at the open `(`
+    if expected.contains("`)`") && (found == ";" || found.is_empty() || starts_statement) {
+        if let Some(open) = unclosed_paren(&source[..pos]) {
+            let fix = if found == ";" {
+                "add `)` before the `;`"
+            } else {
+                "close it with `)` and end the statement with `;`"
+            };
+            d = Diagnostic::new(Span::new(open, open + 1), "this `(` is never closed")
+                .with_help(fix);
+        }
+    }
+    // `param = ...;`: a keyword where a name should be
+    let before = source[..pos].trim_end();
+    let word_start = before
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let word = &before[word_start..];
+    if expected.starts_with("a name") && KEYWORDS.contains(&word) && found == "=" {
+        d = Diagnostic::new(
+            Span::new(word_start, word_start + word.len()),
+            format!("`{word}` is a keyword and cannot name a binding"),
+        )
+        .with_help("choose another name; statement keywords cannot be names");
+    }
     if found.is_empty() || expected.starts_with("`;`") {
         // the caret lands on the last character when the text ended early
         if pos == source.len() && pos > 0 {
@@ -327,6 +390,50 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     }
     d
 }
+
+/// The end of the code before `pos` when it is on an earlier line, skipping
+/// blank lines and `//` comments (that is where a missing `;` belongs).
+fn end_of_previous_line(source: &str, pos: usize) -> Option<usize> {
+    let mut before = &source[..pos];
+    let line_start = before.rfind('\n')? + 1;
+    if !before[line_start..].trim().is_empty() {
+        return None;
+    }
+    loop {
+        before = before.trim_end();
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = &before[start..];
+        let code = match line.find("//") {
+            Some(i) => line[..i].trim_end(),
+            None => line,
+        };
+        if !code.is_empty() {
+            return Some(start + code.len());
+        }
+        if start == 0 {
+            return None;
+        }
+        before = &before[..start];
+    }
+}
+
+/// The last `(` of the current statement in `before` that no `)` closes.
+fn unclosed_paren(before: &str) -> Option<usize> {
+    let start = before.rfind(';').map_or(0, |i| i + 1);
+    let mut depth = 0usize;
+    for (i, c) in before[start..].char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' if depth == 0 => return Some(start + i),
+            '(' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Statement keywords, which cannot be names.
+const KEYWORDS: &[&str] = &["input", "target", "param", "output", "dtype", "const", "fn"];
 
 /// The end of the token starting at `pos`: a name or number, or one character.
 fn token_end(source: &str, pos: usize) -> usize {
@@ -423,10 +530,14 @@ mod tests {
 
     #[test]
     fn syntax_errors_point_at_the_token() {
-        let src = "input x[2]\nh = x;";
+        let src = "input x[2] h = x;";
         let e = parse_definition(src).unwrap_err();
         assert_eq!(&src[e.span.start..e.span.end], "h");
         assert!(e.message.contains("expected"), "{}", e.message);
+        // a missing `;` at the end of a line: the caret goes where it belongs
+        let src = "input x[2]\nh = x;";
+        let e = parse_definition(src).unwrap_err();
+        assert_eq!(&src[e.span.start..e.span.end], "]");
         let e = parse_definition("input x[0];").unwrap_err();
         assert!(e.message.contains("at least 1"));
         let e = parse_definition("h = (x + ;").unwrap_err();
@@ -435,5 +546,15 @@ mod tests {
             "{}",
             e.message
         );
+        let src = "h = sigmoid(dense(x, 4)\nout = h;";
+        let e = parse_definition(src).unwrap_err();
+        assert_eq!(e.span.start, src.find('(').unwrap(), "{e:?}");
+        assert!(e.message.contains("never closed"), "{}", e.message);
+        let src = "input x[2]\n// a comment\n\nh = x;";
+        let e = parse_definition(src).unwrap_err();
+        assert_eq!(&src[e.span.start..e.span.end], "]", "{e:?}");
+        let e = parse_definition("param = x;").unwrap_err();
+        assert_eq!((e.span.start, e.span.end), (0, 5));
+        assert!(e.message.contains("keyword"), "{}", e.message);
     }
 }

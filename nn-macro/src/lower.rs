@@ -121,7 +121,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                 }
             }
             Statement::Input { name, shape } => {
-                if !cx.rank_check(shape, "an input") {
+                if !cx.rank_check(name, shape, "an input") {
                     continue;
                 }
                 let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
@@ -145,7 +145,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             }
             Statement::Target { name, kind } => {
                 if let TargetKind::Tensor(s) = kind {
-                    if !cx.rank_check(s, "a target") {
+                    if !cx.rank_check(name, s, "a target") {
                         continue;
                     }
                 }
@@ -176,7 +176,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                 cx.env.insert(name.name.clone(), (value, name.span));
             }
             Statement::Param { name, shape, init } => {
-                if !cx.rank_check(shape, "a parameter") {
+                if !cx.rank_check(name, shape, "a parameter") {
                     continue;
                 }
                 let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
@@ -270,9 +270,12 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
     let Some((loss, loss_span)) = loss else {
         if !cx.poisoned.iter().any(|n| n == symbol::LOSS) {
             cx.error(match last_scalar {
-                Some(name) => Diagnostic::new(name.span, "the definition has no loss").with_help(
-                    format!("the loss is the binding named `loss`: rename `{}` to `loss`", name.name),
-                ),
+                Some(name) => {
+                    Diagnostic::new(name.span, "the definition has no loss").with_help(format!(
+                        "the loss is the binding named `loss`: rename `{}` to `loss`",
+                        name.name
+                    ))
+                }
                 None => Diagnostic::new(whole, "the definition has no loss")
                     .with_help("add a scalar binding named `loss`, such as `loss = mse(out, y);`"),
             });
@@ -294,7 +297,9 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
     }
     // `predict` has inputs only: an output computed from a target cannot be predicted
     let live = cx.g.live_from(&[output]);
-    if let Some(t) = (0..cx.g.nodes.len()).find(|&id| live[id] && matches!(cx.g.nodes[id].op, Op::Target(_))) {
+    if let Some(t) =
+        (0..cx.g.nodes.len()).find(|&id| live[id] && matches!(cx.g.nodes[id].op, Op::Target(_)))
+    {
         let at = cx.g.nodes[output].span.unwrap_or(whole);
         let (out_name, t_name) = (cx.g.nodes[output].name.clone(), cx.g.nodes[t].name.clone());
         cx.error(
@@ -358,11 +363,10 @@ fn lower_init(init: &nn_grammar::Init) -> Result<InitKind, Diagnostic> {
             "normal" => "`normal(mean, std)`".to_string(),
             _ => format!("`{name}` with no parentheses"),
         };
-        return Err(Diagnostic::new(
-            init.span,
-            format!("{form}, found {}", init.args.len()),
-        )
-        .with_help(format!("write {example}")));
+        return Err(
+            Diagnostic::new(init.span, format!("{form}, found {}", init.args.len()))
+                .with_help(format!("write {example}")),
+        );
     }
     let a: Vec<f64> = init.args.iter().map(|a| a.0).collect();
     Ok(match name {
@@ -421,14 +425,19 @@ impl Cx {
     }
 
     /// Checks a declared shape is a vector or a matrix; reports a higher rank.
-    fn rank_check(&mut self, shape: &nn_grammar::Shape, what: &str) -> bool {
+    fn rank_check(&mut self, name: &Ident, shape: &nn_grammar::Shape, what: &str) -> bool {
         if shape.dims.len() <= 2 {
             return true;
         }
+        // uses of the name are not reported again
+        self.poisoned.push(name.name.clone());
         self.error(
             Diagnostic::new(
                 shape.span,
-                format!("{what} has at most 2 dimensions, found {}", shape.dims.len()),
+                format!(
+                    "{what} has at most 2 dimensions, found {}",
+                    shape.dims.len()
+                ),
             )
             .with_help("use a vector `[n]` or a matrix `[rows, cols]`"),
         );
@@ -586,7 +595,7 @@ impl Cx {
                         e.span(),
                         format!("{} is a class-index target, not a tensor", short(e, "this")),
                     )
-                        .with_help("use it as the second argument of `softmax_cross_entropy`"),
+                    .with_help("use it as the second argument of `softmax_cross_entropy`"),
                 );
                 Err(Reported)
             }
@@ -616,8 +625,7 @@ impl Cx {
                 let a = self.tensor(lhs);
                 let b = self.tensor(rhs);
                 let (a, b) = (a?, b?);
-                self.binary(*op, a, b, *span, lhs, rhs)
-                    .map(Value::Node)
+                self.binary(*op, a, b, *span, lhs, rhs).map(Value::Node)
             }
             Expr::Call { func, args, span } => self.call(func, args, *span),
         }
@@ -664,8 +672,14 @@ impl Cx {
                     (0, _) | (_, 0) => {
                         let scalar = if sa.rank() == 0 { lhs } else { rhs };
                         self.error(
-                            Diagnostic::new(scalar.span(), format!("`@` needs a vector or matrix on each side, but {} is a scalar", short(scalar, "this side")))
-                                .with_help("use `*` to scale by a scalar"),
+                            Diagnostic::new(
+                                scalar.span(),
+                                format!(
+                                    "`@` needs a vector or matrix on each side, but {} is a scalar",
+                                    short(scalar, "this side")
+                                ),
+                            )
+                            .with_help("use `*` to scale by a scalar"),
                         );
                         return Err(Reported);
                     }

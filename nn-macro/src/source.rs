@@ -73,7 +73,8 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("file") {
             if file.is_some() {
-                return Err(meta.error("`file` is given twice\n  = help: a network has one definition file"));
+                return Err(meta
+                    .error("`file` is given twice\n  = help: a network has one definition file"));
             }
             file = Some(meta.value()?.parse()?);
             Ok(())
@@ -88,13 +89,19 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
                 _ => {
                     return Err(syn::Error::new(
                         v.span(),
-                        format!("unknown dtype `{v}`\n  = help: use `dtype = f32` or `dtype = f64`"),
+                        format!(
+                            "unknown dtype `{v}`\n  = help: use `dtype = f32` or `dtype = f64`"
+                        ),
                     ))
                 }
             });
             Ok(())
         } else {
-            let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            let key = meta
+                .path
+                .get_ident()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
             Err(meta.error(format!(
                 "unknown option `{key}`\n  = help: `#[network(...)]` takes `file = \"path\"` and `dtype = f32` or `dtype = f64`"
             )))

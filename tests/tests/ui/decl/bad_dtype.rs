@@ -1,0 +1,12 @@
+use nn_runtime::network;
+
+#[network {
+    dtype f16;
+    input x[2];
+    target y[1];
+    out = dense(x, 1);
+    loss = mse(out, y);
+}]
+pub struct Net;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use nn_runtime::network;
+
+#[network]
+pub struct Net;
+
+fn main() {}
