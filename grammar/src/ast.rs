@@ -67,6 +67,22 @@ pub enum Statement {
     },
     /// `output out;`
     Output(Ident),
+    /// `const alpha = 0.01;`
+    Const {
+        /// The constant's name.
+        name: Ident,
+        /// Its value: a constant expression.
+        value: Expr,
+    },
+    /// `fn swish(z) = z * sigmoid(z);`
+    Fn {
+        /// The function's name.
+        name: Ident,
+        /// Its parameters.
+        params: Vec<Ident>,
+        /// Its body.
+        body: Expr,
+    },
     /// `h = expression;`
     Binding {
         /// The bound name.
@@ -132,6 +148,18 @@ pub enum BinaryOp {
     MatMul,
     /// `a ^ b`
     Pow,
+    /// `a < b`
+    Lt,
+    /// `a > b`
+    Gt,
+    /// `a <= b`
+    Le,
+    /// `a >= b`
+    Ge,
+    /// `a == b`
+    Eq,
+    /// `a != b`
+    Ne,
 }
 
 impl BinaryOp {
@@ -144,6 +172,12 @@ impl BinaryOp {
             BinaryOp::Div => "/",
             BinaryOp::MatMul => "@",
             BinaryOp::Pow => "^",
+            BinaryOp::Lt => "<",
+            BinaryOp::Gt => ">",
+            BinaryOp::Le => "<=",
+            BinaryOp::Ge => ">=",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
         }
     }
 }
@@ -177,6 +211,17 @@ pub enum Expr {
         /// The whole expression.
         span: Span,
     },
+    /// `arg[start:end]`: a slice of a vector.
+    Slice {
+        /// The sliced vector.
+        arg: Box<Expr>,
+        /// First index, if written.
+        start: Option<(usize, Span)>,
+        /// One past the last index, if written.
+        end: Option<(usize, Span)>,
+        /// The whole expression.
+        span: Span,
+    },
     /// `func(args...)`
     Call {
         /// The function's name.
@@ -194,7 +239,10 @@ impl Expr {
         match self {
             Expr::Number(_, span) => *span,
             Expr::Name(ident) => ident.span,
-            Expr::Unary { span, .. } | Expr::Binary { span, .. } | Expr::Call { span, .. } => *span,
+            Expr::Unary { span, .. }
+            | Expr::Binary { span, .. }
+            | Expr::Slice { span, .. }
+            | Expr::Call { span, .. } => *span,
         }
     }
 }

@@ -76,6 +76,17 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
             Statement::Param { name, shape, init }
         }
         Rule::output_decl => Statement::Output(ident(next())),
+        Rule::const_decl => Statement::Const {
+            name: ident(next()),
+            value: expr(next())?,
+        },
+        Rule::fn_decl => {
+            let name = ident(next());
+            let mut rest: Vec<Pair<Rule>> = inner.collect();
+            let body = expr(rest.pop().expect("grammar: a function has a body"))?;
+            let params = rest.into_iter().map(ident).collect();
+            Statement::Fn { name, params, body }
+        }
         Rule::binding => Statement::Binding {
             name: ident(next()),
             value: expr(next())?,
@@ -94,6 +105,8 @@ fn is_keyword(rule: Rule) -> bool {
             | Rule::kw_output
             | Rule::kw_dtype
             | Rule::kw_class
+            | Rule::kw_const
+            | Rule::kw_fn
             | Rule::semi
             | Rule::lbracket
             | Rule::rbracket
@@ -170,12 +183,19 @@ fn pratt() -> &'static PrattParser<Rule> {
     static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
     PRATT.get_or_init(|| {
         PrattParser::new()
+            .op(Op::infix(Rule::lt, Assoc::Left)
+                | Op::infix(Rule::gt, Assoc::Left)
+                | Op::infix(Rule::le, Assoc::Left)
+                | Op::infix(Rule::ge, Assoc::Left)
+                | Op::infix(Rule::eq, Assoc::Left)
+                | Op::infix(Rule::ne, Assoc::Left))
             .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
             .op(Op::infix(Rule::mul, Assoc::Left)
                 | Op::infix(Rule::div, Assoc::Left)
                 | Op::infix(Rule::matmul, Assoc::Left))
             .op(Op::prefix(Rule::neg))
             .op(Op::infix(Rule::pow, Assoc::Right))
+            .op(Op::postfix(Rule::slice))
     })
 }
 
@@ -191,6 +211,36 @@ fn expr(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
                 span: sp,
             })
         })
+        .map_postfix(|arg, op| {
+            let arg = arg?;
+            let sp = arg.span().join(span(&op));
+            let mut start = None;
+            let mut end = None;
+            let mut after_colon = false;
+            for part in op.into_inner() {
+                match part.as_rule() {
+                    Rule::colon => after_colon = true,
+                    Rule::dim => {
+                        let sp = span(&part);
+                        let v = part.as_str().parse::<usize>().map_err(|_| {
+                            Diagnostic::new(sp, format!("index `{}` is too large", part.as_str()))
+                        })?;
+                        if after_colon {
+                            end = Some((v, sp));
+                        } else {
+                            start = Some((v, sp));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(Expr::Slice {
+                arg: Box::new(arg),
+                start,
+                end,
+                span: sp,
+            })
+        })
         .map_infix(|lhs, op, rhs| {
             let (lhs, rhs) = (lhs?, rhs?);
             let op_kind = match op.as_rule() {
@@ -200,6 +250,12 @@ fn expr(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
                 Rule::div => BinaryOp::Div,
                 Rule::matmul => BinaryOp::MatMul,
                 Rule::pow => BinaryOp::Pow,
+                Rule::lt => BinaryOp::Lt,
+                Rule::gt => BinaryOp::Gt,
+                Rule::le => BinaryOp::Le,
+                Rule::ge => BinaryOp::Ge,
+                Rule::eq => BinaryOp::Eq,
+                Rule::ne => BinaryOp::Ne,
                 other => unreachable!("not an operator: {other:?}"),
             };
             let sp = lhs.span().join(rhs.span());
@@ -244,9 +300,10 @@ fn primary(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
 /// A parenthesised operation spans its parentheses, so carets under it are balanced.
 fn with_parens(mut e: Expr, outer: Span) -> Expr {
     match &mut e {
-        Expr::Unary { span, .. } | Expr::Binary { span, .. } | Expr::Call { span, .. } => {
-            *span = outer
-        }
+        Expr::Unary { span, .. }
+        | Expr::Binary { span, .. }
+        | Expr::Slice { span, .. }
+        | Expr::Call { span, .. } => *span = outer,
         _ => {}
     }
     e
@@ -261,10 +318,18 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::target_decl
         | Rule::param_decl
         | Rule::output_decl
+        | Rule::const_decl
+        | Rule::fn_decl
         | Rule::binding => {
-            "a statement (`input`, `target`, `param`, `output`, `dtype` or `name = expression;`)"
+            "a statement (`input`, `target`, `param`, `output`, `dtype`, `const`, `fn` or `name = expression;`)"
         }
-        Rule::kw_input | Rule::kw_target | Rule::kw_param | Rule::kw_output | Rule::kw_dtype => {
+        Rule::kw_input
+        | Rule::kw_target
+        | Rule::kw_param
+        | Rule::kw_output
+        | Rule::kw_dtype
+        | Rule::kw_const
+        | Rule::kw_fn => {
             "a statement"
         }
         Rule::kw_class => "`class`",
@@ -277,7 +342,19 @@ fn describe(rule: Rule) -> Option<&'static str> {
             "an expression"
         }
         Rule::number | Rule::signed_number => "a number",
-        Rule::infix | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::matmul | Rule::pow => {
+        Rule::infix
+        | Rule::add
+        | Rule::sub
+        | Rule::mul
+        | Rule::div
+        | Rule::matmul
+        | Rule::pow
+        | Rule::lt
+        | Rule::gt
+        | Rule::le
+        | Rule::ge
+        | Rule::eq
+        | Rule::ne => {
             "an operator"
         }
         Rule::EOI => "the end of the definition",
@@ -479,6 +556,60 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn functions_constants_comparisons_and_slices() {
+        let d = parse_definition(
+            "const alpha = 0.01; fn swish(z) = z * sigmoid(z); fn two(a, b) = a; m = x [ 1 : 3 ] < = y [ : 2 ] ; n = a == b;",
+        )
+        .unwrap();
+        let Statement::Const { name, .. } = &d.statements[0] else {
+            panic!()
+        };
+        assert_eq!(name.name, "alpha");
+        let Statement::Fn { params, .. } = &d.statements[2] else {
+            panic!()
+        };
+        assert_eq!(params.len(), 2);
+        let Statement::Binding { value, .. } = &d.statements[3] else {
+            panic!()
+        };
+        let Expr::Binary {
+            op: BinaryOp::Le,
+            lhs,
+            rhs,
+            ..
+        } = value
+        else {
+            panic!("{value:?}")
+        };
+        assert!(matches!(
+            **lhs,
+            Expr::Slice {
+                start: Some((1, _)),
+                end: Some((3, _)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            **rhs,
+            Expr::Slice {
+                start: None,
+                end: Some((2, _)),
+                ..
+            }
+        ));
+        let Statement::Binding { value, .. } = &d.statements[4] else {
+            panic!()
+        };
+        assert!(matches!(
+            value,
+            Expr::Binary {
+                op: BinaryOp::Eq,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use crate::ir::*;
 use crate::opt::simplify::simplify;
-use crate::scalar::{build::*, S};
+use crate::scalar::{build::*, Func, S};
 
 /// Appends the backward pass to `g` and records each parameter's gradient.
 pub fn diff_graph(mut g: Graph) -> Graph {
@@ -94,7 +94,7 @@ fn vjp(g: &mut Graph, id: NodeId, node: &Node, d: NodeId, needs: &[bool]) -> Vec
                 // derivative mentions the whole body (sigmoid' = out (1 - out))
                 let deriv = simplify(&body.diff(k).reuse_output(body));
                 let renum: Vec<usize> = (1..=n).collect();
-                let deriv = replace_out(&deriv.renumber(&renum), n + 1);
+                let deriv = deriv.renumber(&renum).out_to_arg(n + 1);
                 let contrib = simplify(&mul(S::Arg(0), deriv));
                 let mut margs = vec![d];
                 margs.extend(args.iter().copied());
@@ -111,13 +111,13 @@ fn vjp(g: &mut Graph, id: NodeId, node: &Node, d: NodeId, needs: &[bool]) -> Vec
                 match b {
                     Bcast::Full => add(g, a, map),
                     // a broadcast operand's adjoint sums over the broadcast
-                    Bcast::Scalar | Bcast::Col => {
+                    Bcast::Scalar | Bcast::Col | Bcast::Row => {
                         let name = format!("{}_full", part_name(g, a));
                         let full = push(g, map, node.shape.clone(), name);
-                        let reduce = if b == Bcast::Scalar {
-                            Op::Sum(full)
-                        } else {
-                            Op::SumCols(full)
+                        let reduce = match b {
+                            Bcast::Scalar => Op::Sum(full),
+                            Bcast::Col => Op::SumCols(full),
+                            _ => Op::SumRows(full),
                         };
                         add(g, a, reduce);
                     }
@@ -243,36 +243,68 @@ fn vjp(g: &mut Graph, id: NodeId, node: &Node, d: NodeId, needs: &[bool]) -> Vec
                 }
             }
         }
+        // out = aᵀ: d_a = dᵀ
+        &Op::Transpose(a) => {
+            if needs[a] {
+                add(g, a, Op::Transpose(d));
+            }
+        }
+        // out = a[start..]: d_a = d placed at start in zeros
+        &Op::Slice(a, start) => {
+            if needs[a] {
+                add(g, a, Op::Pad(d, start));
+            }
+        }
+        // out = a placed at start: d_a = d[start..]
+        &Op::Pad(a, start) => {
+            if needs[a] {
+                add(g, a, Op::Slice(d, start));
+            }
+        }
+        // out = [a, b]: d_a = d[..n], d_b = d[n..]
+        &Op::Concat(a, b) => {
+            if needs[a] {
+                add(g, a, Op::Slice(d, 0));
+            }
+            if needs[b] {
+                let n = g.nodes[a].shape.len();
+                add(g, b, Op::Slice(d, n));
+            }
+        }
+        // out[j] = Σ_i a[i][j]: d_a[i][j] = d[j]
+        &Op::SumRows(a) => {
+            if needs[a] {
+                add(
+                    g,
+                    a,
+                    Op::Map {
+                        args: vec![d],
+                        bcast: vec![Bcast::Row],
+                        body: S::Arg(0),
+                    },
+                );
+            }
+        }
+        // out = logsumexp(a): d_a = d softmax(a) = d exp(a - out)
+        &Op::LogSumExp(a) => {
+            if needs[a] {
+                let body = mul(S::Arg(0), call(Func::Exp, sub(S::Arg(1), S::Arg(2))));
+                add(
+                    g,
+                    a,
+                    Op::Map {
+                        args: vec![d, a, id],
+                        bcast: vec![Bcast::Scalar, Bcast::Full, Bcast::Scalar],
+                        body,
+                    },
+                );
+            }
+        }
         Op::OneHot(..) | Op::LogSoftmaxGrad(..) => {
             unreachable!("backward-only ops are never differentiated (no second derivatives)")
         }
     }
     out
-}
-
-/// Replaces `Out` by `Arg(k)`.
-fn replace_out(s: &S, k: usize) -> S {
-    let subst_out = |e: &S| -> S {
-        if *e == S::Out {
-            S::Arg(k)
-        } else {
-            e.clone()
-        }
-    };
-    map_tree(s, &subst_out)
-}
-
-fn map_tree(s: &S, f: &dyn Fn(&S) -> S) -> S {
-    match s {
-        S::Neg(a) => neg(map_tree(a, f)),
-        S::Add(a, b) => add(map_tree(a, f), map_tree(b, f)),
-        S::Sub(a, b) => sub(map_tree(a, f), map_tree(b, f)),
-        S::Mul(a, b) => mul(map_tree(a, f), map_tree(b, f)),
-        S::Div(a, b) => div(map_tree(a, f), map_tree(b, f)),
-        S::Pow(a, e) => pow(map_tree(a, f), *e),
-        S::Call(func, a) => call(*func, map_tree(a, f)),
-        leaf => f(leaf),
-    }
 }
 
 /// Drops the operands a body does not read (and merges repeated ones),

@@ -4,7 +4,7 @@
 //! function's doc comment lists the maths it computes, line by line.
 
 use crate::ir::*;
-use crate::scalar::{Func, S};
+use crate::scalar::{Cmp, Func, S};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use std::collections::{HashMap, HashSet};
@@ -435,13 +435,7 @@ impl<'g> Cx<'g> {
                 }
             }
         } else {
-            stmts.push(self.bind_decls(
-                quote!(input),
-                &g.inputs,
-                Op::Input,
-                &live,
-                &mut place,
-            ));
+            stmts.push(self.bind_decls(quote!(input), &g.inputs, Op::Input, &live, &mut place));
             if which == Which::Forward {
                 stmts.push(self.bind_decls(
                     quote!(target),
@@ -533,6 +527,15 @@ impl<'g> Cx<'g> {
                 }
                 let zero = self.zero(&node.shape);
                 stmts.push(quote!(let mut #n: #ty = #zero;));
+            }
+            if let Place::Tape(_) = &dest {
+                if !overwrites(&node.op) {
+                    // a reused tape holds the last sample's values: clear
+                    // before accumulating into it
+                    let v = dest.value();
+                    let zero = self.zero(&node.shape);
+                    stmts.push(quote!(#v = #zero;));
+                }
             }
             self.emit_into(id, &dest, Mode::Assign, &place, &mut stmts);
             place.insert(id, dest);
@@ -636,7 +639,7 @@ impl<'g> Cx<'g> {
             && self.g.nodes.iter().enumerate().any(|(u, user)| {
                 self.live[u]
                     && user.pass == node.pass
-                    && matches!(user.op, Op::Sum(a) | Op::SumCols(a) if a == id)
+                    && matches!(user.op, Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) if a == id)
             })
     }
 
@@ -708,7 +711,7 @@ impl<'g> Cx<'g> {
                 let (u, v) = (p(*u).borrow(), p(*v).borrow());
                 out.push(quote!(#k::outer_acc(#u, #v, #d);));
             }
-            Op::Sum(a) | Op::SumCols(a) => {
+            Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) => {
                 let shape = &g.nodes[*a].shape;
                 let idx = loop_index(shape);
                 let e = if self.inlined(*a) {
@@ -718,9 +721,43 @@ impl<'g> Cx<'g> {
                 };
                 let lhs = match node.op {
                     Op::Sum(_) => dest.value(),
-                    _ => dest.index(&quote!([i])),
+                    Op::SumCols(_) => dest.index(&quote!([i])),
+                    _ => dest.index(&quote!([j])),
                 };
                 out.push(loops(shape, quote!(#lhs += #e;)));
+            }
+            Op::Transpose(a) => {
+                let v = p(*a).index(&quote!([j][i]));
+                let lhs = dest.index(&quote!([i][j]));
+                out.push(loops(&node.shape, assign(mode, lhs, v)));
+            }
+            Op::Slice(a, start) => {
+                let v = p(*a).index(&quote!([i + #start]));
+                out.push(loops(
+                    &node.shape,
+                    assign(mode, dest.index(&quote!([i])), v),
+                ));
+            }
+            Op::Pad(a, start) => {
+                let v = p(*a).index(&quote!([i]));
+                let lhs = dest.index(&quote!([i + #start]));
+                out.push(loops(&g.nodes[*a].shape, quote!(#lhs += #v;)));
+            }
+            Op::Concat(a, b) => {
+                let n = g.nodes[*a].shape.len();
+                let (va, vb) = (p(*a).index(&quote!([i])), p(*b).index(&quote!([i])));
+                out.push(loops(
+                    &g.nodes[*a].shape,
+                    assign(mode, dest.index(&quote!([i])), va),
+                ));
+                out.push(loops(
+                    &g.nodes[*b].shape,
+                    assign(mode, dest.index(&quote!([i + #n])), vb),
+                ));
+            }
+            Op::LogSumExp(a) => {
+                let flat = flat_view(p(*a).borrow(), &g.nodes[*a].shape);
+                out.push(assign(mode, dest.value(), quote!(#k::logsumexp(#flat))));
             }
             Op::LogSoftmax(z) => {
                 let z = p(*z).borrow();
@@ -807,6 +844,7 @@ impl<'g> Cx<'g> {
                 match b {
                     Bcast::Full => pl.index(idx),
                     Bcast::Col => pl.index(&quote!([i])),
+                    Bcast::Row => pl.index(&quote!([j])),
                     Bcast::Scalar => pl.value(),
                 }
             })
@@ -832,8 +870,10 @@ impl<'g> Cx<'g> {
                 Op::MatMulNT(dd, b) => 2 * count(*dd) * g.nodes[*b].shape.0[0] as u64,
                 Op::MatMulTN(a, dd) => 2 * count(*a) * g.nodes[*dd].shape.0[1] as u64,
                 Op::Outer(..) => 2 * len,
-                Op::Sum(a) | Op::SumCols(a) => count(*a),
+                Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) => count(*a),
                 Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) => 4 * len,
+                Op::LogSumExp(a) => 3 * count(*a),
+                Op::Transpose(_) | Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => 0,
                 Op::AddN(parts) => len * parts.len().saturating_sub(1) as u64,
             };
             match node.pass {
@@ -986,8 +1026,54 @@ impl<'g> Cx<'g> {
             Op::OneHot(t, d) => format!("one_hot({}) · {}", n(t), n(d)),
             Op::LogSoftmaxGrad(y, d) => format!("{1} - exp({0}) · Σ {1}", n(y), n(d)),
             Op::AddN(parts) => parts.iter().map(n).collect::<Vec<_>>().join(" + "),
+            Op::Transpose(a) => format!("{}ᵀ", n(a)),
+            Op::Slice(a, start) => {
+                let len = self.g.nodes[id].shape.len();
+                format!("{}[{start}:{}]", n(a), start + len)
+            }
+            Op::Pad(a, start) => {
+                let total = self.g.nodes[id].shape.len();
+                format!("{} placed at {start} in zeros of length {total}", n(a))
+            }
+            Op::Concat(a, b) => format!("[{}, {}]", n(a), n(b)),
+            Op::SumRows(a) => format!("Σ_i {}[i][j]", n(a)),
+            Op::LogSumExp(a) => format!("logsumexp({})", n(a)),
             Op::Input(_) | Op::Target(_) | Op::Param(_) => n(&id),
         }
+    }
+}
+
+/// Whether emitting `op` in assign mode writes every element of its
+/// destination (others add into it and need it zeroed first).
+fn overwrites(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Map { .. }
+            | Op::MatVec(..)
+            | Op::MatMul(..)
+            | Op::LogSoftmax(_)
+            | Op::LogSumExp(_)
+            | Op::Pick(..)
+            | Op::Transpose(_)
+            | Op::Slice(..)
+            | Op::Concat(..)
+    )
+}
+
+/// `lhs = v;` or `lhs += v;`.
+fn assign(mode: Mode, lhs: TokenStream, v: TokenStream) -> TokenStream {
+    match mode {
+        Mode::Assign => quote!(#lhs = #v;),
+        Mode::Accumulate => quote!(#lhs += #v;),
+    }
+}
+
+/// A tensor reference viewed as a flat slice.
+fn flat_view(borrowed: TokenStream, shape: &Shape) -> TokenStream {
+    match shape.rank() {
+        0 => quote!(::core::slice::from_ref(#borrowed)),
+        1 => quote!(&(#borrowed)[..]),
+        _ => quote!((#borrowed).as_flattened()),
     }
 }
 
@@ -1094,8 +1180,45 @@ fn scalar_tokens(s: &S, args: &[TokenStream]) -> (TokenStream, u8) {
             );
             quote!(#a.#m())
         }
+        S::Cmp(op, a, b) => {
+            let c = cmp_tokens(*op, a, b, args);
+            quote!((if #c { 1.0 } else { 0.0 }))
+        }
+        S::Select(p, a, b) => {
+            let cond = match &**p {
+                S::Cmp(op, x, y) => cmp_tokens(*op, x, y, args),
+                other => {
+                    let v = wrap(other, 1);
+                    quote!(#v != 0.0)
+                }
+            };
+            let (a, b) = (scalar_tokens(a, args).0, scalar_tokens(b, args).0);
+            quote!((if #cond { #a } else { #b }))
+        }
     };
     (t, prec(s))
+}
+
+/// `a < b` and the other comparisons, as a Rust condition.
+fn cmp_tokens(op: Cmp, a: &S, b: &S, args: &[TokenStream]) -> TokenStream {
+    let (a, b) = (scalar_tokens(a, args), scalar_tokens(b, args));
+    let (a, b) = (paren_below(a, 1), paren_below(b, 1));
+    match op {
+        Cmp::Lt => quote!(#a < #b),
+        Cmp::Gt => quote!(#a > #b),
+        Cmp::Le => quote!(#a <= #b),
+        Cmp::Ge => quote!(#a >= #b),
+        Cmp::Eq => quote!(#a == #b),
+        Cmp::Ne => quote!(#a != #b),
+    }
+}
+
+fn paren_below((t, p): (TokenStream, u8), min: u8) -> TokenStream {
+    if p < min {
+        quote!((#t))
+    } else {
+        t
+    }
 }
 
 /// The maths of a scalar expression, for doc comments.
@@ -1119,6 +1242,18 @@ fn scalar_math(s: &S, args: &[String]) -> (String, u8) {
         S::Div(a, b) => format!("{} / {}", wrap(a, 2), wrap(b, 3)),
         S::Pow(a, e) => format!("{}^{e}", wrap(a, 4)),
         S::Call(f, a) => format!("{}({})", f.name(), scalar_math(a, args).0),
+        S::Cmp(op, a, b) => format!(
+            "[{} {} {}]",
+            scalar_math(a, args).0,
+            op.symbol(),
+            scalar_math(b, args).0
+        ),
+        S::Select(p, a, b) => format!(
+            "({} ? {} : {})",
+            scalar_math(p, args).0,
+            scalar_math(a, args).0,
+            scalar_math(b, args).0
+        ),
     };
     (t, prec(s))
 }

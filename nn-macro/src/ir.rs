@@ -48,6 +48,8 @@ pub enum Bcast {
     Scalar,
     /// A vector `[m]` used along the columns of an `[m, n]` output (a bias): `a[i]`.
     Col,
+    /// A vector `[n]` used along the rows of an `[m, n]` output: `a[j]`.
+    Row,
 }
 
 /// The scalar type of a network.
@@ -106,6 +108,18 @@ pub enum Op {
     LogSoftmaxGrad(NodeId, NodeId),
     /// Sum of same-shaped tensors (an adjoint with several contributions).
     AddN(Vec<NodeId>),
+    /// `aᵀ`: `[m, n] -> [n, m]`.
+    Transpose(NodeId),
+    /// `a[start..start + len]` of a vector, `len` the node's size: `[n] -> [len]`.
+    Slice(NodeId, usize),
+    /// `a` placed at `start` in zeros of the node's size (the adjoint of `Slice`): `[k] -> [n]`.
+    Pad(NodeId, usize),
+    /// `a` then `b`: `[n], [m] -> [n + m]`.
+    Concat(NodeId, NodeId),
+    /// Column sums, `out[j] = Σ_i a[i][j]`: `[m, n] -> [n]`.
+    SumRows(NodeId),
+    /// `ln Σ exp(a)`, computed stably: any shape -> `[]`.
+    LogSumExp(NodeId),
 }
 
 impl Op {
@@ -114,7 +128,14 @@ impl Op {
         match self {
             Op::Input(_) | Op::Target(_) | Op::Param(_) => vec![],
             Op::Map { args, .. } | Op::AddN(args) => args.clone(),
-            Op::Sum(a) | Op::SumCols(a) | Op::LogSoftmax(a) => vec![*a],
+            Op::Sum(a)
+            | Op::SumCols(a)
+            | Op::SumRows(a)
+            | Op::LogSoftmax(a)
+            | Op::LogSumExp(a)
+            | Op::Transpose(a)
+            | Op::Slice(a, _)
+            | Op::Pad(a, _) => vec![*a],
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
             | Op::VecMat(a, b)
@@ -124,6 +145,7 @@ impl Op {
             | Op::Outer(a, b)
             | Op::Pick(a, b)
             | Op::OneHot(a, b)
+            | Op::Concat(a, b)
             | Op::LogSoftmaxGrad(a, b) => vec![*a, *b],
         }
     }
@@ -133,7 +155,14 @@ impl Op {
         match self {
             Op::Input(_) | Op::Target(_) | Op::Param(_) => {}
             Op::Map { args, .. } | Op::AddN(args) => args.iter_mut().for_each(|a| *a = f(*a)),
-            Op::Sum(a) | Op::SumCols(a) | Op::LogSoftmax(a) => *a = f(*a),
+            Op::Sum(a)
+            | Op::SumCols(a)
+            | Op::SumRows(a)
+            | Op::LogSoftmax(a)
+            | Op::LogSumExp(a)
+            | Op::Transpose(a)
+            | Op::Slice(a, _)
+            | Op::Pad(a, _) => *a = f(*a),
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
             | Op::VecMat(a, b)
@@ -143,6 +172,7 @@ impl Op {
             | Op::Outer(a, b)
             | Op::Pick(a, b)
             | Op::OneHot(a, b)
+            | Op::Concat(a, b)
             | Op::LogSoftmaxGrad(a, b) => {
                 *a = f(*a);
                 *b = f(*b);
@@ -171,6 +201,12 @@ impl Op {
             Op::OneHot(..) => "one_hot",
             Op::LogSoftmaxGrad(..) => "log_softmax_grad",
             Op::AddN(_) => "add_n",
+            Op::Transpose(_) => "transpose",
+            Op::Slice(..) => "slice",
+            Op::Pad(..) => "pad",
+            Op::Concat(..) => "concat",
+            Op::SumRows(_) => "sum_rows",
+            Op::LogSumExp(_) => "logsumexp",
         }
     }
 }
@@ -381,6 +417,9 @@ impl fmt::Display for Graph {
                 Op::Target(k) => format!("target {}", self.targets[*k].name),
                 Op::Param(k) => format!("param {}", self.params[*k].name),
                 Op::Map { body, .. } => format!("map {body} : {}", args.join(" ")),
+                Op::Slice(_, start) | Op::Pad(_, start) => {
+                    format!("{} {} @{start}", node.op.name(), args.join(" "))
+                }
                 op => format!("{} {}", op.name(), args.join(" ")),
             };
             writeln!(f, "{pass}%{id} {} {} = ({detail})", node.name, node.shape)?;

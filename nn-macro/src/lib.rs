@@ -13,6 +13,8 @@ use proc_macro::TokenStream;
 mod autodiff;
 mod emit;
 mod expand;
+#[cfg(test)]
+mod interp;
 mod ir;
 mod lower;
 mod opt;

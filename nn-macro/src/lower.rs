@@ -4,7 +4,7 @@
 //! stopped at: every independent mistake in a definition is reported.
 
 use crate::ir::*;
-use crate::scalar::{build::*, Func, S};
+use crate::scalar::{build::*, Cmp, Func, S};
 use crate::symbol;
 use nn_grammar::{
     did_you_mean, BinaryOp, Definition, Diagnostic, Expr, Ident, Span, Statement, TargetKind,
@@ -43,6 +43,20 @@ struct Cx {
     names: HashMap<String, usize>,
     /// Logits passed to `bce_with_logits` (a single such output is cut at 0 for accuracy).
     bce_logits: Vec<NodeId>,
+    /// `const` hyperparameters defined so far.
+    consts: HashMap<String, f64>,
+    /// User functions, by name.
+    fns: HashMap<String, FnDef>,
+    /// The user functions being inlined, innermost last, each with its
+    /// parameters' values (to find recursion and resolve names).
+    frames: Vec<(String, HashMap<String, Value>)>,
+}
+
+/// A user function `fn name(params) = body;`.
+#[derive(Clone)]
+struct FnDef {
+    params: Vec<Ident>,
+    body: Expr,
 }
 
 /// Lowers a parsed definition to a graph. `dtype` from the attribute
@@ -79,7 +93,11 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         dense_in_binding: 0,
         names: HashMap::new(),
         bce_logits: vec![],
+        consts: HashMap::new(),
+        fns: HashMap::new(),
+        frames: vec![],
     };
+    cx.collect_functions(def);
     for st in &def.statements {
         if let Some(name) = declared_name(st) {
             cx.all_names.entry(name.name.clone()).or_insert(name.span);
@@ -93,6 +111,21 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
     let mut dtype_seen = false;
     for st in &def.statements {
         match st {
+            // collected before the walk: functions may be called before their definition
+            Statement::Fn { .. } => {}
+            Statement::Const { name, value } => {
+                let defined = cx.define_check(name);
+                match cx.const_eval(value) {
+                    Ok(v) if defined => {
+                        cx.consts.insert(name.name.clone(), v);
+                    }
+                    Ok(_) => {}
+                    Err(d) => {
+                        cx.error(d);
+                        cx.poisoned.push(name.name.clone());
+                    }
+                }
+            }
             Statement::Dtype(name) => {
                 if dtype_seen {
                     cx.error(
@@ -319,8 +352,9 @@ fn declared_name(st: &Statement) -> Option<&Ident> {
         Statement::Input { name, .. }
         | Statement::Target { name, .. }
         | Statement::Param { name, .. }
-        | Statement::Binding { name, .. } => Some(name),
-        Statement::Dtype(_) | Statement::Output(_) => None,
+        | Statement::Binding { name, .. }
+        | Statement::Const { name, .. } => Some(name),
+        Statement::Dtype(_) | Statement::Output(_) | Statement::Fn { .. } => None,
     }
 }
 
@@ -400,6 +434,29 @@ fn lower_init(init: &nn_grammar::Init) -> Result<InitKind, Diagnostic> {
     })
 }
 
+/// Shape of an elementwise result of several operands and how each
+/// broadcasts into it: the result has the shape of the highest-rank operand;
+/// the others are equal to it, scalars, or (with a matrix) vectors along its
+/// columns.
+pub fn broadcast_all(shapes: &[Shape]) -> Option<(Shape, Vec<Bcast>)> {
+    let out = shapes.iter().max_by_key(|s| s.rank())?.clone();
+    let bcast = shapes
+        .iter()
+        .map(|s| {
+            if *s == out {
+                Some(Bcast::Full)
+            } else if s.is_scalar() {
+                Some(Bcast::Scalar)
+            } else if out.rank() == 2 && s.rank() == 1 && s.0[0] == out.0[0] {
+                Some(Bcast::Col)
+            } else {
+                None
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((out, bcast))
+}
+
 /// Shape of an elementwise result, and how each operand broadcasts into it:
 /// equal shapes; a scalar with anything; a vector `[m]` with a matrix `[m, n]`
 /// (a bias added to every column).
@@ -446,7 +503,10 @@ impl Cx {
 
     /// Checks a new name is not taken; reports a duplicate.
     fn define_check(&mut self, name: &Ident) -> bool {
-        if self.env.contains_key(&name.name) || self.poisoned.contains(&name.name) {
+        if self.env.contains_key(&name.name)
+            || self.consts.contains_key(&name.name)
+            || self.poisoned.contains(&name.name)
+        {
             self.error(
                 Diagnostic::new(name.span, format!("`{}` is defined twice", name.name))
                     .with_help("give each input, target, parameter and binding its own name"),
@@ -556,6 +616,30 @@ impl Cx {
     }
 
     fn lookup(&mut self, name: &Ident) -> Lowered {
+        if let Some(&v) = self.consts.get(&name.name) {
+            return Ok(Value::Node(self.constant(v, name.span)));
+        }
+        if let Some((func, params)) = self.frames.last() {
+            if let Some(v) = params.get(&name.name) {
+                return Ok(*v);
+            }
+            // a function sees its parameters and the constants, nothing else
+            let func = func.clone();
+            let mut d = Diagnostic::new(
+                name.span,
+                format!("`{}` is not a parameter of `{func}`", name.name),
+            );
+            let known: Vec<&str> = params.keys().map(String::as_str).collect();
+            d = match did_you_mean(&name.name, known) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!(
+                    "a function sees only its parameters and `const`s: pass `{}` as an argument",
+                    name.name
+                )),
+            };
+            self.error(d);
+            return Err(Reported);
+        }
         if let Some((v, _)) = self.env.get(&name.name) {
             return Ok(*v);
         }
@@ -628,7 +712,208 @@ impl Cx {
                 self.binary(*op, a, b, *span, lhs, rhs).map(Value::Node)
             }
             Expr::Call { func, args, span } => self.call(func, args, *span),
+            Expr::Slice {
+                arg,
+                start,
+                end,
+                span,
+            } => self.slice(arg, *start, *end, *span).map(Value::Node),
         }
+    }
+
+    /// `x[a:b]` of a vector.
+    fn slice(
+        &mut self,
+        arg: &Expr,
+        start: Option<(usize, Span)>,
+        end: Option<(usize, Span)>,
+        span: Span,
+    ) -> Result<NodeId, Reported> {
+        let x = self.tensor(arg)?;
+        let shape = self.g.nodes[x].shape.clone();
+        if shape.rank() != 1 {
+            self.error(
+                Diagnostic::new(
+                    span,
+                    format!(
+                        "only vectors can be sliced, but {} has shape {shape}",
+                        short(arg, "this")
+                    ),
+                )
+                .with_help("slice a vector `[n]` as `x[a:b]`"),
+            );
+            return Err(Reported);
+        }
+        let n = shape.0[0];
+        let a = start.map_or(0, |s| s.0);
+        let b = end.map_or(n, |e| e.0);
+        if a >= b || b > n {
+            let at = match (start, end) {
+                (Some(s), Some(e)) => s.1.join(e.1),
+                (Some(s), None) => s.1,
+                (None, Some(e)) => e.1,
+                (None, None) => span,
+            };
+            self.error(
+                Diagnostic::new(
+                    at,
+                    format!("the slice [{a}:{b}] is out of range for a vector of {n}"),
+                )
+                .with_help(format!("a slice `[a:b]` needs 0 <= a < b <= {n}")),
+            );
+            return Err(Reported);
+        }
+        Ok(self.node(Op::Slice(x, a), Shape(vec![b - a]), span))
+    }
+
+    /// Records every `fn` before lowering, so calls may precede definitions;
+    /// a function may not shadow a built-in or be defined twice.
+    fn collect_functions(&mut self, def: &Definition) {
+        for st in &def.statements {
+            let Statement::Fn { name, params, body } = st else {
+                continue;
+            };
+            if symbol::FUNCTIONS.iter().any(|f| f.0 == name.name) {
+                self.error(
+                    Diagnostic::new(name.span, format!("`{}` is a built-in function", name.name))
+                        .with_help("give your function another name"),
+                );
+                continue;
+            }
+            if self.fns.contains_key(&name.name) {
+                self.error(
+                    Diagnostic::new(
+                        name.span,
+                        format!("the function `{}` is defined twice", name.name),
+                    )
+                    .with_help("give each function its own name"),
+                );
+                continue;
+            }
+            for (k, p) in params.iter().enumerate() {
+                if params[..k].iter().any(|q| q.name == p.name) {
+                    self.error(Diagnostic::new(
+                        p.span,
+                        format!("the parameter `{}` is declared twice", p.name),
+                    ));
+                }
+            }
+            self.fns.insert(
+                name.name.clone(),
+                FnDef {
+                    params: params.clone(),
+                    body: body.clone(),
+                },
+            );
+        }
+    }
+
+    /// Inlines a call of a user function: its body is lowered with the
+    /// parameters bound to the arguments, so it is differentiated
+    /// symbolically like any built-in.
+    fn call_user(&mut self, func: &Ident, args: &[Expr], span: Span) -> Lowered {
+        let f = self.fns[&func.name].clone();
+        if let Some(pos) = self.frames.iter().position(|(n, _)| *n == func.name) {
+            let chain: Vec<&str> = self.frames[pos..].iter().map(|(n, _)| n.as_str()).collect();
+            self.error(
+                Diagnostic::new(func.span, format!("the function `{}` calls itself ({} -> {})", func.name, chain.join(" -> "), func.name))
+                    .with_help("recursion cannot be unrolled at compile time; write the function without calling itself"),
+            );
+            return Err(Reported);
+        }
+        if args.len() != f.params.len() {
+            let plural = if f.params.len() == 1 {
+                "argument"
+            } else {
+                "arguments"
+            };
+            let names: Vec<&str> = f.params.iter().map(|p| p.name.as_str()).collect();
+            self.error(
+                Diagnostic::new(
+                    span,
+                    format!(
+                        "`{}` takes {} {plural}, found {}",
+                        func.name,
+                        f.params.len(),
+                        args.len()
+                    ),
+                )
+                .with_help(format!("write `{}({})`", func.name, names.join(", "))),
+            );
+            return Err(Reported);
+        }
+        let mut bound = HashMap::new();
+        let mut failed = false;
+        for (p, a) in f.params.iter().zip(args) {
+            match self.expr(a) {
+                Ok(v) => {
+                    bound.insert(p.name.clone(), v);
+                }
+                Err(Reported) => failed = true,
+            }
+        }
+        if failed {
+            return Err(Reported);
+        }
+        self.frames.push((func.name.clone(), bound));
+        let result = self.expr(&f.body);
+        self.frames.pop();
+        result
+    }
+
+    /// The value of a constant expression: numbers, `const`s, `+ - * / ^`.
+    fn const_eval(&self, e: &Expr) -> Result<f64, Diagnostic> {
+        let v = match e {
+            Expr::Number(v, _) => *v,
+            Expr::Name(n) => match self.consts.get(&n.name) {
+                Some(v) => *v,
+                None => {
+                    return Err(
+                        Diagnostic::new(n.span, format!("`{}` is not a constant", n.name))
+                            .with_help("a `const` is computed from numbers and other `const`s"),
+                    )
+                }
+            },
+            Expr::Unary { arg, .. } => -self.const_eval(arg)?,
+            Expr::Binary {
+                op, lhs, rhs, span, ..
+            } => {
+                let (a, b) = (self.const_eval(lhs)?, self.const_eval(rhs)?);
+                match op {
+                    BinaryOp::Add => a + b,
+                    BinaryOp::Sub => a - b,
+                    BinaryOp::Mul => a * b,
+                    BinaryOp::Div => a / b,
+                    BinaryOp::Pow => crate::scalar::pow_value(a, b),
+                    _ => {
+                        return Err(Diagnostic::new(
+                            *span,
+                            format!("`{}` is not allowed in a constant", op.symbol()),
+                        )
+                        .with_help("use `+`, `-`, `*`, `/` and `^` on numbers and `const`s"))
+                    }
+                }
+            }
+            other => {
+                return Err(Diagnostic::new(
+                    other.span(),
+                    "a constant must be computed from numbers and other `const`s",
+                )
+                .with_help("write a number, such as `const alpha = 0.01;`"))
+            }
+        };
+        if !v.is_finite() {
+            return Err(Diagnostic::new(
+                e.span(),
+                format!("this constant is not finite ({v})"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// A constant expression where one is required (an exponent, a slope).
+    fn const_of(&self, e: &Expr) -> Option<f64> {
+        self.const_eval(e).ok()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -698,7 +983,7 @@ impl Cx {
                 return Ok(self.node(opk, shape, span));
             }
             BinaryOp::Pow => {
-                let Some(e) = const_value(rhs) else {
+                let Some(e) = self.const_of(rhs) else {
                     self.error(
                         Diagnostic::new(rhs.span(), "the exponent of `^` must be a number")
                             .with_help("write a constant exponent such as `x ^ 2` or `x ^ 0.5`; use `exp(y * log(x))` for a variable one"),
@@ -707,6 +992,12 @@ impl Cx {
                 };
                 return Ok(self.unary(a, pow(S::Arg(0), e), "pow", span));
             }
+            BinaryOp::Lt => cmp(Cmp::Lt, S::Arg(0), S::Arg(1)),
+            BinaryOp::Gt => cmp(Cmp::Gt, S::Arg(0), S::Arg(1)),
+            BinaryOp::Le => cmp(Cmp::Le, S::Arg(0), S::Arg(1)),
+            BinaryOp::Ge => cmp(Cmp::Ge, S::Arg(0), S::Arg(1)),
+            BinaryOp::Eq => cmp(Cmp::Eq, S::Arg(0), S::Arg(1)),
+            BinaryOp::Ne => cmp(Cmp::Ne, S::Arg(0), S::Arg(1)),
             BinaryOp::Add => add(S::Arg(0), S::Arg(1)),
             BinaryOp::Sub => sub(S::Arg(0), S::Arg(1)),
             BinaryOp::Mul => mul(S::Arg(0), S::Arg(1)),
@@ -725,20 +1016,28 @@ impl Cx {
             BinaryOp::Add => "add",
             BinaryOp::Sub => "sub",
             BinaryOp::Mul => "mul",
-            _ => "div",
+            BinaryOp::Div => "div",
+            _ => "cmp",
         };
         Ok(self.map(vec![a, b], vec![ba, bb], body, shape, what, span))
     }
 
     fn call(&mut self, func: &Ident, args: &[Expr], span: Span) -> Lowered {
         let name = func.name.as_str();
+        if self.fns.contains_key(name) {
+            return self.call_user(func, args, span);
+        }
         let Some(&(_, min, max)) = symbol::FUNCTIONS.iter().find(|f| f.0 == name) else {
             // still check the arguments, for their own errors
             for a in args {
                 let _ = self.expr(a);
             }
             let d = Diagnostic::new(func.span, format!("unknown function `{name}`"));
-            let d = match did_you_mean(name, symbol::FUNCTIONS.iter().map(|f| f.0)) {
+            let known = symbol::FUNCTIONS
+                .iter()
+                .map(|f| f.0)
+                .chain(self.fns.keys().map(String::as_str));
+            let d = match did_you_mean(name, known) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help("the README's language reference lists every function"),
             };
@@ -773,7 +1072,7 @@ impl Cx {
         match name {
             "pow" => {
                 let x = self.tensor(&args[0])?;
-                let Some(e) = const_value(&args[1]) else {
+                let Some(e) = self.const_of(&args[1]) else {
                     self.error(
                         Diagnostic::new(args[1].span(), "the exponent of `pow` must be a number")
                             .with_help("write a constant such as `pow(x, 3)`"),
@@ -782,6 +1081,9 @@ impl Cx {
                 };
                 Ok(Value::Node(self.unary(x, pow(S::Arg(0), e), "pow", span)))
             }
+            "sum" | "mean" if args.len() == 2 => {
+                self.reduce_axis(name, args, span).map(Value::Node)
+            }
             "sum" => {
                 let x = self.tensor(&args[0])?;
                 Ok(Value::Node(self.node(Op::Sum(x), Shape::scalar(), span)))
@@ -789,6 +1091,219 @@ impl Cx {
             "mean" => {
                 let x = self.tensor(&args[0])?;
                 Ok(Value::Node(self.mean(x, span)))
+            }
+            "leaky_relu" | "elu" => {
+                let x = self.tensor(&args[0])?;
+                let default = if name == "elu" { 1.0 } else { 0.01 };
+                let alpha = match args.get(1) {
+                    None => default,
+                    Some(a) => match self.const_of(a) {
+                        Some(v) => v,
+                        None => {
+                            self.error(
+                                Diagnostic::new(
+                                    a.span(),
+                                    format!("the slope of `{name}` must be a constant"),
+                                )
+                                .with_help(format!(
+                                    "write a number or a `const`, as in `{name}(x, {default})`"
+                                )),
+                            );
+                            return Err(Reported);
+                        }
+                    },
+                };
+                let x0 = S::Arg(0);
+                let negative = if name == "elu" {
+                    mul(c(alpha), sub(call(Func::Exp, x0.clone()), c(1.0)))
+                } else {
+                    mul(c(alpha), x0.clone())
+                };
+                let body = select(cmp(Cmp::Gt, x0.clone(), c(0.0)), x0, negative);
+                Ok(Value::Node(self.unary(x, body, name, span)))
+            }
+            "gelu" | "gelu_exact" | "silu" | "swish" | "softsign" => {
+                let x = self.tensor(&args[0])?;
+                let x0 = || S::Arg(0);
+                let body = match name {
+                    // x Φ(x) with the tanh approximation of Φ
+                    "gelu" => mul(
+                        mul(c(0.5), x0()),
+                        add(
+                            c(1.0),
+                            call(
+                                Func::Tanh,
+                                mul(
+                                    c((2.0 / std::f64::consts::PI).sqrt()),
+                                    add(x0(), mul(c(0.044715), pow(x0(), 3.0))),
+                                ),
+                            ),
+                        ),
+                    ),
+                    // x Φ(x) = x (1 + erf(x / √2)) / 2
+                    "gelu_exact" => mul(
+                        mul(c(0.5), x0()),
+                        add(
+                            c(1.0),
+                            call(Func::Erf, mul(c(std::f64::consts::FRAC_1_SQRT_2), x0())),
+                        ),
+                    ),
+                    "softsign" => div(x0(), add(c(1.0), call(Func::Abs, x0()))),
+                    // silu = swish = x sigmoid(x)
+                    _ => mul(x0(), call(Func::Sigmoid, x0())),
+                };
+                Ok(Value::Node(self.unary(x, body, name, span)))
+            }
+            "min" | "max" | "clamp" | "where" => {
+                let mut ids = vec![];
+                let mut failed = false;
+                for a in args {
+                    match self.tensor(a) {
+                        Ok(id) => ids.push(id),
+                        Err(Reported) => failed = true,
+                    }
+                }
+                if failed {
+                    return Err(Reported);
+                }
+                let shapes: Vec<Shape> = ids
+                    .iter()
+                    .map(|&id| self.g.nodes[id].shape.clone())
+                    .collect();
+                let Some((shape, bcast)) = broadcast_all(&shapes) else {
+                    let listed: Vec<String> = shapes.iter().map(|s| s.to_string()).collect();
+                    self.error(
+                        Diagnostic::new(span, format!("the shapes {} do not match for `{name}`", listed.join(", ")))
+                            .with_help("elementwise functions need equal shapes, scalars, or a matrix [m, n] with vectors [m]"),
+                    );
+                    return Err(Reported);
+                };
+                let (a0, a1, a2) = (S::Arg(0), S::Arg(1), S::Arg(2));
+                let body = match name {
+                    // at a tie the second operand is chosen (and gets the gradient)
+                    "min" => select(cmp(Cmp::Lt, a0.clone(), a1.clone()), a0, a1),
+                    "max" => select(cmp(Cmp::Gt, a0.clone(), a1.clone()), a0, a1),
+                    // below lo: lo; above hi: hi; else x
+                    "clamp" => select(
+                        cmp(Cmp::Lt, a0.clone(), a1.clone()),
+                        a1,
+                        select(cmp(Cmp::Gt, a0.clone(), a2.clone()), a2, a0),
+                    ),
+                    // where(c, a, b): a where c is non-zero
+                    _ => select(a0, a1, a2),
+                };
+                Ok(Value::Node(self.map(ids, bcast, body, shape, name, span)))
+            }
+            "softmax" | "log_softmax" | "logsumexp" | "transpose" | "norm" => {
+                let x = self.tensor(&args[0])?;
+                let shape = self.g.nodes[x].shape.clone();
+                match name {
+                    "softmax" | "log_softmax" => {
+                        if shape.rank() != 1 {
+                            self.error(Diagnostic::new(
+                                args[0].span(),
+                                format!("`{name}` needs a vector, found shape {shape}"),
+                            ));
+                            return Err(Reported);
+                        }
+                        let ls = self.node(Op::LogSoftmax(x), shape.clone(), span);
+                        if name == "log_softmax" {
+                            return Ok(Value::Node(ls));
+                        }
+                        // softmax = exp(log_softmax), stable for large inputs
+                        Ok(Value::Node(self.unary(
+                            ls,
+                            call(Func::Exp, S::Arg(0)),
+                            "softmax",
+                            span,
+                        )))
+                    }
+                    "logsumexp" => Ok(Value::Node(self.node(
+                        Op::LogSumExp(x),
+                        Shape::scalar(),
+                        span,
+                    ))),
+                    "transpose" => {
+                        if shape.rank() != 2 {
+                            self.error(Diagnostic::new(
+                                args[0].span(),
+                                format!("`transpose` needs a matrix, found shape {shape}"),
+                            ));
+                            return Err(Reported);
+                        }
+                        Ok(Value::Node(self.node(
+                            Op::Transpose(x),
+                            Shape(vec![shape.0[1], shape.0[0]]),
+                            span,
+                        )))
+                    }
+                    // norm(x) = sqrt(Σ x²); its gradient x / norm(x) is undefined at 0
+                    _ => {
+                        let sq = self.unary(x, pow(S::Arg(0), 2.0), "sq", span);
+                        let total = self.node(Op::Sum(sq), Shape::scalar(), span);
+                        Ok(Value::Node(self.unary(
+                            total,
+                            call(Func::Sqrt, S::Arg(0)),
+                            "norm",
+                            span,
+                        )))
+                    }
+                }
+            }
+            "dot" | "outer" => {
+                let a = self.tensor(&args[0]);
+                let b = self.tensor(&args[1]);
+                let (a, b) = (a?, b?);
+                let (sa, sb) = (self.g.nodes[a].shape.clone(), self.g.nodes[b].shape.clone());
+                if sa.rank() != 1 || sb.rank() != 1 || (name == "dot" && sa != sb) {
+                    let need = if name == "dot" {
+                        "two vectors of one length"
+                    } else {
+                        "two vectors"
+                    };
+                    self.error(Diagnostic::new(
+                        span,
+                        format!("`{name}` needs {need}, found {sa} and {sb}"),
+                    ));
+                    return Err(Reported);
+                }
+                if name == "outer" {
+                    return Ok(Value::Node(self.node(
+                        Op::Outer(a, b),
+                        Shape(vec![sa.0[0], sb.0[0]]),
+                        span,
+                    )));
+                }
+                let prod = self.map(
+                    vec![a, b],
+                    vec![Bcast::Full; 2],
+                    mul(S::Arg(0), S::Arg(1)),
+                    sa,
+                    "mul",
+                    span,
+                );
+                Ok(Value::Node(self.node(Op::Sum(prod), Shape::scalar(), span)))
+            }
+            "concat" => {
+                let mut parts = vec![];
+                for a in args {
+                    let id = self.tensor(a)?;
+                    if self.g.nodes[id].shape.rank() != 1 {
+                        let sh = self.g.nodes[id].shape.clone();
+                        self.error(Diagnostic::new(
+                            a.span(),
+                            format!("`concat` joins vectors, but this has shape {sh}"),
+                        ));
+                        return Err(Reported);
+                    }
+                    parts.push(id);
+                }
+                let mut acc = parts[0];
+                for &p in &parts[1..] {
+                    let n = self.g.nodes[acc].shape.len() + self.g.nodes[p].shape.len();
+                    acc = self.node(Op::Concat(acc, p), Shape(vec![n]), span);
+                }
+                Ok(Value::Node(acc))
             }
             "dense" => self.dense(args, span).map(Value::Node),
             "mse" => {
@@ -823,6 +1338,43 @@ impl Cx {
             }
             _ => unreachable!("every function in symbol::FUNCTIONS is lowered"),
         }
+    }
+
+    /// `sum(x, axis)` and `mean(x, axis)` of a matrix: axis 0 sums each
+    /// column (`[m, n] -> [n]`), axis 1 each row (`[m, n] -> [m]`).
+    fn reduce_axis(&mut self, name: &str, args: &[Expr], span: Span) -> Result<NodeId, Reported> {
+        let x = self.tensor(&args[0])?;
+        let shape = self.g.nodes[x].shape.clone();
+        let axis = self.const_of(&args[1]);
+        let (op, out, count) = match (axis, shape.rank()) {
+            (Some(a), 2) if a == 0.0 => (Op::SumRows(x), Shape(vec![shape.0[1]]), shape.0[0]),
+            (Some(a), 2) if a == 1.0 => (Op::SumCols(x), Shape(vec![shape.0[0]]), shape.0[1]),
+            (_, 2) => {
+                self.error(
+                    Diagnostic::new(
+                        args[1].span(),
+                        format!("the axis of `{name}` must be 0 or 1"),
+                    )
+                    .with_help("axis 0 reduces each column to one value, axis 1 each row"),
+                );
+                return Err(Reported);
+            }
+            _ => {
+                self.error(
+                    Diagnostic::new(
+                        args[0].span(),
+                        format!("`{name}(x, axis)` needs a matrix, found shape {shape}"),
+                    )
+                    .with_help(format!("use `{name}(x)` to reduce a vector to a scalar")),
+                );
+                return Err(Reported);
+            }
+        };
+        let total = self.node(op, out.clone(), span);
+        if name == "sum" || count == 1 {
+            return Ok(total);
+        }
+        Ok(self.unary(total, div(S::Arg(0), c(count as f64)), "mean", span))
     }
 
     fn mean(&mut self, x: NodeId, span: Span) -> NodeId {
@@ -1054,19 +1606,6 @@ fn unary_func(name: &str) -> Option<S> {
         _ => return None,
     };
     Some(call(f, S::Arg(0)))
-}
-
-/// The value of a constant expression (`2`, `-0.5`, `(3)`).
-fn const_value(e: &Expr) -> Option<f64> {
-    match e {
-        Expr::Number(v, _) => Some(*v),
-        Expr::Unary {
-            op: UnaryOp::Neg,
-            arg,
-            ..
-        } => const_value(arg).map(|v| -v),
-        _ => None,
-    }
 }
 
 /// A short description of an operand for messages: its name in backticks,

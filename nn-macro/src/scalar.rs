@@ -27,6 +27,8 @@ pub enum Func {
     Abs,
     /// `ln(1 + e^x)`, computed stably; d/dx = sigmoid(x)
     Softplus,
+    /// the error function; d/dx = 2/√π e^(-x²)
+    Erf,
     /// `1` where x > 0, else `0`; d/dx = 0
     Step,
     /// `-1`, `0` or `1`; d/dx = 0
@@ -45,6 +47,7 @@ impl Func {
             Func::Sqrt => "sqrt",
             Func::Abs => "abs",
             Func::Softplus => "softplus",
+            Func::Erf => "erf",
             Func::Step => "step",
             Func::Sign => "sign",
         }
@@ -61,6 +64,7 @@ impl Func {
             Func::Sqrt => x.sqrt(),
             Func::Abs => x.abs(),
             Func::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Func::Erf => erf(x),
             Func::Step => f64::from(u8::from(x > 0.0)),
             Func::Sign => {
                 if x > 0.0 {
@@ -71,6 +75,80 @@ impl Func {
                     0.0
                 }
             }
+        }
+    }
+}
+
+/// The error function, for constant folding and reference evaluation
+/// (Abramowitz–Stegun 7.1.26 refined by one Newton step on erf's series is
+/// not needed here: folding only meets user constants, so the series and
+/// continued fraction below, accurate to ~1e-15, suffice).
+pub fn erf(x: f64) -> f64 {
+    if x.abs() < 2.5 {
+        // Maclaurin series: erf x = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1))
+        let mut term = x;
+        let mut sum = x;
+        let x2 = x * x;
+        for n in 1..80 {
+            term *= -x2 / n as f64;
+            let add = term / (2 * n + 1) as f64;
+            sum += add;
+            if add.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else {
+        // continued fraction for erfc, evaluated backwards
+        let ax = x.abs();
+        let mut f = 0.0;
+        for k in (1..60).rev() {
+            f = (k as f64 / 2.0) / (ax + f);
+        }
+        let erfc = (-ax * ax).exp() / (ax + f) / std::f64::consts::PI.sqrt();
+        (1.0 - erfc).copysign(x)
+    }
+}
+
+/// A comparison, giving 1 where it holds and 0 elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cmp {
+    /// `<`
+    Lt,
+    /// `>`
+    Gt,
+    /// `<=`
+    Le,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+impl Cmp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Gt => ">",
+            Cmp::Le => "<=",
+            Cmp::Ge => ">=",
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+        }
+    }
+
+    /// Whether `a op b` holds.
+    pub fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Cmp::Lt => a < b,
+            Cmp::Gt => a > b,
+            Cmp::Le => a <= b,
+            Cmp::Ge => a >= b,
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
         }
     }
 }
@@ -98,6 +176,10 @@ pub enum S {
     Pow(Box<S>, f64),
     /// `f(a)`
     Call(Func, Box<S>),
+    /// `1` where `a op b` holds, else `0`; its derivative is 0
+    Cmp(Cmp, Box<S>, Box<S>),
+    /// `a` where `cond` is non-zero, else `b`; d = select(cond, da, db)
+    Select(Box<S>, Box<S>, Box<S>),
 }
 
 /// Constructors that keep call sites short.
@@ -135,18 +217,55 @@ pub mod build {
     pub fn c(v: f64) -> S {
         S::Const(v)
     }
+    /// `1` where `a op b`, else `0`.
+    pub fn cmp(op: Cmp, a: S, b: S) -> S {
+        S::Cmp(op, Box::new(a), Box::new(b))
+    }
+    /// `a` where `cond`, else `b`.
+    pub fn select(cond: S, a: S, b: S) -> S {
+        S::Select(Box::new(cond), Box::new(a), Box::new(b))
+    }
 }
 
 use build::*;
 
 impl S {
+    /// The same node with each child replaced by `f(child)`.
+    pub fn map_children(&self, f: &mut dyn FnMut(&S) -> S) -> S {
+        match self {
+            S::Arg(_) | S::Out | S::Const(_) => self.clone(),
+            S::Neg(a) => neg(f(a)),
+            S::Add(a, b) => add(f(a), f(b)),
+            S::Sub(a, b) => sub(f(a), f(b)),
+            S::Mul(a, b) => mul(f(a), f(b)),
+            S::Div(a, b) => div(f(a), f(b)),
+            S::Pow(a, e) => pow(f(a), *e),
+            S::Call(func, a) => call(*func, f(a)),
+            S::Cmp(op, a, b) => cmp(*op, f(a), f(b)),
+            S::Select(c0, a, b) => select(f(c0), f(a), f(b)),
+        }
+    }
+
+    /// The children, in order.
+    pub fn children(&self) -> Vec<&S> {
+        match self {
+            S::Arg(_) | S::Out | S::Const(_) => vec![],
+            S::Neg(a) | S::Pow(a, _) | S::Call(_, a) => vec![a],
+            S::Add(a, b) | S::Sub(a, b) | S::Mul(a, b) | S::Div(a, b) | S::Cmp(_, a, b) => {
+                vec![a, b]
+            }
+            S::Select(c0, a, b) => vec![c0, a, b],
+        }
+    }
+
     /// `∂self/∂Arg(k)`, by the chain rule, unsimplified. Each rule reuses the
     /// forward subexpression it differentiates, so that a later pass can
     /// replace it by the stored forward value.
     pub fn diff(&self, k: usize) -> S {
         match self {
             S::Arg(j) => c(if *j == k { 1.0 } else { 0.0 }),
-            S::Out | S::Const(_) => c(0.0),
+            // comparisons are piecewise constant
+            S::Out | S::Const(_) | S::Cmp(..) => c(0.0),
             // d(-a) = -da
             S::Neg(a) => neg(a.diff(k)),
             // d(a + b) = da + db
@@ -162,6 +281,8 @@ impl S {
             ),
             // d(a^c) = c a^(c-1) da
             S::Pow(a, e) => mul(mul(c(*e), pow((**a).clone(), e - 1.0)), a.diff(k)),
+            // d select(p, a, b) = select(p, da, db): the branch taken
+            S::Select(p, a, b) => select((**p).clone(), a.diff(k), b.diff(k)),
             S::Call(f, a) => {
                 let inner = a.diff(k);
                 let fx = self.clone();
@@ -185,6 +306,11 @@ impl S {
                     Func::Abs => call(Func::Sign, x),
                     // softplus' = sigmoid
                     Func::Softplus => call(Func::Sigmoid, x),
+                    // erf' = 2/√π e^(-x²)
+                    Func::Erf => mul(
+                        c(std::f64::consts::FRAC_2_SQRT_PI),
+                        call(Func::Exp, neg(pow(x, 2.0))),
+                    ),
                     // piecewise constant
                     Func::Step | Func::Sign => c(0.0),
                 };
@@ -196,34 +322,51 @@ impl S {
     /// Evaluates at the given operands and output (the reference semantics).
     #[cfg(test)]
     pub fn eval(&self, args: &[f64], out: f64) -> f64 {
+        let e = |s: &S| s.eval(args, out);
         match self {
             S::Arg(k) => args[*k],
             S::Out => out,
             S::Const(v) => *v,
-            S::Neg(a) => -a.eval(args, out),
-            S::Add(a, b) => a.eval(args, out) + b.eval(args, out),
-            S::Sub(a, b) => a.eval(args, out) - b.eval(args, out),
-            S::Mul(a, b) => a.eval(args, out) * b.eval(args, out),
-            S::Div(a, b) => a.eval(args, out) / b.eval(args, out),
-            S::Pow(a, e) => pow_value(a.eval(args, out), *e),
-            S::Call(f, a) => f.eval(a.eval(args, out)),
+            S::Neg(a) => -e(a),
+            S::Add(a, b) => e(a) + e(b),
+            S::Sub(a, b) => e(a) - e(b),
+            S::Mul(a, b) => e(a) * e(b),
+            S::Div(a, b) => e(a) / e(b),
+            S::Pow(a, p) => pow_value(e(a), *p),
+            S::Call(f, a) => f.eval(e(a)),
+            S::Cmp(op, a, b) => f64::from(u8::from(op.holds(e(a), e(b)))),
+            S::Select(p, a, b) => {
+                if e(p) != 0.0 {
+                    e(a)
+                } else {
+                    e(b)
+                }
+            }
         }
     }
 
     /// Replaces every `Arg(k)` by `subst[k]`.
     pub fn substitute(&self, subst: &[S]) -> S {
-        self.map_leaves(&|leaf| match leaf {
+        match self {
             S::Arg(k) => subst[*k].clone(),
-            other => other.clone(),
-        })
+            other => other.map_children(&mut |ch| ch.substitute(subst)),
+        }
     }
 
     /// Renumbers operands: `Arg(k)` becomes `Arg(map[k])`.
     pub fn renumber(&self, map: &[usize]) -> S {
-        self.map_leaves(&|leaf| match leaf {
+        match self {
             S::Arg(k) => S::Arg(map[*k]),
-            other => other.clone(),
-        })
+            other => other.map_children(&mut |ch| ch.renumber(map)),
+        }
+    }
+
+    /// Replaces `Out` by `Arg(k)`.
+    pub fn out_to_arg(&self, k: usize) -> S {
+        match self {
+            S::Out => S::Arg(k),
+            other => other.map_children(&mut |ch| ch.out_to_arg(k)),
+        }
     }
 
     /// Replaces every occurrence of the subtree `whole` by `Out`.
@@ -231,53 +374,21 @@ impl S {
         if self == whole {
             return S::Out;
         }
-        match self {
-            S::Neg(a) => neg(a.reuse_output(whole)),
-            S::Add(a, b) => add(a.reuse_output(whole), b.reuse_output(whole)),
-            S::Sub(a, b) => sub(a.reuse_output(whole), b.reuse_output(whole)),
-            S::Mul(a, b) => mul(a.reuse_output(whole), b.reuse_output(whole)),
-            S::Div(a, b) => div(a.reuse_output(whole), b.reuse_output(whole)),
-            S::Pow(a, e) => pow(a.reuse_output(whole), *e),
-            S::Call(f, a) => call(*f, a.reuse_output(whole)),
-            leaf => leaf.clone(),
-        }
-    }
-
-    fn map_leaves(&self, f: &dyn Fn(&S) -> S) -> S {
-        match self {
-            S::Neg(a) => neg(a.map_leaves(f)),
-            S::Add(a, b) => add(a.map_leaves(f), b.map_leaves(f)),
-            S::Sub(a, b) => sub(a.map_leaves(f), b.map_leaves(f)),
-            S::Mul(a, b) => mul(a.map_leaves(f), b.map_leaves(f)),
-            S::Div(a, b) => div(a.map_leaves(f), b.map_leaves(f)),
-            S::Pow(a, e) => pow(a.map_leaves(f), *e),
-            S::Call(func, a) => call(*func, a.map_leaves(f)),
-            leaf => f(leaf),
-        }
+        self.map_children(&mut |ch| ch.reuse_output(whole))
     }
 
     /// Whether the expression reads `Arg(k)`.
     pub fn uses_arg(&self, k: usize) -> bool {
-        self.any_leaf(&|leaf| *leaf == S::Arg(k))
+        *self == S::Arg(k) || self.children().iter().any(|ch| ch.uses_arg(k))
     }
 
-    fn any_leaf(&self, p: &dyn Fn(&S) -> bool) -> bool {
-        match self {
-            S::Neg(a) | S::Pow(a, _) | S::Call(_, a) => a.any_leaf(p),
-            S::Add(a, b) | S::Sub(a, b) | S::Mul(a, b) | S::Div(a, b) => {
-                a.any_leaf(p) || b.any_leaf(p)
-            }
-            leaf => p(leaf),
-        }
-    }
-
-    /// Floating-point operations to evaluate once (a function call counts one).
+    /// Floating-point operations to evaluate once (a function call or a comparison counts one).
     pub fn flops(&self) -> u64 {
-        match self {
-            S::Arg(_) | S::Out | S::Const(_) => 0,
-            S::Neg(a) | S::Pow(a, _) | S::Call(_, a) => 1 + a.flops(),
-            S::Add(a, b) | S::Sub(a, b) | S::Mul(a, b) | S::Div(a, b) => 1 + a.flops() + b.flops(),
-        }
+        let own = match self {
+            S::Arg(_) | S::Out | S::Const(_) | S::Select(..) => 0,
+            _ => 1,
+        };
+        own + self.children().iter().map(|ch| ch.flops()).sum::<u64>()
     }
 
     /// The constant value, if the expression is one.
@@ -312,6 +423,8 @@ impl fmt::Display for S {
             S::Div(a, b) => write!(f, "({a} / {b})"),
             S::Pow(a, e) => write!(f, "({a} ^ {e})"),
             S::Call(func, a) => write!(f, "{}({a})", func.name()),
+            S::Cmp(op, a, b) => write!(f, "({a} {} {b})", op.symbol()),
+            S::Select(p, a, b) => write!(f, "select({p}, {a}, {b})"),
         }
     }
 }
@@ -338,6 +451,8 @@ mod tests {
             // nested: the chain rule through two functions
             call(Func::Tanh, mul(x(), call(Func::Sigmoid, y()))),
             div(call(Func::Exp, x()), add(c(1.0), pow(y(), 2.0))),
+            // a branch: the derivative of the branch taken
+            select(cmp(Cmp::Gt, x(), y()), mul(x(), x()), mul(c(3.0), y())),
         ];
         for f in [
             Func::Sigmoid,
@@ -348,6 +463,7 @@ mod tests {
             Func::Sqrt,
             Func::Abs,
             Func::Softplus,
+            Func::Erf,
         ] {
             cases.push(call(f, mul(x(), y())));
         }
@@ -376,6 +492,24 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn erf_is_accurate() {
+        // reference values of erf
+        for (x, want) in [
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (3.0, 0.999_977_909_503_001_4),
+            (-1.5, -0.966_105_146_475_310_7),
+        ] {
+            assert!(
+                (erf(x) - want).abs() < 1e-14,
+                "erf({x}) = {}, want {want}",
+                erf(x)
+            );
         }
     }
 

@@ -14,10 +14,12 @@ pub trait Activations: Copy {
     fn step(self) -> Self;
     /// `-1`, `0` or `1`: the derivative of `abs` (0 at 0).
     fn sign0(self) -> Self;
+    /// The error function `erf(x) = 2/√π ∫₀ˣ e^(-t²) dt` (for `gelu_exact`).
+    fn erf(self) -> Self;
 }
 
 macro_rules! impl_activations {
-    ($t:ty) => {
+    ($t:ty, $erf:path) => {
         impl Activations for $t {
             #[inline(always)]
             fn sigmoid(self) -> Self {
@@ -40,6 +42,10 @@ macro_rules! impl_activations {
                 }
             }
             #[inline(always)]
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            #[inline(always)]
             fn sign0(self) -> Self {
                 if self > 0.0 {
                     1.0
@@ -53,8 +59,8 @@ macro_rules! impl_activations {
     };
 }
 
-impl_activations!(f32);
-impl_activations!(f64);
+impl_activations!(f32, libm::erff);
+impl_activations!(f64, libm::erf);
 
 #[cfg(test)]
 mod tests {
@@ -70,5 +76,7 @@ mod tests {
         assert_eq!(0.0f32.step(), 0.0);
         assert_eq!(0.0f64.sign0(), 0.0);
         assert_eq!((-3.0f64).sign0(), -1.0);
+        assert!((1.0f64.erf() - 0.842_700_792_949_714_9).abs() < 1e-15);
+        assert!((1.0f32.erf() - 0.842_700_8).abs() < 1e-6);
     }
 }

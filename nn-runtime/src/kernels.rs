@@ -181,6 +181,16 @@ pub fn log_softmax_grad_acc<T: Float, const N: usize>(y: &[T; N], d: &[T; N], ou
     }
 }
 
+/// `ln Σ exp(x)`, shifted by `max(x)` so large values do not overflow.
+pub fn logsumexp<T: Float>(xs: &[T]) -> T {
+    let m = xs.iter().fold(xs[0], |m, &v| m.max(v));
+    let mut s = T::ZERO;
+    for &v in xs {
+        s += (v - m).exp();
+    }
+    m + s.ln()
+}
+
 /// Index of the largest element (the first one on ties; NaN never wins).
 pub fn argmax<T: Float>(xs: &[T]) -> usize {
     let mut best = 0;

@@ -73,6 +73,24 @@ pub fn simplify(s: &S) -> S {
             S::Const(x) => c(f.eval(x)),
             a => call(*f, a),
         },
+        S::Cmp(op, a, b) => match (simplify(a), simplify(b)) {
+            (S::Const(x), S::Const(y)) => c(f64::from(u8::from(op.holds(x, y)))),
+            (a, b) => cmp(*op, a, b),
+        },
+        S::Select(p, a, b) => match (simplify(p), simplify(a), simplify(b)) {
+            (S::Const(v), a, b) => {
+                if v != 0.0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            // both branches alike: no choice to make
+            (_, a, b) if a == b => a,
+            // select(p, a, 0) * ... stays; select(p, 1, 0) is the comparison itself
+            (p @ S::Cmp(..), S::Const(one), S::Const(zero)) if one == 1.0 && zero == 0.0 => p,
+            (p, a, b) => select(p, a, b),
+        },
     }
 }
 
