@@ -104,6 +104,118 @@ impl<I, T> Dataset<I, T> {
     }
 }
 
+impl<I, T> Dataset<I, T> {
+    /// Shuffles the samples in place with `seed` (inputs and targets stay
+    /// paired); the same seed gives the same order.
+    pub fn shuffle(&mut self, seed: u64) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        Rng::new(seed).shuffle(&mut order);
+        // Apply the permutation by cycles, swapping in place.
+        let mut done = vec![false; order.len()];
+        for start in 0..order.len() {
+            let mut i = start;
+            while !done[i] {
+                done[i] = true;
+                let j = order[i];
+                if !done[j] {
+                    self.inputs.swap(i, j);
+                    self.targets.swap(i, j);
+                }
+                i = j;
+            }
+        }
+    }
+
+    /// Shuffles with `seed`, then splits into training, validation and test
+    /// sets: the first `round(train · len)` samples, the next
+    /// `round(validation · len)`, and the rest.
+    ///
+    /// ```
+    /// # use nn_runtime::Dataset;
+    /// let d = Dataset::new((0..10).collect(), (0..10).collect::<Vec<u8>>());
+    /// let (train, val, test) = d.split3(0.6, 0.2, 1);
+    /// assert_eq!((train.len(), val.len(), test.len()), (6, 2, 2));
+    /// ```
+    ///
+    /// # Panics
+    /// If a fraction is negative or they add up to more than 1.
+    pub fn split3(&self, train: f64, validation: f64, seed: u64) -> (Self, Self, Self)
+    where
+        I: Clone,
+        T: Clone,
+    {
+        assert!(
+            train >= 0.0 && validation >= 0.0 && train + validation <= 1.0 + 1e-12,
+            "Dataset::split3: fractions {train} and {validation} must be non-negative and add up to at most 1"
+        );
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        Rng::new(seed).shuffle(&mut order);
+        let n = self.len();
+        let a = ((train * n as f64).round() as usize).min(n);
+        let b = (a + (validation * n as f64).round() as usize).min(n);
+        (
+            self.subset(&order[..a]),
+            self.subset(&order[a..b]),
+            self.subset(&order[b..]),
+        )
+    }
+
+    /// Consecutive mini-batches of `size` samples (the last may be smaller),
+    /// as `(inputs, targets)` slices; shuffle first for random batches.
+    ///
+    /// # Panics
+    /// If `size` is 0.
+    pub fn batches(&self, size: usize) -> impl ExactSizeIterator<Item = (&[I], &[T])> + '_ {
+        assert!(size > 0, "Dataset::batches: batch size 0");
+        self.inputs.chunks(size).zip(self.targets.chunks(size))
+    }
+}
+
+impl<I: Clone> Dataset<I, usize> {
+    /// The class-index targets as one-hot vectors of `C` classes (for a
+    /// `target y[C]` definition with `softmax_cross_entropy`).
+    ///
+    /// # Errors
+    /// [`DataError::ClassOutOfRange`] naming the first sample whose class is not below `C`.
+    pub fn one_hot<F: Float, const C: usize>(&self) -> Result<Dataset<I, [F; C]>, DataError> {
+        let mut targets = Vec::with_capacity(self.len());
+        for (sample, &label) in self.targets.iter().enumerate() {
+            if label >= C {
+                return Err(DataError::ClassOutOfRange {
+                    sample,
+                    label,
+                    classes: C,
+                });
+            }
+            let mut t = [F::ZERO; C];
+            t[label] = F::ONE;
+            targets.push(t);
+        }
+        Ok(Dataset::new(self.inputs.clone(), targets))
+    }
+}
+
+impl<I: Clone, F: Float, const C: usize> Dataset<I, [F; C]> {
+    /// One-hot (or probability) targets back to class indices: the index of
+    /// each target's largest element (the first on ties).
+    pub fn class_indices(&self) -> Dataset<I, usize> {
+        let targets = self.targets.iter().map(|t| argmax(t)).collect();
+        Dataset::new(self.inputs.clone(), targets)
+    }
+}
+
+/// The index of the largest element (the first on ties; NaNs never win);
+/// 0 for an empty slice.
+pub fn argmax<F: Float>(values: &[F]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] || values[best].to_f64().is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
 impl<F: Float, const N: usize, T> Dataset<[F; N], T> {
     /// Multiplies every feature of every input by `factor` (e.g. `1.0 / 16.0`
     /// for pixel counts in `0..=16`).
@@ -146,11 +258,12 @@ pub enum DataError {
         /// The file name or source name.
         source: String,
     },
-    /// A row with a different number of fields than the first row.
+    /// A row with a different number of fields than the header (if read)
+    /// or else the first data row.
     FieldCount {
         /// Where.
         at: Location,
-        /// Fields of the first data row.
+        /// Fields of the header or first data row.
         expected: usize,
         /// Fields of this row.
         found: usize,
@@ -193,6 +306,33 @@ pub enum DataError {
         /// Columns in the table.
         columns: usize,
     },
+    /// A cell that parses as a number but is NaN or infinite.
+    NotFinite {
+        /// Where.
+        at: Location,
+        /// 1-based field number.
+        field: usize,
+        /// The cell's text.
+        cell: String,
+    },
+    /// A header has no column of this name.
+    NoSuchColumnName {
+        /// The file name or source name.
+        source: String,
+        /// The name asked for.
+        name: String,
+        /// The header's names.
+        columns: Vec<String>,
+    },
+    /// A class index not below the number of classes (one-hot conversion).
+    ClassOutOfRange {
+        /// 0-based sample index.
+        sample: usize,
+        /// The class index.
+        label: usize,
+        /// The number of classes.
+        classes: usize,
+    },
     /// The table's feature columns do not match the input size asked for.
     FeatureCount {
         /// The file name or source name.
@@ -230,6 +370,30 @@ impl fmt::Display for DataError {
                 f,
                 "{at}, field {field}: class label {label} is out of range for {classes} classes (0..{classes})"
             ),
+            DataError::NotFinite { at, field, cell } => {
+                write!(f, "{at}, field {field}: `{cell}` is not a finite number")
+            }
+            DataError::NoSuchColumnName {
+                source,
+                name,
+                columns,
+            } => write!(
+                f,
+                "{source}: no column named `{name}`; the header has {}",
+                columns
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            DataError::ClassOutOfRange {
+                sample,
+                label,
+                classes,
+            } => write!(
+                f,
+                "sample {sample}: class {label} is out of range for {classes} classes (0..{classes})"
+            ),
             DataError::NoSuchColumn {
                 source,
                 column,
@@ -264,6 +428,7 @@ impl std::error::Error for DataError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
     source: String,
+    delimiter: char,
     header: Option<String>,
     columns: usize,
     values: Vec<f64>,
@@ -279,6 +444,42 @@ impl Table {
     /// The header line, if the reader was told to skip one.
     pub fn header(&self) -> Option<&str> {
         self.header.as_deref()
+    }
+
+    /// The 0-based index of the header column called `name` (cells are
+    /// trimmed and unquoted as data cells are), for choosing the label column
+    /// by name.
+    ///
+    /// ```
+    /// # use nn_runtime::Csv;
+    /// let t = Csv::new().header(true).read("a,label,b\n1,0,2\n".as_bytes(), "t.csv").unwrap();
+    /// assert_eq!(t.column_index("label").unwrap(), 1);
+    /// assert!(t.column_index("class").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// If there is no header or no column of that name.
+    pub fn column_index(&self, name: &str) -> Result<usize, DataError> {
+        let names = self.column_names();
+        names
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| DataError::NoSuchColumnName {
+                source: self.source.clone(),
+                name: name.to_owned(),
+                columns: names,
+            })
+    }
+
+    /// The header's column names (empty without a header).
+    pub fn column_names(&self) -> Vec<String> {
+        match &self.header {
+            None => Vec::new(),
+            Some(h) => h
+                .split(self.delimiter)
+                .map(|c| unquote(c).to_owned())
+                .collect(),
+        }
     }
 
     /// Number of data rows.
@@ -390,6 +591,18 @@ impl Table {
         Ok(Dataset { inputs, targets })
     }
 
+    /// A classification data set with one-hot targets of `C` classes (for a
+    /// `target y[C]` definition): as [`classification`](Table::classification).
+    ///
+    /// # Errors
+    /// As [`classification`](Table::classification).
+    pub fn classification_one_hot<F: Float, const N: usize, const C: usize>(
+        &self,
+        label_column: usize,
+    ) -> Result<Dataset<[F; N], [F; C]>, DataError> {
+        self.classification::<F, N>(label_column, C)?.one_hot()
+    }
+
     /// A regression data set: the targets from `target_columns` (0-based, in
     /// the order given), the features from all other columns in order.
     ///
@@ -474,6 +687,7 @@ impl Csv {
     pub fn read<R: Read>(&self, reader: R, source: &str) -> Result<Table, DataError> {
         let mut table = Table {
             source: source.to_owned(),
+            delimiter: self.delimiter,
             header: None,
             columns: 0,
             values: Vec::new(),
@@ -500,6 +714,7 @@ impl Csv {
             if want_header {
                 want_header = false;
                 table.header = Some(line.to_owned());
+                table.columns = line.split(self.delimiter).count();
                 continue;
             }
             let at = || Location {
@@ -508,21 +723,22 @@ impl Csv {
             };
             let before = table.values.len();
             for (i, cell) in line.split(self.delimiter).enumerate() {
-                let text = cell.trim();
-                let unquoted = text
-                    .strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    .unwrap_or(text)
-                    .trim();
-                let value: f64 = unquoted.parse().map_err(|_| DataError::NotANumber {
+                let value: f64 = unquote(cell).parse().map_err(|_| DataError::NotANumber {
                     at: at(),
                     field: i + 1,
                     cell: cell.to_owned(),
                 })?;
+                if !value.is_finite() {
+                    return Err(DataError::NotFinite {
+                        at: at(),
+                        field: i + 1,
+                        cell: cell.to_owned(),
+                    });
+                }
                 table.values.push(value);
             }
             let found = table.values.len() - before;
-            if table.lines.is_empty() {
+            if table.lines.is_empty() && table.header.is_none() {
                 table.columns = found;
             } else if found != table.columns {
                 return Err(DataError::FieldCount {
@@ -557,6 +773,15 @@ impl Csv {
         })?;
         self.read(file, &source)
     }
+}
+
+/// A cell trimmed, and unwrapped from double quotes.
+fn unquote(cell: &str) -> &str {
+    let text = cell.trim();
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+        .trim()
 }
 
 /// Reads comma-separated numbers without a header from `reader`; `source`

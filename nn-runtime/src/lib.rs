@@ -21,13 +21,16 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod checkpoint;
 pub mod data;
 pub mod float;
 pub mod gradcheck;
 pub mod init;
 pub mod kernels;
+pub mod metrics;
 pub mod network;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod train;
 
@@ -35,7 +38,8 @@ pub mod train;
 mod testnet;
 
 pub use activation::Activations;
-pub use data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
+pub use checkpoint::CheckpointError;
+pub use data::{argmax, read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
 pub use float::Float;
 pub use gradcheck::{
     check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckOptions,
@@ -44,12 +48,17 @@ pub use gradcheck::{
 pub use init::Init;
 pub use network::{Flat, Network, ParamInfo, Zeroable};
 pub use nn_macro::network;
-pub use optim::{Optimizer, Sgd};
+pub use metrics::{accuracy, mean_squared_error, ConfusionMatrix};
+pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, Sgd};
 pub use rng::Rng;
-pub use train::{evaluate, EpochReport, Evaluation, TrainError, TrainReport, Trainer};
+pub use train::{
+    evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport, Trainer,
+    Training,
+};
 
 /// What a user of the library usually needs in scope.
 pub mod prelude {
+    pub use crate::checkpoint::CheckpointError;
     pub use crate::data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
     pub use crate::float::Float;
     pub use crate::gradcheck::{
@@ -58,8 +67,12 @@ pub mod prelude {
     };
     pub use crate::network;
     pub use crate::network::{Flat, Network, ParamInfo};
-    pub use crate::optim::{Optimizer, Sgd};
-    pub use crate::train::{evaluate, EpochReport, Evaluation, TrainError, TrainReport, Trainer};
+    pub use crate::metrics::{accuracy, mean_squared_error, ConfusionMatrix};
+    pub use crate::optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, Sgd};
+    pub use crate::train::{
+        evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport,
+        Trainer, Training,
+    };
 }
 
 /// Items the generated code names by absolute path; not a public API.

@@ -168,6 +168,28 @@ pub trait Network: Sized + Send + Sync {
         let _ = tape;
         None
     }
+    /// Saves the parameters to a safetensors file at `path`, atomically
+    /// (see [`checkpoint`](crate::checkpoint)).
+    ///
+    /// # Errors
+    /// If the file cannot be written; a previous file at `path` is then intact.
+    fn save_checkpoint(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        crate::checkpoint::save(self, path)
+    }
+    /// Loads the parameters from a safetensors file at `path`, checking every
+    /// tensor's name, shape and dtype first (see [`checkpoint`](crate::checkpoint)).
+    ///
+    /// # Errors
+    /// If the file cannot be read or does not match; the parameters are then unchanged.
+    fn load_checkpoint(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        crate::checkpoint::load(self, path)
+    }
     /// The loss for one sample, using `tape` as scratch.
     fn loss(
         &self,

@@ -1,13 +1,28 @@
 //! The training loop: epochs of seeded mini-batches, one optimiser step per
-//! batch after the whole batch's backward passes, and evaluation.
+//! batch after the whole batch's backward passes, validation, early
+//! stopping, checkpoints, a progress bar, and data-parallel training on
+//! several cores.
+//!
+//! # Determinism across thread counts
+//!
+//! Each batch is cut into [`chunks`](Trainer::chunks) fixed parts (by
+//! position, independent of the number of threads). Each part's gradient is
+//! summed sample by sample into its own buffer, and the parts' buffers are
+//! added in part order. Which thread computes a part changes nothing, so the
+//! same seed gives bitwise the same weights with 1 thread and with N.
 
+use crate::checkpoint;
 use crate::data::Dataset;
 use crate::float::Float;
 use crate::gradcheck::locate_param;
 use crate::network::{Flat, Network};
-use crate::optim::Optimizer;
+use crate::optim::{Clip, Optimizer, Schedule};
 use crate::rng::Rng;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
 use std::fmt;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Trains a [`Network`] with an [`Optimizer`].
@@ -34,6 +49,36 @@ use std::time::{Duration, Instant};
 /// assert_eq!(report.last().unwrap().accuracy, 1.0);
 /// # Ok::<(), TrainError>(())
 /// ```
+///
+/// Mini-batches with Adam, a cosine schedule, clipping, two threads,
+/// validation and early stopping, epoch by epoch:
+///
+/// ```
+/// # use nn_runtime::prelude::*;
+/// # #[network { input x[2]; target y[1]; out = dense(x, 1); loss = mse(out, y); }]
+/// # struct Lin;
+/// let data = Dataset::new(
+///     (0..64).map(|i| [i as f32 / 64.0, 1.0 - i as f32 / 32.0]).collect(),
+///     (0..64).map(|i| [2.0 * i as f32 / 64.0]).collect(),
+/// );
+/// let (train, val) = data.split(0.75, 1);
+/// let mut net = Lin::new(1);
+/// let mut trainer = Trainer::new(Adam::new(0.05))
+///     .epochs(200)
+///     .batch_size(8)
+///     .schedule(Schedule::cosine(10, 1000))
+///     .clip(Clip::Norm(5.0))
+///     .threads(2)
+///     .early_stopping(EarlyStopping::new(Metric::Loss, 20));
+/// for report in trainer.train(&mut net, &train, Some(&val))? {
+///     let report = report?;
+///     if report.epoch % 50 == 0 {
+///         println!("{report}");
+///     }
+/// }
+/// assert!(evaluate(&net, &val).loss < 1e-3);
+/// # Ok::<(), TrainError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Trainer<O> {
     optimizer: O,
@@ -41,6 +86,79 @@ pub struct Trainer<O> {
     batch_size: usize,
     seed: u64,
     verbose: bool,
+    progress: bool,
+    threads: usize,
+    chunks: usize,
+    schedule: Schedule,
+    clip: Option<Clip>,
+    early_stopping: Option<EarlyStopping>,
+    checkpoint: Option<PathBuf>,
+}
+
+/// What early stopping and checkpointing watch: the validation set's value
+/// if there is one, else the training set's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Mean loss; lower is better.
+    Loss,
+    /// Accuracy; higher is better.
+    Accuracy,
+}
+
+impl Metric {
+    fn of(self, r: &EpochReport) -> f64 {
+        match self {
+            Metric::Loss => r.val_loss.unwrap_or(r.loss),
+            Metric::Accuracy => r.val_accuracy.unwrap_or(r.accuracy),
+        }
+    }
+
+    /// Whether `new` beats `best` by more than `min_delta`.
+    fn improves(self, new: f64, best: f64, min_delta: f64) -> bool {
+        match self {
+            Metric::Loss => new < best - min_delta,
+            Metric::Accuracy => new > best + min_delta,
+        }
+    }
+}
+
+/// Stop when the watched [`Metric`] has not improved for `patience` epochs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStopping {
+    /// What to watch.
+    pub metric: Metric,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Smallest change that counts as an improvement.
+    pub min_delta: f64,
+    /// Whether to put back the parameters of the best epoch when stopping
+    /// (or when the epochs run out).
+    pub restore_best: bool,
+}
+
+impl EarlyStopping {
+    /// Watches `metric` with `patience`, any improvement counting, and puts
+    /// back the best epoch's parameters at the end.
+    pub fn new(metric: Metric, patience: usize) -> Self {
+        EarlyStopping {
+            metric,
+            patience,
+            min_delta: 0.0,
+            restore_best: true,
+        }
+    }
+
+    /// With `min_delta`.
+    pub fn min_delta(mut self, min_delta: f64) -> Self {
+        self.min_delta = min_delta;
+        self
+    }
+
+    /// With or without restoring the best parameters.
+    pub fn restore_best(mut self, restore: bool) -> Self {
+        self.restore_best = restore;
+        self
+    }
 }
 
 /// One epoch's numbers.
@@ -58,6 +176,11 @@ pub struct EpochReport {
     pub val_loss: Option<f64>,
     /// Validation accuracy after the epoch, if validating.
     pub val_accuracy: Option<f64>,
+    /// The learning rate of the epoch's last step, if the optimiser has one.
+    pub learning_rate: Option<f64>,
+    /// Whether the watched metric improved this epoch (always `true`
+    /// without early stopping).
+    pub improved: bool,
     /// Wall time of the epoch, validation included.
     pub duration: Duration,
 }
@@ -86,6 +209,10 @@ impl fmt::Display for EpochReport {
 pub struct TrainReport {
     /// One entry per epoch run.
     pub epochs: Vec<EpochReport>,
+    /// The epoch whose watched metric was best (with early stopping).
+    pub best_epoch: Option<usize>,
+    /// The epoch after which early stopping ended training, if it did.
+    pub stopped_early: Option<usize>,
 }
 
 impl TrainReport {
@@ -114,7 +241,7 @@ pub enum TrainError {
         targets: usize,
     },
     /// A sample's loss was NaN or infinite; the parameters are left as they
-    /// were before this batch.
+    /// were before this batch (and no checkpoint is written).
     NonFiniteLoss {
         /// 1-based epoch.
         epoch: usize,
@@ -126,7 +253,8 @@ pub enum TrainError {
         loss: f64,
     },
     /// The batch's gradient had a NaN or infinite element while every loss
-    /// was finite; the parameters are left as they were before this batch.
+    /// was finite; the parameters are left as they were before this batch
+    /// (and no checkpoint is written).
     NonFiniteGradient {
         /// 1-based epoch.
         epoch: usize,
@@ -136,6 +264,18 @@ pub enum TrainError {
         param: &'static str,
         /// Row-major index of the element within its tensor.
         index: usize,
+    },
+    /// Saving the checkpoint failed (the previous checkpoint file is intact).
+    Checkpoint {
+        /// 1-based epoch.
+        epoch: usize,
+        /// The error, naming the file.
+        message: String,
+    },
+    /// The thread pool could not be started.
+    Threads {
+        /// What rayon said.
+        message: String,
     },
 }
 
@@ -168,6 +308,12 @@ impl fmt::Display for TrainError {
                 "non-finite gradient of `{param}` (element {index}) at epoch {epoch}, step {step}; \
                  parameters are as before this batch"
             ),
+            TrainError::Checkpoint { epoch, message } => {
+                write!(f, "saving the checkpoint after epoch {epoch} failed: {message}")
+            }
+            TrainError::Threads { message } => {
+                write!(f, "could not start the training threads: {message}")
+            }
         }
     }
 }
@@ -187,26 +333,29 @@ pub struct Evaluation {
 /// the output) of `net` on `data`.
 pub fn evaluate<N: Network>(net: &N, data: &Dataset<N::Input, N::Target>) -> Evaluation {
     let mut tape = N::new_tape();
-    evaluate_with(net, data, &mut tape)
-}
-
-/// `evaluate` with a caller's tape: allocates nothing.
-fn evaluate_with<N: Network>(
-    net: &N,
-    data: &Dataset<N::Input, N::Target>,
-    tape: &mut N::Tape,
-) -> Evaluation {
-    let mut loss = 0.0;
-    let mut correct = 0usize;
-    for (x, y) in data.iter() {
-        loss += net.forward(x, y, tape).to_f64();
-        correct += usize::from(correct_after_forward(net, x, y, tape));
-    }
+    let (loss, correct) = eval_part(net, data, 0..data.len(), &mut tape);
     let n = data.len() as f64;
     Evaluation {
         loss: loss / n,
         accuracy: correct as f64 / n,
     }
+}
+
+/// Summed loss and correct count over `range` of `data`; allocates nothing.
+fn eval_part<N: Network>(
+    net: &N,
+    data: &Dataset<N::Input, N::Target>,
+    range: core::ops::Range<usize>,
+    tape: &mut N::Tape,
+) -> (f64, usize) {
+    let mut loss = 0.0;
+    let mut correct = 0usize;
+    for i in range {
+        let (x, y) = (&data.inputs[i], &data.targets[i]);
+        loss += net.forward(x, y, tape).to_f64();
+        correct += usize::from(correct_after_forward(net, x, y, tape));
+    }
+    (loss, correct)
 }
 
 /// Whether the sample just passed through `forward` is classified correctly:
@@ -233,7 +382,9 @@ fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), Train
 }
 
 impl<O> Trainer<O> {
-    /// A trainer with `optimizer`: 1 epoch, full batch, seed 0, quiet.
+    /// A trainer with `optimizer`: 1 epoch, full batch, seed 0, one thread,
+    /// 8 gradient chunks per batch, no schedule, no clipping, a progress bar
+    /// on interactive terminals, no per-epoch lines.
     pub fn new(optimizer: O) -> Self {
         Trainer {
             optimizer,
@@ -241,6 +392,13 @@ impl<O> Trainer<O> {
             batch_size: 0,
             seed: 0,
             verbose: false,
+            progress: true,
+            threads: 1,
+            chunks: 8,
+            schedule: Schedule::Constant,
+            clip: None,
+            early_stopping: None,
+            checkpoint: None,
         }
     }
 
@@ -271,6 +429,64 @@ impl<O> Trainer<O> {
         self
     }
 
+    /// Whether to show a progress bar (steps, loss, accuracy) on standard
+    /// error. It is only ever drawn when standard error is a terminal, so
+    /// logs and CI output stay clean; `false` hides it there too.
+    pub fn progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// No progress bar and no per-epoch lines.
+    pub fn quiet(self) -> Self {
+        self.progress(false).verbose(false)
+    }
+
+    /// Worker threads for data-parallel training: `1` (the default) trains
+    /// on the calling thread; `0` uses every core. Results do not depend on
+    /// this (see the [module docs](self)).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Parts each batch's gradient is computed in (default 8, at least 1):
+    /// the unit of parallel work, and what the floating-point result depends
+    /// on (with the seed). Each part has its own tape and gradient buffer.
+    pub fn chunks(mut self, chunks: usize) -> Self {
+        self.chunks = chunks.max(1);
+        self
+    }
+
+    /// A learning-rate schedule over optimiser steps, multiplying the
+    /// optimiser's learning rate at the start of `fit`.
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Clips each batch's mean gradient before the step.
+    pub fn clip(mut self, clip: Clip) -> Self {
+        self.clip = Some(clip);
+        self
+    }
+
+    /// Stops when the watched metric stops improving.
+    pub fn early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
+        self.early_stopping = Some(early_stopping);
+        self
+    }
+
+    /// Saves a safetensors checkpoint (parameters and optimiser state) to
+    /// `path` after each epoch; with early stopping, only after epochs that
+    /// improved the watched metric, so the file holds the best parameters.
+    /// Saves are atomic, and an epoch that fails (non-finite loss or
+    /// gradient) writes nothing, so the file always holds good weights.
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
+        self
+    }
+
     /// The optimiser.
     pub fn optimizer(&self) -> &O {
         &self.optimizer
@@ -284,15 +500,16 @@ impl<O> Trainer<O> {
     /// Trains `net` on `train`.
     ///
     /// Each epoch shuffles the sample order (seeded), then for each batch
-    /// zeroes the gradient buffer, runs `forward` and `backward` for every
-    /// sample (gradients accumulate), divides the sum by the batch size and
-    /// calls the optimiser once. The tape, the gradient buffer and the index
-    /// order are allocated once per call; the per-batch loop allocates
-    /// nothing. The optimiser's `init` is called at the start.
+    /// zeroes the gradient buffers, runs `forward` and `backward` for every
+    /// sample (gradients accumulate), divides the sum by the batch size,
+    /// clips it, and calls the optimiser once. Tapes, gradient buffers, the
+    /// index order and the thread pool are allocated once per call; the
+    /// per-batch loop allocates nothing. The optimiser's `init` is called
+    /// at the start.
     ///
     /// # Errors
-    /// An empty or inconsistent data set, or a non-finite loss or gradient
-    /// (training stops before that batch's update).
+    /// An empty or inconsistent data set, a non-finite loss or gradient
+    /// (training stops before that batch's update), or a failed checkpoint.
     pub fn fit<N>(
         &mut self,
         net: &mut N,
@@ -300,9 +517,9 @@ impl<O> Trainer<O> {
     ) -> Result<TrainReport, TrainError>
     where
         N: Network,
-        O: Optimizer<N::Scalar>,
+        O: Optimizer<N::Scalar> + Send,
     {
-        self.run(net, train, None)
+        self.train(net, train, None)?.run()
     }
 
     /// [`fit`](Trainer::fit), and after each epoch the loss and accuracy on
@@ -318,104 +535,477 @@ impl<O> Trainer<O> {
     ) -> Result<TrainReport, TrainError>
     where
         N: Network,
-        O: Optimizer<N::Scalar>,
+        O: Optimizer<N::Scalar> + Send,
     {
-        check_data(validation, "validation")?;
-        self.run(net, train, Some(validation))
+        self.train(net, train, Some(validation))?.run()
     }
 
-    fn run<N>(
-        &mut self,
-        net: &mut N,
-        train: &Dataset<N::Input, N::Target>,
-        validation: Option<&Dataset<N::Input, N::Target>>,
-    ) -> Result<TrainReport, TrainError>
+    /// Training as an iterator of epoch reports: each `next` runs one epoch
+    /// (and validation, early stopping and checkpointing as configured), so
+    /// the caller can log, plot or stop between epochs. Ends after the last
+    /// epoch, after early stopping, or after an error.
+    ///
+    /// # Errors
+    /// An empty or inconsistent data set, or no thread pool.
+    pub fn train<'a, N>(
+        &'a mut self,
+        net: &'a mut N,
+        train: &'a Dataset<N::Input, N::Target>,
+        validation: Option<&'a Dataset<N::Input, N::Target>>,
+    ) -> Result<Training<'a, N, O>, TrainError>
     where
         N: Network,
-        O: Optimizer<N::Scalar>,
+        O: Optimizer<N::Scalar> + Send,
     {
         check_data(train, "training")?;
+        if let Some(v) = validation {
+            check_data(v, "validation")?;
+        }
         let n = train.len();
         let batch = match self.batch_size {
             0 => n,
             b => b.min(n),
         };
-        let mut tape = N::new_tape();
-        let mut grads = N::new_grads();
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = Rng::new(self.seed);
-        let mut report = TrainReport {
-            epochs: Vec::with_capacity(self.epochs),
+        let pool = match self.threads {
+            1 => None,
+            t => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .thread_name(|i| format!("nn-train-{i}"))
+                    .build()
+                    .map_err(|e| TrainError::Threads {
+                        message: e.to_string(),
+                    })?,
+            ),
         };
+        let k = self.chunks.max(1);
         self.optimizer.init(<N::Params as Flat<N::Scalar>>::LEN);
-        let mut step = 0;
+        let base_lr = self.optimizer.learning_rate();
+        let batches_per_epoch = n.div_ceil(batch);
+        let bar = (self.progress && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some((self.epochs * batches_per_epoch) as u64),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        let best_params = match self.early_stopping {
+            Some(e) if e.restore_best => Some(N::new_grads()),
+            _ => None,
+        };
+        Ok(Training {
+            net,
+            train,
+            validation,
+            tapes: (0..k).map(|_| N::new_tape()).collect(),
+            grads: (0..k).map(|_| N::new_grads()).collect(),
+            stats: vec![ChunkStats::default(); k],
+            order: (0..n).collect(),
+            rng: Rng::new(self.seed),
+            parallel: pool.is_some(),
+            pool,
+            batch,
+            epoch: 0,
+            step: 0,
+            base_lr,
+            best: None,
+            best_epoch: None,
+            since_best: 0,
+            best_params,
+            stopped_early: None,
+            done: false,
+            bar,
+            trainer: self,
+        })
+    }
+}
 
-        for epoch in 1..=self.epochs {
-            let start = Instant::now();
-            if batch < n {
-                rng.shuffle(&mut order);
-            }
-            let mut loss_sum = 0.0;
-            let mut correct = 0usize;
-            for indices in order.chunks(batch) {
-                step += 1;
-                grads.fill_zero();
-                let mut batch_loss = 0.0;
-                let mut bad_sample = None;
-                {
-                    let net: &N = net;
-                    for &i in indices {
-                        let (x, y) = (&train.inputs[i], &train.targets[i]);
-                        let loss = net.forward(x, y, &mut tape);
-                        if !loss.is_finite() && bad_sample.is_none() {
-                            bad_sample = Some((i, loss.to_f64()));
-                        }
-                        batch_loss += loss.to_f64();
-                        correct += usize::from(correct_after_forward(net, x, y, &tape));
-                        net.backward(&tape, &mut grads);
-                    }
-                }
-                if let Some((sample, loss)) = bad_sample {
-                    return Err(TrainError::NonFiniteLoss {
-                        epoch,
-                        step,
-                        sample,
-                        loss,
-                    });
-                }
-                let scale = N::Scalar::from_f64(1.0 / indices.len() as f64);
-                let g = grads.as_mut_slice();
-                for v in g.iter_mut() {
-                    *v *= scale;
-                }
-                if let Some(k) = g.iter().position(|v| !v.is_finite()) {
-                    let (param, index) = locate_param(N::PARAM_INFO, k);
-                    return Err(TrainError::NonFiniteGradient {
-                        epoch,
-                        step,
-                        param,
-                        index,
-                    });
-                }
-                self.optimizer
-                    .step(net.params_mut().as_mut_slice(), grads.as_slice());
-                loss_sum += batch_loss;
-            }
-            let val = validation.map(|v| evaluate_with(&*net, v, &mut tape));
-            let epoch_report = EpochReport {
-                epoch,
-                loss: loss_sum / n as f64,
-                accuracy: correct as f64 / n as f64,
-                val_loss: val.map(|e| e.loss),
-                val_accuracy: val.map(|e| e.accuracy),
-                duration: start.elapsed(),
-            };
-            if self.verbose {
-                println!("{epoch_report}");
-            }
-            report.epochs.push(epoch_report);
+/// Per-part sums of one batch (or one part of the validation set).
+#[derive(Clone, Copy, Debug, Default)]
+struct ChunkStats {
+    loss: f64,
+    correct: usize,
+    /// The part's first sample with a non-finite loss, and that loss.
+    bad: Option<(usize, f64)>,
+}
+
+/// A training run in progress: an iterator of [`EpochReport`]s, from
+/// [`Trainer::train`].
+pub struct Training<'a, N: Network, O> {
+    trainer: &'a mut Trainer<O>,
+    net: &'a mut N,
+    train: &'a Dataset<N::Input, N::Target>,
+    validation: Option<&'a Dataset<N::Input, N::Target>>,
+    tapes: Vec<Box<N::Tape>>,
+    grads: Vec<Box<N::Params>>,
+    stats: Vec<ChunkStats>,
+    order: Vec<usize>,
+    rng: Rng,
+    pool: Option<rayon::ThreadPool>,
+    parallel: bool,
+    batch: usize,
+    epoch: usize,
+    step: usize,
+    base_lr: Option<f64>,
+    best: Option<f64>,
+    best_epoch: Option<usize>,
+    since_best: usize,
+    best_params: Option<Box<N::Params>>,
+    stopped_early: Option<usize>,
+    done: bool,
+    bar: Option<ProgressBar>,
+}
+
+/// Runs the parts of a batch (or of the validation set): `work(k, tape,
+/// grads, stats)` for each part `k`, on the current pool's threads if `parallel`.
+fn for_each_part<N: Network, F>(
+    parallel: bool,
+    tapes: &mut [Box<N::Tape>],
+    grads: &mut [Box<N::Params>],
+    stats: &mut [ChunkStats],
+    work: F,
+) where
+    F: Fn(usize, &mut N::Tape, &mut N::Params, &mut ChunkStats) + Send + Sync,
+{
+    if parallel {
+        tapes
+            .par_iter_mut()
+            .zip(grads.par_iter_mut())
+            .zip(stats.par_iter_mut())
+            .enumerate()
+            .for_each(|(k, ((t, g), s))| work(k, t, g, s));
+    } else {
+        let items = tapes.iter_mut().zip(grads.iter_mut()).zip(stats.iter_mut());
+        for (k, ((t, g), s)) in items.enumerate() {
+            work(k, t, g, s);
         }
+    }
+}
+
+/// `grads[0] += grads[1]; grads[0] += grads[2]; ...` for the first `parts`
+/// buffers, element by element and always in part order, so the sum does not
+/// depend on how the work is spread over threads.
+fn reduce<T: Float, P: Flat<T> + Sync>(parallel: bool, grads: &mut [Box<P>], parts: usize) {
+    if parts < 2 {
+        return;
+    }
+    let (first, rest) = grads.split_first_mut().expect("at least one part");
+    let rest = &rest[..parts - 1];
+    let add = |offset: usize, out: &mut [T]| {
+        for g in rest {
+            let src = &g.as_slice()[offset..offset + out.len()];
+            for (o, &s) in out.iter_mut().zip(src) {
+                *o += s;
+            }
+        }
+    };
+    let total = first.as_mut_slice();
+    if parallel && total.len() >= 2 * REDUCE_BLOCK {
+        total
+            .par_chunks_mut(REDUCE_BLOCK)
+            .enumerate()
+            .for_each(|(b, out)| add(b * REDUCE_BLOCK, out));
+    } else {
+        add(0, total);
+    }
+}
+
+/// Parameters added per parallel reduction task.
+const REDUCE_BLOCK: usize = 4096;
+
+/// The `k`-th of `parts` consecutive parts of `0..len`.
+fn part(len: usize, parts: usize, k: usize) -> core::ops::Range<usize> {
+    k * len / parts..(k + 1) * len / parts
+}
+
+impl<'a, N, O> Training<'a, N, O>
+where
+    N: Network,
+    O: Optimizer<N::Scalar> + Send,
+{
+    /// The epoch with the best watched metric so far (with early stopping).
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.best_epoch
+    }
+
+    /// The epoch after which early stopping ended training, if it did.
+    pub fn stopped_early(&self) -> Option<usize> {
+        self.stopped_early
+    }
+
+    /// Runs every remaining epoch, collecting the reports.
+    ///
+    /// # Errors
+    /// The first epoch's error.
+    pub fn run(mut self) -> Result<TrainReport, TrainError> {
+        let mut report = TrainReport {
+            epochs: Vec::with_capacity(self.trainer.epochs),
+            best_epoch: None,
+            stopped_early: None,
+        };
+        let result = match self.pool.take() {
+            // One `install` for the whole run: inside the pool, each epoch's
+            // parallel loops use the workers' own queues and allocate nothing.
+            Some(pool) => {
+                let r = pool.install(|| self.collect_epochs(&mut report));
+                self.pool = Some(pool);
+                r
+            }
+            None => self.collect_epochs(&mut report),
+        };
+        result?;
+        report.best_epoch = self.best_epoch;
+        report.stopped_early = self.stopped_early;
         Ok(report)
+    }
+
+    fn collect_epochs(&mut self, report: &mut TrainReport) -> Result<(), TrainError> {
+        while let Some(r) = self.next_epoch() {
+            let r = r?;
+            if self.trainer.verbose {
+                match &self.bar {
+                    Some(bar) => bar.println(r.to_string()),
+                    None => println!("{r}"),
+                }
+            }
+            report.epochs.push(r);
+        }
+        Ok(())
+    }
+
+    /// One epoch, or `None` when training is over.
+    fn next_epoch(&mut self) -> Option<Result<EpochReport, TrainError>> {
+        if self.done || self.epoch >= self.trainer.epochs {
+            self.finish();
+            return None;
+        }
+        let r = self.epoch_inner();
+        if r.is_err() {
+            // The weights stay the last good ones: no restoring after an error.
+            self.done = true;
+            self.best_params = None;
+            if let Some(bar) = &self.bar {
+                bar.abandon();
+            }
+        }
+        Some(r)
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        if let (Some(best), Some(_)) = (self.best_params.take(), self.best_epoch) {
+            self.net
+                .params_mut()
+                .as_mut_slice()
+                .copy_from_slice(best.as_slice());
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+
+    fn epoch_inner(&mut self) -> Result<EpochReport, TrainError> {
+        let start = Instant::now();
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let n = self.train.len();
+        if self.batch < n {
+            self.rng.shuffle(&mut self.order);
+        }
+        let k = self.tapes.len();
+        let mut loss_sum = 0.0;
+        let mut correct = 0usize;
+        let mut lr = self.base_lr;
+        for b in 0..n.div_ceil(self.batch) {
+            self.step += 1;
+            let indices = &self.order[b * self.batch..((b + 1) * self.batch).min(n)];
+            let len = indices.len();
+            let parts = k.min(len);
+            let net: &N = self.net;
+            let train = self.train;
+            for_each_part::<N, _>(
+                self.parallel,
+                &mut self.tapes,
+                &mut self.grads,
+                &mut self.stats,
+                |c, tape, grads, stats| {
+                *stats = ChunkStats::default();
+                grads.fill_zero();
+                if c >= parts {
+                    return;
+                }
+                for &i in &indices[part(len, parts, c)] {
+                    let (x, y) = (&train.inputs[i], &train.targets[i]);
+                    let loss = net.forward(x, y, tape);
+                    if !loss.is_finite() && stats.bad.is_none() {
+                        stats.bad = Some((i, loss.to_f64()));
+                    }
+                    stats.loss += loss.to_f64();
+                    stats.correct += usize::from(correct_after_forward(net, x, y, tape));
+                    net.backward(tape, grads);
+                }
+            },
+            );
+            if let Some((sample, loss)) = self.stats.iter().find_map(|s| s.bad) {
+                return Err(TrainError::NonFiniteLoss {
+                    epoch,
+                    step: self.step,
+                    sample,
+                    loss,
+                });
+            }
+            reduce(self.parallel, &mut self.grads, parts);
+            let scale = N::Scalar::from_f64(1.0 / len as f64);
+            let g = self.grads[0].as_mut_slice();
+            for v in g.iter_mut() {
+                *v *= scale;
+            }
+            if let Some(i) = g.iter().position(|v| !v.is_finite()) {
+                let (param, index) = locate_param(N::PARAM_INFO, i);
+                return Err(TrainError::NonFiniteGradient {
+                    epoch,
+                    step: self.step,
+                    param,
+                    index,
+                });
+            }
+            if let Some(clip) = self.trainer.clip {
+                clip.apply(g);
+            }
+            if let (Some(base), false) = (
+                self.base_lr,
+                self.trainer.schedule == Schedule::Constant,
+            ) {
+                let now = base * self.trainer.schedule.factor(self.step - 1);
+                self.trainer.optimizer.set_learning_rate(now);
+                lr = Some(now);
+            }
+            self.trainer
+                .optimizer
+                .step(self.net.params_mut().as_mut_slice(), self.grads[0].as_slice());
+            for s in &self.stats {
+                loss_sum += s.loss;
+                correct += s.correct;
+            }
+            if let Some(bar) = &self.bar {
+                bar.inc(1);
+            }
+        }
+        let (val_loss, val_accuracy) = match self.validation {
+            None => (None, None),
+            Some(v) => {
+                let net: &N = self.net;
+                let len = v.len();
+                let parts = k.min(len);
+                for_each_part::<N, _>(
+                    self.parallel,
+                    &mut self.tapes,
+                    &mut self.grads,
+                    &mut self.stats,
+                    |c, tape, _, stats| {
+                        *stats = ChunkStats::default();
+                        if c < parts {
+                            (stats.loss, stats.correct) =
+                                eval_part(net, v, part(len, parts, c), tape);
+                        }
+                    },
+                );
+                let loss: f64 = self.stats.iter().map(|s| s.loss).sum();
+                let correct: usize = self.stats.iter().map(|s| s.correct).sum();
+                (Some(loss / len as f64), Some(correct as f64 / len as f64))
+            }
+        };
+        let mut report = EpochReport {
+            epoch,
+            loss: loss_sum / n as f64,
+            accuracy: correct as f64 / n as f64,
+            val_loss,
+            val_accuracy,
+            learning_rate: lr,
+            improved: true,
+            duration: Duration::ZERO,
+        };
+        if let Some(es) = self.trainer.early_stopping {
+            let value = es.metric.of(&report);
+            report.improved = match self.best {
+                None => !value.is_nan(),
+                Some(best) => es.metric.improves(value, best, es.min_delta),
+            };
+            if report.improved {
+                self.best = Some(value);
+                self.best_epoch = Some(epoch);
+                self.since_best = 0;
+                if let Some(best) = &mut self.best_params {
+                    best.as_mut_slice()
+                        .copy_from_slice(self.net.params().as_slice());
+                }
+            } else {
+                self.since_best += 1;
+                if self.since_best >= es.patience {
+                    self.stopped_early = Some(epoch);
+                    self.done = true;
+                }
+            }
+        }
+        if let (Some(path), true) = (&self.trainer.checkpoint, report.improved) {
+            checkpoint::save_with_optimizer(&*self.net, &self.trainer.optimizer, path).map_err(
+                |e| TrainError::Checkpoint {
+                    epoch,
+                    message: e.to_string(),
+                },
+            )?;
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(progress_message(&report));
+        }
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+}
+
+fn progress_message(r: &EpochReport) -> String {
+    let mut m = format!(
+        "epoch {}: loss {:.4}, acc {:.1}%",
+        r.epoch,
+        r.loss,
+        100.0 * r.accuracy
+    );
+    if let (Some(l), Some(a)) = (r.val_loss, r.val_accuracy) {
+        m += &format!(", val_loss {l:.4}, val_acc {:.1}%", 100.0 * a);
+    }
+    m
+}
+
+impl<N, O> Iterator for Training<'_, N, O>
+where
+    N: Network,
+    O: Optimizer<N::Scalar> + Send,
+{
+    type Item = Result<EpochReport, TrainError>;
+
+    /// Runs the next epoch (on the thread pool, if training on several threads).
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.pool.take() {
+            Some(pool) => {
+                let r = pool.install(|| self.next_epoch());
+                self.pool = Some(pool);
+                r
+            }
+            None => self.next_epoch(),
+        }
+    }
+}
+
+impl<N: Network, O> Drop for Training<'_, N, O> {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }
 
