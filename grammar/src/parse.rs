@@ -389,6 +389,10 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
                 seen.push(*n);
                 new
             });
+            // after an operand, `[` would start a slice: not worth suggesting
+            if names.contains(&"an operator") {
+                names.retain(|n| *n != "`[`");
+            }
             match names.len() {
                 0 => "something else".to_string(),
                 1 => names[0].to_string(),
@@ -431,7 +435,9 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         && !found.is_empty()
         && !"()[],;=".contains(found)
     {
-        d = d.with_help("the operators are `+`, `-`, `*`, `/`, `@` (matrix product) and `^`");
+        d = d.with_help(
+            "the operators are `+`, `-`, `*`, `/`, `@` (matrix product), `^` and the comparisons `<`, `>`, `<=`, `>=`, `==`, `!=`",
+        );
     }
     // `h = f(g(x);` or a missing `)` before the next statement: point at the open `(`
     if expected.contains("`)`") && (found == ";" || found.is_empty() || starts_statement) {
