@@ -250,7 +250,7 @@ mod tests {
             "input x[3]; target t[4]; param w[4, 3]; loss = softmax_cross_entropy(w @ x, softmax(t));",
             "input x[3]; target y[3]; param w[3]; loss = bce_with_logits(w * x, y);",
             "input x[4]; param w[4]; loss = sum(sigmoid(w) * tanh(w * x) + relu(w) + exp(w) - softplus(x * w));",
-            "input x[4]; param w[4]; loss = sum(log(exp(w) + 1) + sqrt(square(w) + 1) + abs(w) + pow(w, 3) + (square(w) + 1) ^ 0.5 ^ 2);",
+            "input x[4]; param w[4]; loss = sum(log(exp(w) + 1) + sqrt(square(w) + 1) + abs(w) + pow(w, 3) + (square(w) + 1) ^ 0.5 ^ 2 + x);",
             "input x[4]; param w[4]; loss = sum(leaky_relu(w) + leaky_relu(w, 0.2) + elu(w) + elu(x * w, 0.5));",
             "input x[4]; param w[4]; loss = sum(gelu(w) + gelu_exact(w) + silu(w) + swish(x * w) + softsign(w));",
             "input x[4]; param w[4]; param v[4]; loss = sum(min(w, v) + max(w, x) + clamp(w, -0.5, 0.5) + where(w > v, w * v, w - v));",

@@ -341,6 +341,27 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         );
         return Err(cx.errors);
     }
+    // unused declarations are mistakes: a parameter nothing reads is never
+    // trained, an input or target nothing reads is data passed for nothing
+    let used = cx.g.live_from(&[loss, output]);
+    for (id, node) in cx.g.nodes.iter().enumerate() {
+        let what = match node.op {
+            Op::Param(k) if !cx.g.params[k].name.contains('.') => "parameter",
+            Op::Input(_) => "input",
+            Op::Target(_) => "target",
+            _ => continue,
+        };
+        if !used[id] {
+            let at = node.span.unwrap_or(whole);
+            cx.errors.push(
+                Diagnostic::new(at, format!("the {what} `{}` is never used", node.name))
+                    .with_help(format!("use it in the loss or the output, or remove its declaration (an unused {what} is reported as an error so it is not silently {})", if what == "parameter" { "never trained" } else { "ignored" })),
+            );
+        }
+    }
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
     cx.g.loss = loss;
     cx.g.output = output;
     cx.g.metric = metric_for(&cx.g, &cx.bce_logits);
@@ -1585,6 +1606,12 @@ fn signature(name: &str) -> String {
         "pow" => "pow(x, c)".into(),
         "dense" => "dense(x, units)` or `dense(x, units, init)".into(),
         "mse" => "mse(prediction, target)".into(),
+        "sum" | "mean" => format!("{name}(x)` or `{name}(matrix, axis)"),
+        "leaky_relu" | "elu" => format!("{name}(x)` or `{name}(x, alpha)"),
+        "min" | "max" | "dot" | "outer" => format!("{name}(a, b)"),
+        "clamp" => "clamp(x, lo, hi)".into(),
+        "where" => "where(condition, a, b)".into(),
+        "concat" => "concat(a, b, ...)".into(),
         "softmax_cross_entropy" | "cross_entropy" => format!("{name}(logits, target)"),
         "bce_with_logits" | "binary_cross_entropy_with_logits" => format!("{name}(logits, target)"),
         _ => format!("{name}(x)"),
