@@ -354,8 +354,16 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         if !used[id] {
             let at = node.span.unwrap_or(whole);
             cx.errors.push(
-                Diagnostic::new(at, format!("the {what} `{}` is never used", node.name))
-                    .with_help(format!("use it in the loss or the output, or remove its declaration (an unused {what} is reported as an error so it is not silently {})", if what == "parameter" { "never trained" } else { "ignored" })),
+                Diagnostic::new(at, format!("the {what} `{}` is never used", node.name)).with_help(
+                    format!(
+                        "use it in the loss or the output, or remove it: {}",
+                        if what == "parameter" {
+                            "an unused parameter would never be trained"
+                        } else {
+                            "its data would be passed for nothing"
+                        }
+                    ),
+                ),
             );
         }
     }
