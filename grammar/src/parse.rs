@@ -383,6 +383,11 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         pest::error::ErrorVariant::ParsingError { positives, .. } => {
             let mut names: Vec<&str> = positives.iter().filter_map(|&r| describe(r)).collect();
             names.dedup();
+            // after an operand a slice `x[1:3]` may follow too, but listing `[`
+            // beside the operators only distracts
+            if names.contains(&"an operator") {
+                names.retain(|n| *n != "`[`");
+            }
             let mut seen = Vec::new();
             names.retain(|n| {
                 let new = !seen.contains(n);
