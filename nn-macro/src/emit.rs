@@ -116,6 +116,10 @@ impl<'g> Cx<'g> {
         let mut ident = vec![format_ident!("unused"); g.nodes.len()];
         let mut order: Vec<NodeId> = (0..g.nodes.len()).collect();
         order.sort_by_key(|&id| !matches!(g.nodes[id].op, Op::Param(_)));
+        // only live nodes claim names, so dead ones do not push suffixes on them
+        order.retain(|&id| {
+            live[id] || matches!(g.nodes[id].op, Op::Param(_) | Op::Input(_) | Op::Target(_))
+        });
         for id in order {
             let base = match g.nodes[id].op {
                 Op::Param(k) => g.params[k].field.clone(),
@@ -267,6 +271,7 @@ impl<'g> Cx<'g> {
             quote!(#init.fill(#slice, #fan_in, #fan_out, &mut rng);)
         });
 
+        let dot = g.to_dot(&name.to_string());
         let predict = self.function(Which::Predict);
         let forward = self.function(Which::Forward);
         let backward = self.function(Which::Backward);
@@ -331,6 +336,9 @@ impl<'g> Cx<'g> {
                 pub const BACKWARD_FLOPS: u64 = #bwd_flops;
                 /// Every parameter tensor with its name, shape and flat offset.
                 pub const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #param_info;
+                /// The forward (solid) and backward (dashed) graph in Graphviz DOT:
+                /// `dot -Tsvg` renders it.
+                pub const GRAPH_DOT: &'static str = #dot;
 
                 /// A network with every parameter initialised as declared, from `seed`.
                 pub fn new(seed: u64) -> Self {

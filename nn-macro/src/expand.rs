@@ -100,12 +100,16 @@ mod tests {
 
     /// Expands an inline definition and formats it as a reader sees it under `cargo expand`.
     fn expand_pretty(def: TokenStream) -> String {
-        let out = network(
+        expand_named(
             def,
             quote!(
                 pub struct Xor;
             ),
-        );
+        )
+    }
+
+    fn expand_named(def: TokenStream, item: TokenStream) -> String {
+        let out = network(def, item);
         let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
         prettyplease::unparse(&file)
     }
@@ -116,6 +120,44 @@ mod tests {
     fn xor_expansion() {
         let def: TokenStream = XOR.parse().expect("tokens");
         insta::assert_snapshot!(expand_pretty(def));
+    }
+
+    #[test]
+    fn digits_expansion() {
+        let def = "input x[64]; target label: class[10]; h = relu(dense(x, 32, he)); logits = dense(h, 10); loss = softmax_cross_entropy(logits, label);";
+        insta::assert_snapshot!(expand_named(
+            def.parse().expect("tokens"),
+            quote!(
+                pub struct Digits;
+            )
+        ));
+    }
+
+    #[test]
+    fn user_functions_expansion() {
+        let def = "dtype f64; const delta = 1; \
+            fn gated(z) = z * sigmoid(z); \
+            fn huber(a, b) = where(abs(a - b) < delta, 0.5 * square(a - b), delta * (abs(a - b) - 0.5 * delta)); \
+            input x[3]; target y[2]; h = gated(dense(x, 4)); out = dense(h, 2); loss = sum(huber(out, y));";
+        insta::assert_snapshot!(expand_named(
+            def.parse().expect("tokens"),
+            quote!(
+                pub struct Robust;
+            )
+        ));
+    }
+
+    #[test]
+    fn matrix_ops_expansion() {
+        let def = "input x[3, 5]; target y[2]; param w[4, 3] = he; param b[4]; \
+            h = tanh(w @ x + b); pooled = mean(h, 1); feat = concat(pooled[0:2], softmax(pooled)); \
+            out = dense(feat, 2); loss = mse(out, y);";
+        insta::assert_snapshot!(expand_named(
+            def.parse().expect("tokens"),
+            quote!(
+                pub struct Pooled;
+            )
+        ));
     }
 
     #[test]

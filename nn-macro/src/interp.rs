@@ -202,8 +202,11 @@ mod tests {
         }
     }
 
+    /// One flat tensor per input, target or parameter.
+    type Tensors = Vec<Vec<f64>>;
+
     /// Random inputs, targets and parameters for a graph.
-    fn values(g: &Graph, rng: &mut Rng) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    fn values(g: &Graph, rng: &mut Rng) -> (Tensors, Tensors, Tensors) {
         let fill = |n: usize, rng: &mut Rng| {
             (0..n.max(1))
                 .map(|_| rng.uniform(-1.5, 1.5))

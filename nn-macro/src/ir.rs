@@ -398,6 +398,47 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// The live graph in Graphviz DOT: forward nodes solid, backward nodes
+    /// dashed, edges from operands to users, gradients into their parameters.
+    pub fn to_dot(&self, title: &str) -> String {
+        let live = self.live_from(&self.roots());
+        let mut out = format!(
+            "digraph {title} {{\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n"
+        );
+        for (id, node) in self.nodes.iter().enumerate() {
+            if !live[id] {
+                continue;
+            }
+            let what = match &node.op {
+                Op::Map { body, .. } => format!("map {body}"),
+                Op::Param(k) => format!("param {}", self.params[*k].name),
+                op => op.name().to_string(),
+            };
+            let style = if node.pass == Pass::Backward {
+                ", style=dashed"
+            } else {
+                ""
+            };
+            let label = format!("{} {}\\n{}", node.name, node.shape, what).replace('"', "'");
+            out.push_str(&format!("  n{id} [label=\"{label}\"{style}];\n"));
+            for a in node.op.args() {
+                out.push_str(&format!("  n{a} -> n{id};\n"));
+            }
+        }
+        for (k, g) in self.grads.iter().enumerate() {
+            if let Some(g) = g {
+                let p = self.nodes.iter().position(|n| n.op == Op::Param(k));
+                if let Some(p) = p {
+                    out.push_str(&format!("  n{g} -> n{p} [style=dotted, label=\"grad\"];\n"));
+                }
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
 /// The graph as s-expressions, one live node a line: `%3 h [4] = (map $0 + $1 : %1 %2)`.
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1374,10 +1374,13 @@ impl Cx {
     fn reduce_axis(&mut self, name: &str, args: &[Expr], span: Span) -> Result<NodeId, Reported> {
         let x = self.tensor(&args[0])?;
         let shape = self.g.nodes[x].shape.clone();
-        let axis = self.const_of(&args[1]);
+        let axis = self
+            .const_of(&args[1])
+            .filter(|a| a.fract() == 0.0)
+            .map(|a| a as i64);
         let (op, out, count) = match (axis, shape.rank()) {
-            (Some(a), 2) if a == 0.0 => (Op::SumRows(x), Shape(vec![shape.0[1]]), shape.0[0]),
-            (Some(a), 2) if a == 1.0 => (Op::SumCols(x), Shape(vec![shape.0[0]]), shape.0[1]),
+            (Some(0), 2) => (Op::SumRows(x), Shape(vec![shape.0[1]]), shape.0[0]),
+            (Some(1), 2) => (Op::SumCols(x), Shape(vec![shape.0[0]]), shape.0[1]),
             (_, 2) => {
                 self.error(
                     Diagnostic::new(

@@ -27,6 +27,10 @@ pub fn simplify(s: &S) -> S {
             // a + -b = a - b
             (a, S::Neg(b)) => sub(a, *b),
             (S::Neg(a), b) => sub(b, *a),
+            // select(p, a, b) + select(p, c, d) = select(p, a + c, b + d)
+            (S::Select(p, a, b), S::Select(q, c0, d)) if p == q => {
+                simplify(&select(*p, add(*a, *c0), add(*b, *d)))
+            }
             (a, b) => add(a, b),
         },
         S::Sub(a, b) => match (simplify(a), simplify(b)) {
@@ -43,6 +47,13 @@ pub fn simplify(s: &S) -> S {
             (S::Const(z), _) | (_, S::Const(z)) if z == 0.0 => c(0.0),
             (S::Const(o), a) | (a, S::Const(o)) if o == 1.0 => a,
             (S::Const(m), a) | (a, S::Const(m)) if m == -1.0 => simplify(&neg(a)),
+            // a derivative through `where`: select(p, a, b) c = select(p, a c, b c),
+            // so that its branches simplify (select(p, 1, 0) x = select(p, x, 0))
+            (S::Select(p, a, b), k) | (k, S::Select(p, a, b))
+                if is_simple(&k) || is_branch_free(&a, &b) =>
+            {
+                simplify(&select(*p, mul(*a, k.clone()), mul(*b, k)))
+            }
             // -a * b = -(a b)
             (S::Neg(a), b) => simplify(&neg(mul(*a, b))),
             (a, S::Neg(b)) => simplify(&neg(mul(a, *b))),
@@ -92,6 +103,21 @@ pub fn simplify(s: &S) -> S {
             (p, a, b) => select(p, a, b),
         },
     }
+}
+
+/// A leaf or a constant multiple of one: cheap to copy into both branches.
+fn is_simple(s: &S) -> bool {
+    match s {
+        S::Arg(_) | S::Out | S::Const(_) => true,
+        S::Mul(a, b) => a.as_const().is_some() && is_simple(b),
+        _ => false,
+    }
+}
+
+/// Both branches constant: multiplying into them removes the select's cost
+/// from the product.
+fn is_branch_free(a: &S, b: &S) -> bool {
+    a.as_const().is_some() && b.as_const().is_some()
 }
 
 /// Simplifies every elementwise node of the graph; a sum of elementwise
@@ -164,6 +190,20 @@ mod tests {
             (sub(x(), neg(S::Arg(1))), "($0 + $1)"),
             (call(Func::Exp, c(0.0)), "1"),
             (div(x(), c(1.0)), "$0"),
+            (
+                mul(select(S::Arg(1), c(1.0), c(0.0)), x()),
+                "select($1, $0, 0)",
+            ),
+            (
+                add(
+                    mul(
+                        c(0.5),
+                        mul(select(S::Arg(1), c(1.0), c(0.0)), mul(c(2.0), x())),
+                    ),
+                    mul(select(S::Arg(1), c(0.0), c(1.0)), S::Arg(2)),
+                ),
+                "select($1, $0, $2)",
+            ),
             (mul(neg(x()), S::Arg(1)), "(-($0 * $1))"),
         ];
         for (input, want) in cases {
