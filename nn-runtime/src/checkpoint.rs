@@ -188,10 +188,22 @@ fn from_bytes(dtype: Dtype, bytes: &[u8]) -> impl Iterator<Item = f64> + '_ {
     })
 }
 
+/// An optimiser's name, step count and named state buffers, to save.
+type OptimizerState<'a> = (&'a str, u64, Vec<(&'static str, &'a [f64])>);
+
+/// A tensor the network (or optimiser) expects: name, shape, flat range,
+/// and the optimiser buffer it belongs to (`None`: a parameter).
+type Expected = (
+    String,
+    &'static [usize],
+    core::ops::Range<usize>,
+    Option<usize>,
+);
+
 /// The serialised checkpoint of `net` (and optionally an optimiser's state).
 fn serialize<N: Network>(
     net: &N,
-    optimizer: Option<(&str, u64, Vec<(&'static str, &[f64])>)>,
+    optimizer: Option<OptimizerState<'_>>,
 ) -> Result<Vec<u8>, String> {
     let params = net.params().as_slice();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -290,7 +302,7 @@ pub(crate) fn write_atomic(
 
 fn save_impl<N: Network>(
     net: &N,
-    optimizer: Option<(&str, u64, Vec<(&'static str, &[f64])>)>,
+    optimizer: Option<OptimizerState<'_>>,
     path: &Path,
     write: &mut dyn FnMut(&mut File, &[u8]) -> io::Result<()>,
 ) -> Result<(), CheckpointError> {
@@ -377,8 +389,7 @@ where
         message,
     };
     let file = SafeTensors::deserialize(&bytes).map_err(|e| format_err(e.to_string()))?;
-    let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| format_err(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(e.to_string()))?;
 
     // Everything the network (and optimiser) expects: name -> (shape, flat range, buffer).
     let n_params = <N::Params as Flat<N::Scalar>>::LEN;
@@ -387,8 +398,7 @@ where
         opt.init(n_params);
         buffers = opt.state().iter().map(|(b, _)| *b).collect();
     }
-    let mut expected: Vec<(String, &'static [usize], core::ops::Range<usize>, Option<usize>)> =
-        Vec::new();
+    let mut expected: Vec<Expected> = Vec::new();
     for info in N::PARAM_INFO {
         expected.push((info.name.to_owned(), info.shape, info.range(), None));
     }
@@ -535,8 +545,14 @@ mod tests {
         save(&net, &path).unwrap();
         let e = load_with_optimizer(&mut back, &mut adam2, &path).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("missing tensor `optim.m.w` (shape [2])"), "{msg}");
-        assert!(msg.contains("missing tensor `optim.v.b` (shape [1])"), "{msg}");
+        assert!(
+            msg.contains("missing tensor `optim.m.w` (shape [2])"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("missing tensor `optim.v.b` (shape [1])"),
+            "{msg}"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -558,9 +574,16 @@ mod tests {
             err.to_string(),
             format!("{}: No space left on device (injected)", path.display())
         );
-        assert_eq!(fs::read(&path).unwrap(), old_bytes, "old checkpoint changed");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            old_bytes,
+            "old checkpoint changed"
+        );
         // No temporary file is left behind.
-        let names: Vec<_> = fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, [std::ffi::OsString::from("lin.safetensors")]);
         let mut back = Linear::with([0.0, 0.0], 0.0);
         load(&mut back, &path).unwrap();

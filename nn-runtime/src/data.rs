@@ -943,6 +943,133 @@ mod tests {
     }
 
     #[test]
+    fn malformed_files_are_errors_with_line_and_field() {
+        // Wrong column count: against the header when there is one.
+        let e = Csv::new()
+            .header(true)
+            .read("a,b,label\n1,2,0\n3,4\n".as_bytes(), "h.csv")
+            .unwrap_err();
+        assert_eq!(e.to_string(), "h.csv line 3: expected 3 fields, found 2");
+        let e = Csv::new()
+            .header(true)
+            .read("a,b\n1,2,0\n".as_bytes(), "h.csv")
+            .unwrap_err();
+        assert_eq!(e.to_string(), "h.csv line 2: expected 2 fields, found 3");
+        // A longer row after blank lines: the line number counts them.
+        assert_eq!(
+            err("1,2\n\n\n3,4,5\n"),
+            "digits.csv line 4: expected 2 fields, found 3"
+        );
+        // Non-numeric cells anywhere, quoted or not, and non-finite numbers.
+        assert_eq!(
+            err("1,2\n3,\"four\"\n"),
+            "digits.csv line 2, field 2: `\"four\"` is not a number"
+        );
+        assert_eq!(
+            err("0.5,1e3\n2,NaN\n"),
+            "digits.csv line 2, field 2: `NaN` is not a finite number"
+        );
+        assert_eq!(
+            err("inf,1\n"),
+            "digits.csv line 1, field 1: `inf` is not a finite number"
+        );
+        // Empty: nothing at all, only blank lines, only a header.
+        assert_eq!(err(""), "digits.csv: no data rows");
+        assert!(matches!(
+            read_csv("".as_bytes(), "e.csv"),
+            Err(DataError::Empty { .. })
+        ));
+        // Not UTF-8: an I/O error naming the source.
+        let e = read_csv(&[b'1', b',', 0xff, b'\n'][..], "bin.csv").unwrap_err();
+        assert!(e.to_string().starts_with("bin.csv: "), "{e}");
+    }
+
+    #[test]
+    fn malformed_file_on_disk_names_the_path() {
+        let dir = std::env::temp_dir().join(format!("nn-runtime-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.csv");
+        std::fs::write(&path, "x,y,label\n0.1,0.2,1\n0.3,oops,0\n").unwrap();
+        let e = Csv::new().header(true).read_path(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{} line 3, field 2: `oops` is not a number", path.display())
+        );
+        std::fs::write(&path, "").unwrap();
+        let e = read_csv_path(&path).unwrap_err();
+        assert_eq!(e.to_string(), format!("{}: no data rows", path.display()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn label_column_by_header_name_and_one_hot_targets() {
+        let t = Csv::new()
+            .header(true)
+            .read("\"px0\", label ,px1\n1,2,3\n4,0,6\n".as_bytes(), "n.csv")
+            .unwrap();
+        assert_eq!(t.column_names(), ["px0", "label", "px1"]);
+        let label = t.column_index("label").unwrap();
+        assert_eq!(label, 1);
+        assert_eq!(
+            t.column_index("class").unwrap_err().to_string(),
+            "n.csv: no column named `class`; the header has `px0`, `label`, `px1`"
+        );
+        let d = t.classification_one_hot::<f32, 2, 3>(label).unwrap();
+        assert_eq!(d.inputs, [[1.0, 3.0], [4.0, 6.0]]);
+        assert_eq!(d.targets, [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]);
+        assert_eq!(d.class_indices().targets, [2, 0]);
+        let classes = Dataset::new(vec![(), ()], vec![1usize, 4]);
+        assert_eq!(
+            classes.one_hot::<f64, 3>().unwrap_err().to_string(),
+            "sample 1: class 4 is out of range for 3 classes (0..3)"
+        );
+        assert_eq!(argmax(&[0.5f32, 2.0, 2.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn shuffle_split3_and_batches() {
+        let d = Dataset::new(
+            (0..10).collect::<Vec<u32>>(),
+            (0..10).map(|i| i * 10).collect(),
+        );
+        let mut s = d.clone();
+        s.shuffle(3);
+        let mut s2 = d.clone();
+        s2.shuffle(3);
+        assert_eq!(s, s2);
+        assert_ne!(s, d);
+        for (x, y) in s.iter() {
+            assert_eq!(*y, x * 10);
+        }
+        let mut sorted = s.inputs.clone();
+        sorted.sort();
+        assert_eq!(sorted, d.inputs);
+
+        let (a, b, c) = d.split3(0.7, 0.2, 5);
+        assert_eq!((a.len(), b.len(), c.len()), (7, 2, 1));
+        let mut all: Vec<u32> = a
+            .inputs
+            .iter()
+            .chain(&b.inputs)
+            .chain(&c.inputs)
+            .copied()
+            .collect();
+        all.sort();
+        assert_eq!(all, d.inputs);
+        assert_eq!(d.split3(0.7, 0.2, 5), (a, b, c));
+
+        let sizes: Vec<usize> = d
+            .batches(4)
+            .map(|(x, y)| {
+                assert_eq!(x.len(), y.len());
+                x.len()
+            })
+            .collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        assert_eq!(d.batches(4).nth(1).unwrap().0, [4, 5, 6, 7]);
+    }
+
+    #[test]
     fn missing_file_error_names_the_path() {
         let e = read_csv_path("/nonexistent/dir/digits.csv").unwrap_err();
         assert!(matches!(e, DataError::Io { .. }));

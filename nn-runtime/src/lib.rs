@@ -46,9 +46,9 @@ pub use gradcheck::{
     GradCheckReport,
 };
 pub use init::Init;
+pub use metrics::{accuracy, mean_squared_error, ConfusionMatrix};
 pub use network::{Flat, Network, ParamInfo, Zeroable};
 pub use nn_macro::network;
-pub use metrics::{accuracy, mean_squared_error, ConfusionMatrix};
 pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, Sgd};
 pub use rng::Rng;
 pub use train::{
@@ -65,13 +65,13 @@ pub mod prelude {
         check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckOptions,
         GradCheckReport,
     };
+    pub use crate::metrics::{accuracy, mean_squared_error, ConfusionMatrix};
     pub use crate::network;
     pub use crate::network::{Flat, Network, ParamInfo};
-    pub use crate::metrics::{accuracy, mean_squared_error, ConfusionMatrix};
     pub use crate::optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, Sgd};
     pub use crate::train::{
-        evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport,
-        Trainer, Training,
+        evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport, Trainer,
+        Training,
     };
 }
 

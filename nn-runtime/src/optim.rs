@@ -601,7 +601,9 @@ impl Schedule {
                     let span = (total - warmup).max(1) as f64;
                     let progress = (t - warmup) as f64 / span;
                     min_factor
-                        + (1.0 - min_factor) * 0.5 * (1.0 + (core::f64::consts::PI * progress).cos())
+                        + (1.0 - min_factor)
+                            * 0.5
+                            * (1.0 + (core::f64::consts::PI * progress).cos())
                 }
             }
         }
@@ -710,7 +712,11 @@ mod tests {
         // b₁ = 1,          θ₁ = 1 - 0.1·1 = 0.9
         // b₂ = 0.9 + 2 = 2.9,  θ₂ = 0.9 - 0.29 = 0.61
         // b₃ = 2.61 + 3 = 5.61, θ₃ = 0.61 - 0.561 = 0.049
-        let got = run(Sgd::new(0.1).momentum(0.9), &[1.0], &[&[1.0], &[2.0], &[3.0]]);
+        let got = run(
+            Sgd::new(0.1).momentum(0.9),
+            &[1.0],
+            &[&[1.0], &[2.0], &[3.0]],
+        );
         close(&got.concat(), &[0.9, 0.61, 0.049], 1e-12);
     }
 

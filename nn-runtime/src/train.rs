@@ -309,7 +309,10 @@ impl fmt::Display for TrainError {
                  parameters are as before this batch"
             ),
             TrainError::Checkpoint { epoch, message } => {
-                write!(f, "saving the checkpoint after epoch {epoch} failed: {message}")
+                write!(
+                    f,
+                    "saving the checkpoint after epoch {epoch} failed: {message}"
+                )
             }
             TrainError::Threads { message } => {
                 write!(f, "could not start the training threads: {message}")
@@ -834,22 +837,22 @@ where
                 &mut self.grads,
                 &mut self.stats,
                 |c, tape, grads, stats| {
-                *stats = ChunkStats::default();
-                grads.fill_zero();
-                if c >= parts {
-                    return;
-                }
-                for &i in &indices[part(len, parts, c)] {
-                    let (x, y) = (&train.inputs[i], &train.targets[i]);
-                    let loss = net.forward(x, y, tape);
-                    if !loss.is_finite() && stats.bad.is_none() {
-                        stats.bad = Some((i, loss.to_f64()));
+                    *stats = ChunkStats::default();
+                    grads.fill_zero();
+                    if c >= parts {
+                        return;
                     }
-                    stats.loss += loss.to_f64();
-                    stats.correct += usize::from(correct_after_forward(net, x, y, tape));
-                    net.backward(tape, grads);
-                }
-            },
+                    for &i in &indices[part(len, parts, c)] {
+                        let (x, y) = (&train.inputs[i], &train.targets[i]);
+                        let loss = net.forward(x, y, tape);
+                        if !loss.is_finite() && stats.bad.is_none() {
+                            stats.bad = Some((i, loss.to_f64()));
+                        }
+                        stats.loss += loss.to_f64();
+                        stats.correct += usize::from(correct_after_forward(net, x, y, tape));
+                        net.backward(tape, grads);
+                    }
+                },
             );
             if let Some((sample, loss)) = self.stats.iter().find_map(|s| s.bad) {
                 return Err(TrainError::NonFiniteLoss {
@@ -877,17 +880,16 @@ where
             if let Some(clip) = self.trainer.clip {
                 clip.apply(g);
             }
-            if let (Some(base), false) = (
-                self.base_lr,
-                self.trainer.schedule == Schedule::Constant,
-            ) {
+            if let (Some(base), false) = (self.base_lr, self.trainer.schedule == Schedule::Constant)
+            {
                 let now = base * self.trainer.schedule.factor(self.step - 1);
                 self.trainer.optimizer.set_learning_rate(now);
                 lr = Some(now);
             }
-            self.trainer
-                .optimizer
-                .step(self.net.params_mut().as_mut_slice(), self.grads[0].as_slice());
+            self.trainer.optimizer.step(
+                self.net.params_mut().as_mut_slice(),
+                self.grads[0].as_slice(),
+            );
             for s in &self.stats {
                 loss_sum += s.loss;
                 correct += s.correct;

@@ -203,9 +203,17 @@ fn optimiser_steps_allocate_nothing() {
         0,
         "Nesterov"
     );
-    assert_eq!(step_allocations(Adam::new(1e-3).weight_decay(1e-4)), 0, "Adam");
+    assert_eq!(
+        step_allocations(Adam::new(1e-3).weight_decay(1e-4)),
+        0,
+        "Adam"
+    );
     assert_eq!(step_allocations(AdamW::new(1e-3, 0.01)), 0, "AdamW");
-    assert_eq!(step_allocations(RmsProp::new(1e-2).momentum(0.9)), 0, "RmsProp");
+    assert_eq!(
+        step_allocations(RmsProp::new(1e-2).momentum(0.9)),
+        0,
+        "RmsProp"
+    );
     let mut g = vec![3.0f32; 1000];
     assert_eq!(
         allocations_of(|| {

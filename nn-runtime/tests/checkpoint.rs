@@ -91,7 +91,8 @@ fn loads_a_checkpoint_written_by_the_reference_implementation() {
 
     // f32 file into the f32 network.
     let mut net = Tiny::new(7);
-    net.load_checkpoint(fixture("tiny_f32.safetensors")).unwrap();
+    net.load_checkpoint(fixture("tiny_f32.safetensors"))
+        .unwrap();
     let flat = net.params().as_slice();
     for (name, values) in reference_params() {
         let info = Tiny::PARAM_INFO.iter().find(|p| p.name == name).unwrap();
@@ -258,7 +259,9 @@ fn every_load_mismatch_is_named_and_nothing_changes() {
         ]
     );
     assert!(
-        msg.contains("unexpected tensor `g.weight` (shape [4, 4]): the network has no such parameter"),
+        msg.contains(
+            "unexpected tensor `g.weight` (shape [4, 4]): the network has no such parameter"
+        ),
         "{msg}"
     );
 
@@ -287,9 +290,18 @@ fn every_load_mismatch_is_named_and_nothing_changes() {
     let b = vec![0u8; 4 * 4];
     let extra = vec![0u8; 4];
     let views = vec![
-        ("h.weight", TensorView::new(Dtype::F64, vec![4, 3], &w).unwrap()),
-        ("h.bias", TensorView::new(Dtype::F32, vec![2, 2], &b).unwrap()),
-        ("stray", TensorView::new(Dtype::F32, vec![1], &extra).unwrap()),
+        (
+            "h.weight",
+            TensorView::new(Dtype::F64, vec![4, 3], &w).unwrap(),
+        ),
+        (
+            "h.bias",
+            TensorView::new(Dtype::F32, vec![2, 2], &b).unwrap(),
+        ),
+        (
+            "stray",
+            TensorView::new(Dtype::F32, vec![1], &extra).unwrap(),
+        ),
     ];
     std::fs::write(&mixed, safetensors::serialize(views, None).unwrap()).unwrap();
     let problems = mismatch(Tiny::new(1).load_checkpoint(&mixed).unwrap_err());
@@ -332,11 +344,19 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     data.targets[9][1] = f32::NAN;
     let err = trainer.fit(&mut net, &data).unwrap_err();
     match &err {
-        TrainError::NonFiniteLoss { epoch: 1, sample: 9, .. } => {}
+        TrainError::NonFiniteLoss {
+            epoch: 1,
+            sample: 9,
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("epoch 1, step"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), good, "checkpoint was touched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        good,
+        "checkpoint was touched"
+    );
     // Earlier batches of the failed epoch were applied, but the checkpoint
     // still loads the last good epoch's weights.
     let mut back = Tiny::new(0);

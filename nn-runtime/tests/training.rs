@@ -62,7 +62,12 @@ fn one_and_many_threads_give_bitwise_the_same_weights() {
             .iter()
             .map(|e| (e.loss.to_bits(), e.val_loss.unwrap().to_bits()))
             .collect();
-        let bits: Vec<u32> = net.params().as_slice().iter().map(|v| v.to_bits()).collect();
+        let bits: Vec<u32> = net
+            .params()
+            .as_slice()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
         (bits, losses, report.last().unwrap().val_accuracy)
     };
     let one = run(1);
@@ -131,7 +136,10 @@ fn early_stopping_restores_and_checkpoints_the_best_epoch() {
         .quiet()
         .fit_with_validation(&mut net, &train, &val)
         .unwrap();
-    assert_eq!((report.best_epoch, report.stopped_early), (Some(1), Some(3)));
+    assert_eq!(
+        (report.best_epoch, report.stopped_early),
+        (Some(1), Some(3))
+    );
 }
 
 /// Records the learning rate and gradient of every step.
@@ -236,7 +244,10 @@ fn the_epoch_iterator_matches_fit_and_can_stop_anywhere() {
 
     // Stopping after two epochs leaves the weights of two epochs.
     let mut c = Line::new(2);
-    let mut trainer = Trainer::new(Adam::new(0.05)).epochs(5).batch_size(8).quiet();
+    let mut trainer = Trainer::new(Adam::new(0.05))
+        .epochs(5)
+        .batch_size(8)
+        .quiet();
     let mut it = trainer.train(&mut c, &data, None).unwrap();
     it.next().unwrap().unwrap();
     it.next().unwrap().unwrap();
