@@ -57,6 +57,7 @@ impl TrainReport {
                 x_range.clone(),
                 0.0..(loss_max * 1.05).max(1e-12),
                 [(&loss, "training"), (&val_loss, "validation")],
+                SeriesLabelPosition::UpperRight,
             )
             .map_err(draw)?;
             panel(
@@ -66,6 +67,7 @@ impl TrainReport {
                 x_range,
                 0.0..100.0,
                 [(&acc, "training"), (&val_acc, "validation")],
+                SeriesLabelPosition::LowerRight,
             )
             .map_err(draw)?;
             root.present().map_err(draw)?;
@@ -93,6 +95,7 @@ fn panel<DB: DrawingBackend>(
     x: std::ops::Range<f64>,
     y: std::ops::Range<f64>,
     series: [(&Series, &str); 2],
+    legend: SeriesLabelPosition,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
@@ -103,6 +106,7 @@ fn panel<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc(y_desc)
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
@@ -120,7 +124,7 @@ fn panel<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
