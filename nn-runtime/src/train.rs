@@ -591,7 +591,7 @@ impl<O> Trainer<O> {
                 ProgressDrawTarget::stderr(),
             );
             if let Ok(style) = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
+                "[{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
             ) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -808,7 +808,12 @@ where
                 .copy_from_slice(best.as_slice());
         }
         if let Some(bar) = self.bar.take() {
-            bar.finish();
+            // Stopped early: leave the bar where training stopped.
+            if self.stopped_early.is_some() {
+                bar.abandon();
+            } else {
+                bar.finish();
+            }
         }
     }
 
