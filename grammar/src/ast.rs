@@ -42,19 +42,36 @@ pub struct Definition {
 pub enum Statement {
     /// `dtype f64;`
     Dtype(Ident),
-    /// `input x[64];`
+    /// `steps 16;`
+    Steps(usize, Span),
+    /// `truncate 8;`
+    Truncate(usize, Span),
+    /// `input x[64];` or `input x[t][8];`
     Input {
         /// Name of the input.
         name: Ident,
-        /// Its shape.
+        /// `Some(t)` for one value per time step.
+        step: Option<Ident>,
+        /// Its shape (at one step).
         shape: Shape,
     },
-    /// `target y[1];` or `target label: class[10];`
+    /// `target y[1];`, `target label: class[10];` or `target y[t][1];`
     Target {
         /// Name of the target.
         name: Ident,
+        /// `Some(t)` for one value per time step.
+        step: Option<Ident>,
         /// What it holds.
         kind: TargetKind,
+    },
+    /// `state h[32] = zeros;`
+    State {
+        /// Name of the state.
+        name: Ident,
+        /// Its shape.
+        shape: Shape,
+        /// Its initial value (`zeros`, `constant(c)` or a parameter's name).
+        init: Option<Init>,
     },
     /// `param w[4, 2] = xavier;`
     Param {
@@ -83,10 +100,12 @@ pub enum Statement {
         /// Its body.
         body: Expr,
     },
-    /// `h = expression;`
+    /// `h = expression;` or, in a recurrent definition, `h[t] = expression;`
     Binding {
         /// The bound name.
         name: Ident,
+        /// `Some(t)` for a value computed at every time step.
+        step: Option<Ident>,
         /// The value.
         value: Expr,
     },
@@ -222,6 +241,17 @@ pub enum Expr {
         /// The whole expression.
         span: Span,
     },
+    /// `x[t]`, `h[t-1]`, `out[last]`: a value at a time step.
+    StepRef {
+        /// The sequence.
+        arg: Box<Expr>,
+        /// The index name (`t` or `last`).
+        index: Ident,
+        /// The offset: `-1` in `h[t-1]`.
+        offset: i64,
+        /// The whole expression.
+        span: Span,
+    },
     /// `func(args...)`
     Call {
         /// The function's name.
@@ -242,6 +272,7 @@ impl Expr {
             Expr::Unary { span, .. }
             | Expr::Binary { span, .. }
             | Expr::Slice { span, .. }
+            | Expr::StepRef { span, .. }
             | Expr::Call { span, .. } => *span,
         }
     }

@@ -40,19 +40,47 @@ fn ident(pair: Pair<Rule>) -> Ident {
 
 fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
     let rule = pair.as_rule();
-    let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
-    let mut next = || inner.next().expect("the grammar guarantees this part");
+    let mut parts: Vec<Pair<Rule>> = pair
+        .into_inner()
+        .filter(|p| !is_keyword(p.as_rule()))
+        .collect();
+    // the optional parts, taken out by rule; what stays is positional
+    let mut take = |r: Rule| {
+        parts
+            .iter()
+            .position(|p| p.as_rule() == r)
+            .map(|i| parts.remove(i))
+    };
+    let step = take(Rule::step_marker).map(step_marker);
+    let shape_pair = take(Rule::shape);
+    let class = take(Rule::class_shape);
+    let init_pair = take(Rule::init);
+    let mut rest = parts.into_iter();
+    let mut next = || rest.next().expect("the grammar guarantees this part");
     Ok(match rule {
         Rule::dtype_decl => Statement::Dtype(ident(next())),
+        Rule::steps_decl | Rule::truncate_decl => {
+            let d = next();
+            let sp = span(&d);
+            let n: usize = d
+                .as_str()
+                .parse()
+                .map_err(|_| Diagnostic::new(sp, "this count is too large"))?;
+            if rule == Rule::steps_decl {
+                Statement::Steps(n, sp)
+            } else {
+                Statement::Truncate(n, sp)
+            }
+        }
         Rule::input_decl => {
             let name = ident(next());
-            let shape = optional_shape(inner.next(), &name)?;
-            Statement::Input { name, shape }
+            let shape = optional_shape(shape_pair, &name)?;
+            Statement::Input { name, step, shape }
         }
         Rule::target_decl => {
             let name = ident(next());
-            let kind = match inner.next() {
-                Some(kind) if kind.as_rule() == Rule::class_shape => {
+            let kind = match class {
+                Some(kind) => {
                     let dim = kind
                         .into_inner()
                         .find(|p| p.as_rule() == Rule::dim)
@@ -60,20 +88,21 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
                     let (classes, span) = dimension(dim)?;
                     TargetKind::Class { classes, span }
                 }
-                kind => TargetKind::Tensor(optional_shape(kind, &name)?),
+                None => TargetKind::Tensor(optional_shape(shape_pair, &name)?),
             };
-            Statement::Target { name, kind }
+            Statement::Target { name, step, kind }
         }
         Rule::param_decl => {
             let name = ident(next());
-            let mut rest: Vec<Pair<Rule>> = inner.collect();
-            let shape_pair = match rest.first() {
-                Some(p) if p.as_rule() == Rule::shape => Some(rest.remove(0)),
-                _ => None,
-            };
             let shape = optional_shape(shape_pair, &name)?;
-            let init = rest.pop().map(init).transpose()?;
+            let init = init_pair.map(init).transpose()?;
             Statement::Param { name, shape, init }
+        }
+        Rule::state_decl => {
+            let name = ident(next());
+            let shape = optional_shape(shape_pair, &name)?;
+            let init = init_pair.map(init).transpose()?;
+            Statement::State { name, shape, init }
         }
         Rule::output_decl => Statement::Output(ident(next())),
         Rule::const_decl => Statement::Const {
@@ -82,17 +111,27 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
         },
         Rule::fn_decl => {
             let name = ident(next());
-            let mut rest: Vec<Pair<Rule>> = inner.collect();
+            let mut rest: Vec<Pair<Rule>> = rest.collect();
             let body = expr(rest.pop().expect("grammar: a function has a body"))?;
             let params = rest.into_iter().map(ident).collect();
             Statement::Fn { name, params, body }
         }
         Rule::binding => Statement::Binding {
             name: ident(next()),
+            step,
             value: expr(next())?,
         },
         other => unreachable!("not a statement: {other:?}"),
     })
+}
+
+/// `[t]` in a declaration or on the left of a binding: the index's name.
+fn step_marker(pair: Pair<Rule>) -> Ident {
+    ident(
+        pair.into_inner()
+            .find(|p| p.as_rule() == Rule::ident)
+            .expect("grammar: a step marker names its index"),
+    )
 }
 
 /// Keywords and punctuation: needed by the grammar, not by the syntax tree.
@@ -107,6 +146,9 @@ fn is_keyword(rule: Rule) -> bool {
             | Rule::kw_class
             | Rule::kw_const
             | Rule::kw_fn
+            | Rule::kw_state
+            | Rule::kw_steps
+            | Rule::kw_truncate
             | Rule::semi
             | Rule::lbracket
             | Rule::rbracket
@@ -195,7 +237,7 @@ fn pratt() -> &'static PrattParser<Rule> {
                 | Op::infix(Rule::matmul, Assoc::Left))
             .op(Op::prefix(Rule::neg))
             .op(Op::infix(Rule::pow, Assoc::Right))
-            .op(Op::postfix(Rule::slice))
+            .op(Op::postfix(Rule::slice) | Op::postfix(Rule::step_ref))
     })
 }
 
@@ -214,6 +256,38 @@ fn expr(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
         .map_postfix(|arg, op| {
             let arg = arg?;
             let sp = arg.span().join(span(&op));
+            if op.as_rule() == Rule::step_ref {
+                let mut index = None;
+                let mut offset = 0i64;
+                for part in op.into_inner() {
+                    match part.as_rule() {
+                        Rule::ident => index = Some(ident(part)),
+                        Rule::step_offset => {
+                            let mut sign = 1i64;
+                            for q in part.into_inner() {
+                                match q.as_rule() {
+                                    Rule::sub => sign = -1,
+                                    Rule::dim => {
+                                        let qs = span(&q);
+                                        let v: i64 = q.as_str().parse().map_err(|_| {
+                                            Diagnostic::new(qs, "this offset is too large")
+                                        })?;
+                                        offset = sign * v;
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                return Ok(Expr::StepRef {
+                    arg: Box::new(arg),
+                    index: index.expect("grammar: a step reference names its index"),
+                    offset,
+                    span: sp,
+                });
+            }
             let mut start = None;
             let mut end = None;
             let mut after_colon = false;
@@ -303,6 +377,7 @@ fn with_parens(mut e: Expr, outer: Span) -> Expr {
         Expr::Unary { span, .. }
         | Expr::Binary { span, .. }
         | Expr::Slice { span, .. }
+        | Expr::StepRef { span, .. }
         | Expr::Call { span, .. } => *span = outer,
         _ => {}
     }
@@ -320,8 +395,11 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::output_decl
         | Rule::const_decl
         | Rule::fn_decl
+        | Rule::steps_decl
+        | Rule::truncate_decl
+        | Rule::state_decl
         | Rule::binding => {
-            "a statement (`input`, `target`, `param`, `output`, `dtype`, `const`, `fn` or `name = expression;`)"
+            "a statement (`input`, `target`, `param`, `state`, `output`, `dtype`, `steps`, `const`, `fn` or `name = expression;`)"
         }
         Rule::kw_input
         | Rule::kw_target
@@ -329,7 +407,10 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::kw_output
         | Rule::kw_dtype
         | Rule::kw_const
-        | Rule::kw_fn => {
+        | Rule::kw_fn
+        | Rule::kw_state
+        | Rule::kw_steps
+        | Rule::kw_truncate => {
             "a statement"
         }
         Rule::kw_class => "`class`",
@@ -621,6 +702,44 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn recurrent_definitions() {
+        let d = parse_definition(
+            "steps 16; truncate 4; input x[t][8]; target y [ t ] [ 1 ] ; state h[32] = zeros; param wh[32, 32]; \
+             h[t] = tanh(wh @ h[t-1] + dense(x[t], 32)); out[t] = dense(h[t], 1); loss = mean_steps(mse(out[t], y[t])) + sum(h[last]);",
+        )
+        .unwrap();
+        assert!(matches!(d.statements[0], Statement::Steps(16, _)));
+        assert!(matches!(d.statements[1], Statement::Truncate(4, _)));
+        let Statement::Input {
+            step: Some(t),
+            shape,
+            ..
+        } = &d.statements[2]
+        else {
+            panic!("{:?}", d.statements[2])
+        };
+        assert_eq!((t.name.as_str(), shape.dims.len()), ("t", 1));
+        assert!(matches!(
+            &d.statements[3],
+            Statement::Target { step: Some(_), .. }
+        ));
+        assert!(matches!(
+            &d.statements[4],
+            Statement::State { init: Some(_), .. }
+        ));
+        let Statement::Binding {
+            step: Some(_),
+            value,
+            ..
+        } = &d.statements[6]
+        else {
+            panic!()
+        };
+        let text = format!("{value:?}");
+        assert!(text.contains("offset: -1"), "{text}");
     }
 
     #[test]

@@ -5,6 +5,15 @@
 //! reference text's "backwards error flow"); a node used several times gets
 //! the sum of its users' contributions (`AddN`), and each parameter's
 //! gradient is its adjoint.
+//!
+//! Recurrent definitions (backpropagation through time): the per-step nodes
+//! are differentiated once, as the body of a backward loop over
+//! `t = T-1 .. 0`. A state's new value gets, besides its users in the same
+//! step, the adjoint carried from step `t + 1` (`Carry`); the adjoint of its
+//! previous value is what is carried on to step `t - 1`. A contribution from
+//! a per-step node to a value computed outside the loop (a parameter) is
+//! summed over the steps (`StepSum`): every parameter's gradient is the sum
+//! over time steps, as the reference text's BPTT says.
 
 use crate::ir::*;
 use crate::opt::simplify::simplify;
@@ -13,14 +22,29 @@ use crate::scalar::{build::*, Func, S};
 /// Appends the backward pass to `g` and records each parameter's gradient.
 pub fn diff_graph(mut g: Graph) -> Graph {
     let n = g.nodes.len();
-    // Only nodes that depend on a parameter need an adjoint.
+    let regions = g.regions();
+    // Only nodes that depend on a parameter need an adjoint; through a state,
+    // a step depends on the steps before it, so iterate to a fixed point.
     let mut needs = vec![false; n];
-    for id in 0..n {
-        needs[id] = match g.nodes[id].op {
-            Op::Param(_) => true,
-            Op::Input(_) | Op::Target(_) => false,
-            ref op => op.args().iter().any(|&a| needs[a]),
-        };
+    loop {
+        let mut changed = false;
+        for id in 0..n {
+            let v = match g.nodes[id].op {
+                Op::Param(_) => true,
+                Op::Input(_) | Op::Target(_) => false,
+                Op::StatePrev(k) => {
+                    matches!(g.states[k].init, StateInit::Param(_)) || needs[g.states[k].update]
+                }
+                ref op => op.args().iter().any(|&a| needs[a]),
+            };
+            if v && !needs[id] {
+                needs[id] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
     }
     let mut parts: Vec<Vec<NodeId>> = vec![vec![]; n];
     let mut adjoint: Vec<Option<NodeId>> = vec![None; n];
@@ -37,6 +61,17 @@ pub fn diff_graph(mut g: Graph) -> Graph {
         seed_name,
     );
     parts[loss].push(seed);
+    // a state's new value also feeds the next step: its adjoint from there
+    for k in 0..g.states.len() {
+        let (update, prev) = (g.states[k].update, g.states[k].prev);
+        if needs[update] && needs[prev] && update != prev {
+            let name = format!("d_{}_next", g.states[k].name);
+            let shape = g.states[k].shape.clone();
+            let carry = push(&mut g, Op::Carry(k), shape, name);
+            parts[update].push(carry);
+        }
+    }
+    let mut state_adjoints = vec![None; g.states.len()];
 
     for id in (0..n).rev() {
         if parts[id].is_empty() || !needs[id] {
@@ -53,10 +88,22 @@ pub fn diff_graph(mut g: Graph) -> Graph {
         };
         adjoint[id] = Some(d);
         let node = g.nodes[id].clone();
-        for (k, part) in vjp(&mut g, id, &node, d, &needs) {
+        if let Op::StatePrev(k) = node.op {
+            state_adjoints[k] = Some(d);
+        }
+        for (k, part) in vjp(&mut g, id, &node, d, &needs, &regions) {
+            // from inside the loop to a value outside it: sum over the steps
+            let part = if regions[id] == Region::Step && regions[k] == Region::Before {
+                let shape = g.nodes[k].shape.clone();
+                let name = format!("d_{}", g.nodes[k].name);
+                push(&mut g, Op::StepSum(part), shape, name)
+            } else {
+                part
+            };
             parts[k].push(part);
         }
     }
+    g.state_adjoints = state_adjoints;
     g.grads = (0..g.params.len())
         .map(|p| {
             (0..n)
@@ -73,7 +120,14 @@ fn push(g: &mut Graph, op: Op, shape: Shape, name: String) -> NodeId {
 
 /// The contributions of node `id` (with adjoint `d`) to its operands'
 /// adjoints, as `(operand, contribution)` pairs.
-fn vjp(g: &mut Graph, id: NodeId, node: &Node, d: NodeId, needs: &[bool]) -> Vec<(NodeId, NodeId)> {
+fn vjp(
+    g: &mut Graph,
+    id: NodeId,
+    node: &Node,
+    d: NodeId,
+    needs: &[bool],
+    regions: &[Region],
+) -> Vec<(NodeId, NodeId)> {
     let shape_of = |g: &Graph, a: NodeId| g.nodes[a].shape.clone();
     let part_name = |g: &Graph, a: NodeId| format!("d_{}", g.nodes[a].name);
     let mut out = vec![];
@@ -300,7 +354,50 @@ fn vjp(g: &mut Graph, id: NodeId, node: &Node, d: NodeId, needs: &[bool]) -> Vec
                 );
             }
         }
-        Op::OneHot(..) | Op::LogSoftmaxGrad(..) => {
+        // out = Σ_t a[t]: d_a[t] = d at every step (T d for a value outside the loop)
+        &Op::StepSum(a) => {
+            if needs[a] {
+                if regions[a] == Region::Step {
+                    add(g, a, Op::EachStep(d));
+                } else {
+                    let steps = g.steps.map_or(1, |s| s.count) as f64;
+                    add(
+                        g,
+                        a,
+                        Op::Map {
+                            args: vec![d],
+                            bcast: vec![Bcast::Full],
+                            body: mul(c(steps), S::Arg(0)),
+                        },
+                    );
+                }
+            }
+        }
+        // out = a[T-1]: d_a[t] = d at the last step, zero before
+        &Op::Last(a) => {
+            if needs[a] {
+                if regions[a] == Region::Step {
+                    add(g, a, Op::AtLast(d));
+                } else {
+                    add(
+                        g,
+                        a,
+                        Op::Map {
+                            args: vec![d],
+                            bcast: vec![Bcast::Full],
+                            body: S::Arg(0),
+                        },
+                    );
+                }
+            }
+        }
+        // the previous value of a state: its adjoint is carried, not passed on here
+        Op::StatePrev(_) => {}
+        Op::Carry(_)
+        | Op::EachStep(_)
+        | Op::AtLast(_)
+        | Op::OneHot(..)
+        | Op::LogSoftmaxGrad(..) => {
             unreachable!("backward-only ops are never differentiated (no second derivatives)")
         }
     }

@@ -17,12 +17,74 @@ pub struct Items {
 
 /// Rust keywords and names the generated code uses itself.
 const RESERVED: &[&str] = &[
-    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
-    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return",
-    "self", "Self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where",
-    "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
-    "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen", "i", "j", "tape",
-    "grads", "input", "target", "params", "kernels", "rng", "seed", "output", "union",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "Self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "async",
+    "await",
+    "dyn",
+    "abstract",
+    "become",
+    "box",
+    "do",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "typeof",
+    "unsized",
+    "virtual",
+    "yield",
+    "try",
+    "gen",
+    "i",
+    "j",
+    "tape",
+    "grads",
+    "input",
+    "target",
+    "params",
+    "kernels",
+    "rng",
+    "seed",
+    "output",
+    "union",
+    "t",
+    "state",
+    "norms",
+    "output_seq",
 ];
 
 /// Emits the network's items for `g`.
@@ -36,6 +98,8 @@ enum Which {
     Predict,
     Forward,
     Backward,
+    /// One step of a recurrent network, with its state passed in and out.
+    Step,
 }
 
 /// Where a node's value lives inside one generated function.
@@ -49,6 +113,12 @@ enum Place {
     Tape(Ident),
     /// A gradient field: `grads.w`.
     Grad(Ident),
+    /// A reference to a sequence, at the current step: `x[t]`.
+    RefStep(Ident),
+    /// A per-step tape field, at the current step: `tape.h[t]`.
+    TapeStep(Ident),
+    /// A field of the recurrent state passed to `step`: `state.h`.
+    State(Ident),
 }
 
 impl Place {
@@ -58,6 +128,9 @@ impl Place {
             Place::Ref(n) => quote!(#n),
             Place::Tape(n) => quote!(&tape.#n),
             Place::Grad(n) => quote!(&grads.#n),
+            Place::RefStep(n) => quote!(&#n[t]),
+            Place::TapeStep(n) => quote!(&tape.#n[t]),
+            Place::State(n) => quote!(&state.#n),
         }
     }
     fn borrow_mut(&self) -> TokenStream {
@@ -66,6 +139,9 @@ impl Place {
             Place::Ref(n) => quote!(#n),
             Place::Tape(n) => quote!(&mut tape.#n),
             Place::Grad(n) => quote!(&mut grads.#n),
+            Place::RefStep(n) => quote!(&mut #n[t]),
+            Place::TapeStep(n) => quote!(&mut tape.#n[t]),
+            Place::State(n) => quote!(&mut state.#n),
         }
     }
     /// The place itself (an lvalue or a scalar value).
@@ -75,6 +151,9 @@ impl Place {
             Place::Ref(n) => quote!((*#n)),
             Place::Tape(n) => quote!(tape.#n),
             Place::Grad(n) => quote!(grads.#n),
+            Place::RefStep(n) => quote!(#n[t]),
+            Place::TapeStep(n) => quote!(tape.#n[t]),
+            Place::State(n) => quote!(state.#n),
         }
     }
     fn index(&self, idx: &TokenStream) -> TokenStream {
@@ -93,6 +172,16 @@ enum Mode {
     Accumulate,
 }
 
+/// The state of one generated function while it is emitted.
+struct Fx {
+    which: Which,
+    pass: Pass,
+    /// Nodes this function computes or reads.
+    live: Vec<bool>,
+    place: HashMap<NodeId, Place>,
+    stmts: Vec<TokenStream>,
+}
+
 struct Cx<'g> {
     g: &'g Graph,
     items: &'g Items,
@@ -103,8 +192,11 @@ struct Cx<'g> {
     uses: Vec<usize>,
     /// Forward values (and inputs, targets) the backward pass reads.
     tape: Vec<NodeId>,
+    /// Each node's place relative to its pass's time loop.
+    regions: Vec<Region>,
     params_ty: Ident,
     tape_ty: Ident,
+    state_ty: Ident,
 }
 
 impl<'g> Cx<'g> {
@@ -159,8 +251,10 @@ impl<'g> Cx<'g> {
             live,
             uses,
             tape,
+            regions: g.regions(),
             params_ty: format_ident!("{}Params", name),
             tape_ty: format_ident!("{}Tape", name),
+            state_ty: format_ident!("{}State", name),
         }
     }
 
@@ -190,14 +284,35 @@ impl<'g> Cx<'g> {
         }
     }
 
+    /// The type of one input or target: a sequence `[x; T]` when per-step.
+    fn decl_ty(&self, d: &TensorDecl) -> TokenStream {
+        let one = match d.classes {
+            Some(_) => quote!(usize),
+            None => self.ty(&d.shape),
+        };
+        match (d.per_step, self.g.steps) {
+            (true, Some(steps)) => {
+                let n = Literal::usize_unsuffixed(steps.count);
+                quote!([#one; #n])
+            }
+            _ => one,
+        }
+    }
+
+    /// A node's type in the tape: `[x; T]` for a per-step value.
+    fn tape_ty(&self, id: NodeId) -> TokenStream {
+        let one = self.node_ty(id);
+        match (self.regions[id], self.g.steps) {
+            (Region::Step, Some(steps)) => {
+                let n = Literal::usize_unsuffixed(steps.count);
+                quote!([#one; #n])
+            }
+            _ => one,
+        }
+    }
+
     fn input_ty(&self, decls: &[TensorDecl]) -> TokenStream {
-        let tys: Vec<TokenStream> = decls
-            .iter()
-            .map(|d| match d.classes {
-                Some(_) => quote!(usize),
-                None => self.ty(&d.shape),
-            })
-            .collect();
+        let tys: Vec<TokenStream> = decls.iter().map(|d| self.decl_ty(d)).collect();
         match tys.as_slice() {
             [one] => one.clone(),
             many => quote!((#(#many,)*)),
@@ -233,7 +348,7 @@ impl<'g> Cx<'g> {
         // the tape struct
         let tape_fields = self.tape.iter().map(|&id| {
             let f = &self.ident[id];
-            let ty = self.node_ty(id);
+            let ty = self.tape_ty(id);
             let doc = format!("`{}`: {}", self.math_name(id), self.g.nodes[id].shape);
             quote!(#[doc = #doc] pub #f: #ty,)
         });
@@ -241,7 +356,27 @@ impl<'g> Cx<'g> {
 
         let input_ty = self.input_ty(&g.inputs);
         let target_ty = self.input_ty(&g.targets);
-        let output_ty = self.ty(&g.nodes[g.output].shape);
+        let output_ty = self.tape_ty(g.output);
+        let (state_struct, recurrent) = self.recurrent_items();
+        let (backward_sig, backward_body) = match g.steps {
+            Some(steps) => {
+                let n = Literal::usize_unsuffixed(steps.count);
+                (
+                    quote!(
+                        /// Like [`backward`](Self::backward), and records in `norms[t]`
+                        /// the norm of the state adjoint carried from step `t` to
+                        /// step `t - 1`: watch it shrink or grow to see vanishing
+                        /// or exploding gradients.
+                        pub fn backward_traced(&self, tape: &#tape_ty, grads: &mut #params_ty, norms: &mut [#t; #n])
+                    ),
+                    quote!(
+                        let mut norms = [0.0; #n];
+                        self.backward_traced(tape, grads, &mut norms);
+                    ),
+                )
+            }
+            None => (quote!(), quote!()),
+        };
 
         let param_info = {
             let mut offset = 0usize;
@@ -290,6 +425,26 @@ impl<'g> Cx<'g> {
             n_params
         );
 
+        let backward_fns = if g.steps.is_some() {
+            quote!(
+                #[doc = #backward_doc]
+                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
+                    #backward_body
+                }
+
+                #[doc = #backward_doc]
+                #backward_sig {
+                    #backward
+                }
+            )
+        } else {
+            quote!(
+                #[doc = #backward_doc]
+                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
+                    #backward
+                }
+            )
+        };
         quote! {
             #(#attrs)*
             #[doc = ""]
@@ -313,6 +468,8 @@ impl<'g> Cx<'g> {
                 const LEN: usize = #n_params;
             }
             const _: () = assert!(::core::mem::size_of::<#params_ty>() == #n_params * ::core::mem::size_of::<#t>());
+
+            #state_struct
 
             #[doc = #tape_doc]
             #[repr(C)]
@@ -374,10 +531,9 @@ impl<'g> Cx<'g> {
                     #forward
                 }
 
-                #[doc = #backward_doc]
-                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                    #backward
-                }
+                #backward_fns
+
+                #recurrent
             }
 
             impl ::nn_runtime::__private::Network for #name {
@@ -426,172 +582,474 @@ impl<'g> Cx<'g> {
         } else {
             Pass::Forward
         };
-        let roots: Vec<NodeId> = match which {
-            Which::Predict => vec![g.output],
+        let mut roots: Vec<NodeId> = match which {
+            Which::Predict | Which::Step => vec![g.output],
             Which::Forward => vec![g.loss],
             Which::Backward => g.grads.iter().flatten().copied().collect(),
         };
-        let live = g.live_from(&roots);
-        let mut place: HashMap<NodeId, Place> = HashMap::new();
-        let mut stmts = vec![];
-        // bindings: inputs and targets, parameters
-        let in_tape = |id: NodeId| self.tape.contains(&id);
+        if which == Which::Backward {
+            // carried state adjoints flow into learned initial states and the norms
+            roots.extend(g.state_adjoints.iter().flatten());
+        }
+        let live = self.live_with_states(roots);
+        let mut fx = Fx {
+            which,
+            pass,
+            live,
+            place: HashMap::new(),
+            stmts: vec![],
+        };
+        self.bind_leaves(&mut fx);
+        self.emit_region(&mut fx, Region::Before);
+        match (g.steps, which) {
+            (Some(_), Which::Step) => {
+                self.emit_region(&mut fx, Region::Step);
+                self.update_states(&mut fx);
+            }
+            (Some(steps), _) => self.emit_loop(&mut fx, steps),
+            (None, _) => {}
+        }
+        self.emit_region(&mut fx, Region::After);
+        self.finish(&mut fx);
+        let stmts = fx.stmts;
+        quote!(#(#stmts)*)
+    }
+
+    /// Nodes live for `roots`, following states: a live previous value makes
+    /// its update live too (the next step reads it).
+    fn live_with_states(&self, mut roots: Vec<NodeId>) -> Vec<bool> {
+        loop {
+            let live = self.g.live_from(&roots);
+            let more: Vec<NodeId> = self
+                .g
+                .states
+                .iter()
+                .filter(|st| live[st.prev] && !live[st.update])
+                .map(|st| st.update)
+                .collect();
+            if more.is_empty() {
+                return live;
+            }
+            roots.extend(more);
+        }
+    }
+
+    /// Binds inputs, targets and parameters, and places tape values.
+    fn bind_leaves(&self, fx: &mut Fx) {
+        let g = self.g;
+        let which = fx.which;
         if which == Which::Backward {
             for &id in &self.tape {
-                if live[id] {
-                    place.insert(id, Place::Tape(self.ident[id].clone()));
+                if self.live[id] {
+                    let p = if self.regions[id] == Region::Step {
+                        Place::TapeStep(self.ident[id].clone())
+                    } else {
+                        Place::Tape(self.ident[id].clone())
+                    };
+                    fx.place.insert(id, p);
                 }
             }
         } else {
-            stmts.push(self.bind_decls(quote!(input), &g.inputs, Op::Input, &live, &mut place));
+            let stmt = self.bind_decls(quote!(input), &g.inputs, Op::Input, fx);
+            fx.stmts.push(stmt);
             if which == Which::Forward {
-                stmts.push(self.bind_decls(
-                    quote!(target),
-                    &g.targets,
-                    Op::Target,
-                    &live,
-                    &mut place,
-                ));
+                let stmt = self.bind_decls(quote!(target), &g.targets, Op::Target, fx);
+                fx.stmts.push(stmt);
                 // inputs and targets the backward pass reads are copied to the tape
                 for &id in &self.tape {
                     if matches!(g.nodes[id].op, Op::Input(_) | Op::Target(_)) {
                         let n = &self.ident[id];
-                        stmts.push(quote!(tape.#n = *#n;));
+                        fx.stmts.push(quote!(tape.#n = *#n;));
                     }
                 }
             }
         }
+        let live = &fx.live;
+        let pass = fx.pass;
+        let state_init = |id: NodeId| {
+            g.states
+                .iter()
+                .any(|st| matches!(st.init, StateInit::Param(p) if g.nodes[id].op == Op::Param(p)))
+        };
         let read_here = |id: NodeId| {
             g.nodes
                 .iter()
                 .enumerate()
                 .any(|(u, user)| live[u] && user.pass == pass && user.op.args().contains(&id))
-                || (which == Which::Predict && g.output == id)
+                || (matches!(which, Which::Predict | Which::Step) && g.output == id)
                 || (which == Which::Backward && g.grads.contains(&Some(id)))
+                || (matches!(which, Which::Predict | Which::Forward)
+                    && g.steps.is_some()
+                    && state_init(id))
         };
         let used_params: Vec<Ident> = (0..g.nodes.len())
-            .filter(|&id| live[id] && matches!(g.nodes[id].op, Op::Param(_)) && read_here(id))
+            .filter(|&id| matches!(g.nodes[id].op, Op::Param(_)) && read_here(id))
             .map(|id| {
-                place.insert(id, Place::Ref(self.ident[id].clone()));
+                fx.place.insert(id, Place::Ref(self.ident[id].clone()));
                 self.ident[id].clone()
             })
             .collect();
         if !used_params.is_empty() {
             let pty = &self.params_ty;
-            stmts.insert(
+            fx.stmts.insert(
                 0,
                 quote!(let #pty { #(#used_params,)* .. } = &*self.params;),
             );
         }
-        stmts.insert(
+        fx.stmts.insert(
             0,
             quote!(
                 use ::nn_runtime::__private::Activations as _;
             ),
         );
+    }
 
-        let grad_of = |id: NodeId| -> Vec<usize> {
-            g.grads
-                .iter()
-                .enumerate()
-                .filter(|(_, gr)| **gr == Some(id))
-                .map(|(k, _)| k)
-                .collect()
-        };
+    /// The parameters whose gradient is node `id`.
+    fn grad_of(&self, id: NodeId) -> Vec<usize> {
+        self.g
+            .grads
+            .iter()
+            .enumerate()
+            .filter(|(_, gr)| **gr == Some(id))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Computes the live nodes of this pass in one region, in order.
+    fn emit_region(&self, fx: &mut Fx, region: Region) {
+        let g = self.g;
+        let looped = g.steps.is_some() && fx.which != Which::Step;
         for id in 0..g.nodes.len() {
             let node = &g.nodes[id];
-            if !live[id]
-                || node.pass != pass
-                || matches!(node.op, Op::Input(_) | Op::Target(_) | Op::Param(_))
-            {
+            if !fx.live[id] || node.pass != fx.pass || self.regions[id] != region {
                 continue;
             }
-            if self.deferred(id, pass) || self.inlined(id) {
+            match node.op {
+                Op::Input(_) | Op::Target(_) | Op::Param(_) => continue,
+                // registers and accumulators set up around the loop
+                Op::StatePrev(_) | Op::Carry(_) | Op::StepSum(_) | Op::Last(_) if looped => {
+                    continue
+                }
+                Op::StatePrev(k) => {
+                    // `step`: the previous value is the caller's state
+                    fx.place.insert(
+                        id,
+                        Place::State(format_ident!("{}", sanitize(&g.states[k].name))),
+                    );
+                    continue;
+                }
+                Op::EachStep(d) => {
+                    // the same value at every step: read it where it is
+                    if let Some(p) = fx.place.get(&d).cloned() {
+                        fx.place.insert(id, p);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if self.deferred(id, fx.pass) || self.inlined(id) {
                 continue;
             }
-            let grads = if which == Which::Backward {
-                grad_of(id)
+            let grads = if fx.which == Which::Backward {
+                self.grad_of(id)
             } else {
                 vec![]
             };
             if grads.len() == 1 && self.uses[id] == 1 {
                 // only the gradient reads it: compute straight into the gradient buffer
                 let dest = Place::Grad(self.param_field(grads[0]));
-                self.emit_into(id, &dest, Mode::Accumulate, &place, &mut stmts);
+                self.emit_into(id, &dest, Mode::Accumulate, &fx.place, &mut fx.stmts);
                 continue;
             }
-            let dest = if which == Which::Forward && in_tape(id) {
-                Place::Tape(self.ident[id].clone())
-            } else {
-                Place::Local(self.ident[id].clone())
-            };
+            let dest = self.dest_for(fx, id);
             if let Place::Local(n) = &dest {
                 let ty = self.node_ty(id);
                 if let (true, Op::Map { .. }) = (node.shape.is_scalar(), &node.op) {
-                    let e = self.map_elem(id, &quote!(), &place);
-                    stmts.push(quote!(let #n: #ty = #e;));
-                    place.insert(id, dest);
+                    let e = self.map_elem(id, &quote!(), &fx.place);
+                    fx.stmts.push(quote!(let #n: #ty = #e;));
+                    fx.place.insert(id, dest);
                     continue;
                 }
                 let zero = self.zero(&node.shape);
-                stmts.push(quote!(let mut #n: #ty = #zero;));
+                fx.stmts.push(quote!(let mut #n: #ty = #zero;));
+            } else if !overwrites(&node.op) {
+                // a reused tape holds the last sample's values: clear
+                // before accumulating into it
+                let v = dest.value();
+                let zero = self.zero(&node.shape);
+                fx.stmts.push(quote!(#v = #zero;));
             }
-            if let Place::Tape(_) = &dest {
-                if !overwrites(&node.op) {
-                    // a reused tape holds the last sample's values: clear
-                    // before accumulating into it
-                    let v = dest.value();
-                    let zero = self.zero(&node.shape);
-                    stmts.push(quote!(#v = #zero;));
+            self.emit_into(id, &dest, Mode::Assign, &fx.place, &mut fx.stmts);
+            fx.place.insert(id, dest);
+        }
+    }
+
+    /// Where a computed node goes: the tape (forward, if backward reads it) or a local.
+    fn dest_for(&self, fx: &Fx, id: NodeId) -> Place {
+        if fx.which == Which::Forward && self.tape.contains(&id) {
+            if self.regions[id] == Region::Step {
+                Place::TapeStep(self.ident[id].clone())
+            } else {
+                Place::Tape(self.ident[id].clone())
+            }
+        } else {
+            Place::Local(self.ident[id].clone())
+        }
+    }
+
+    /// The time loop: registers for states, carried adjoints, sums over
+    /// steps and last values before it; the per-step nodes inside it.
+    fn emit_loop(&self, fx: &mut Fx, steps: Steps) {
+        let g = self.g;
+        let count = Literal::usize_unsuffixed(steps.count);
+        let last = Literal::usize_unsuffixed(steps.count - 1);
+        let forward = fx.pass == Pass::Forward;
+        // registers declared before the loop
+        for (id, node) in g.nodes.iter().enumerate() {
+            if !fx.live[id] || node.pass != fx.pass {
+                continue;
+            }
+            let n = &self.ident[id];
+            let ty = self.node_ty(id);
+            let zero = self.zero(&node.shape);
+            match node.op {
+                Op::StatePrev(k) if forward => {
+                    let init = match &g.states[k].init {
+                        StateInit::Constant(c) => self.fill(&node.shape, *c),
+                        StateInit::Param(p) => {
+                            let pn = self.param_field(*p);
+                            quote!(*#pn)
+                        }
+                    };
+                    fx.stmts.push(quote!(let mut #n: #ty = #init;));
+                    fx.place.insert(id, Place::Local(n.clone()));
+                }
+                Op::Carry(_) => {
+                    fx.stmts.push(quote!(let mut #n: #ty = #zero;));
+                    fx.place.insert(id, Place::Local(n.clone()));
+                }
+                Op::StepSum(_) | Op::Last(_) => {
+                    let grads = if fx.which == Which::Backward {
+                        self.grad_of(id)
+                    } else {
+                        vec![]
+                    };
+                    let dest = if grads.len() == 1 && self.uses[id] == 1 {
+                        Place::Grad(self.param_field(grads[0]))
+                    } else if forward && fx.which == Which::Forward && self.tape.contains(&id) {
+                        fx.stmts.push(quote!(tape.#n = #zero;));
+                        Place::Tape(n.clone())
+                    } else {
+                        fx.stmts.push(quote!(let mut #n: #ty = #zero;));
+                        Place::Local(n.clone())
+                    };
+                    fx.place.insert(id, dest);
+                }
+                _ => {}
+            }
+        }
+        let output_seq = fx.which == Which::Predict && self.regions[g.output] == Region::Step;
+        if output_seq {
+            let ty = self.node_ty(g.output);
+            let zero = self.zero(&g.nodes[g.output].shape);
+            fx.stmts
+                .push(quote!(let mut output_seq: [#ty; #count] = [#zero; #count];));
+        }
+        let outer = std::mem::take(&mut fx.stmts);
+        // the loop body
+        if fx.which == Which::Forward {
+            // previous state values the backward pass reads
+            for st in &g.states {
+                if fx.live[st.prev] && self.tape.contains(&st.prev) {
+                    let n = &self.ident[st.prev];
+                    fx.stmts.push(quote!(tape.#n[t] = #n;));
                 }
             }
-            self.emit_into(id, &dest, Mode::Assign, &place, &mut stmts);
-            place.insert(id, dest);
         }
-        // gradients that are stored values (several users, or forward values)
-        if which == Which::Backward {
-            for (k, gr) in g.grads.iter().enumerate() {
-                let Some(gr) = *gr else { continue };
-                let computed_into_grad = g.nodes[gr].pass == Pass::Backward
-                    && grad_of(gr).len() == 1
-                    && self.uses[gr] == 1;
-                if computed_into_grad {
-                    continue;
+        self.emit_region(fx, Region::Step);
+        for (id, node) in g.nodes.iter().enumerate() {
+            if !fx.live[id] || node.pass != fx.pass {
+                continue;
+            }
+            match node.op {
+                Op::StepSum(a) => {
+                    let dest = fx.place[&id].clone();
+                    if !fx.place.contains_key(&a) && self.deferred_into(a, id) {
+                        self.emit_into(a, &dest, Mode::Accumulate, &fx.place, &mut fx.stmts);
+                    } else if let Some(src) = fx.place.get(&a).cloned() {
+                        self.copy_into(
+                            &g.nodes[a].shape,
+                            &src,
+                            &dest,
+                            Mode::Accumulate,
+                            &mut fx.stmts,
+                        );
+                    }
                 }
-                let dest = Place::Grad(self.param_field(k));
-                let src = place
-                    .get(&gr)
-                    .cloned()
-                    .unwrap_or_else(|| Place::Ref(self.ident[gr].clone()));
-                self.copy_into(
-                    &g.nodes[gr].shape,
-                    &src,
-                    &dest,
-                    Mode::Accumulate,
-                    &mut stmts,
-                );
+                Op::Last(a) => {
+                    let dest = fx.place[&id].clone();
+                    if let Some(src) = fx.place.get(&a).cloned() {
+                        let mut copy = vec![];
+                        self.copy_into(&g.nodes[a].shape, &src, &dest, Mode::Assign, &mut copy);
+                        fx.stmts.push(quote!(if t == #last { #(#copy)* }));
+                    }
+                }
+                _ => {}
             }
         }
-        match which {
-            Which::Predict => {
-                let out = place
+        if output_seq {
+            let v = fx.place[&g.output].value();
+            fx.stmts.push(quote!(output_seq[t] = #v;));
+        }
+        if forward {
+            self.update_states(fx);
+        } else {
+            self.carry_adjoints(fx, steps);
+        }
+        let body = std::mem::replace(&mut fx.stmts, outer);
+        let range = if forward {
+            quote!(0..#count)
+        } else {
+            quote!((0..#count).rev())
+        };
+        fx.stmts.push(quote!(for t in #range { #(#body)* }));
+        if !forward {
+            // the adjoint left after step 0 belongs to the initial state
+            for (k, st) in g.states.iter().enumerate() {
+                if let StateInit::Param(p) = st.init {
+                    if let Some(src) = self.carry_node(k).and_then(|c| fx.place.get(&c).cloned()) {
+                        let dest = Place::Grad(self.param_field(p));
+                        self.copy_into(&st.shape, &src, &dest, Mode::Accumulate, &mut fx.stmts);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward: at the end of a step, each state's register takes its new value.
+    fn update_states(&self, fx: &mut Fx) {
+        for st in &self.g.states {
+            if !fx.live[st.prev] {
+                continue;
+            }
+            let Some(src) = fx.place.get(&st.update).cloned() else {
+                continue;
+            };
+            let dest = match fx.which {
+                Which::Step => Place::State(format_ident!("{}", sanitize(&st.name))),
+                _ => Place::Local(self.ident[st.prev].clone()),
+            };
+            self.copy_into(&st.shape, &src, &dest, Mode::Assign, &mut fx.stmts);
+        }
+    }
+
+    /// The `Carry` node of state `k`, if the backward pass has one.
+    fn carry_node(&self, k: usize) -> Option<NodeId> {
+        self.g
+            .nodes
+            .iter()
+            .position(|n| n.op == Op::Carry(k))
+            .filter(|&id| self.live[id])
+    }
+
+    /// Backward: at the end of step `t`, the adjoint of each state's previous
+    /// value is carried to step `t - 1` (cut every `truncate` steps), and
+    /// its norm recorded.
+    fn carry_adjoints(&self, fx: &mut Fx, steps: Steps) {
+        let g = self.g;
+        let t = &self.t;
+        let mut norm_terms = vec![];
+        for (k, st) in g.states.iter().enumerate() {
+            let Some(carry) = self.carry_node(k) else {
+                continue;
+            };
+            let Some(dest) = fx.place.get(&carry).cloned() else {
+                continue;
+            };
+            let Some(adj) = g.state_adjoints[k].and_then(|a| fx.place.get(&a).cloned()) else {
+                continue;
+            };
+            let mut copy = vec![];
+            self.copy_into(&st.shape, &adj, &dest, Mode::Assign, &mut copy);
+            let zero = self.zero(&st.shape);
+            let d = dest.value();
+            fx.stmts.push(match steps.truncate {
+                Some(kk) => {
+                    let kk = Literal::usize_unsuffixed(kk);
+                    quote!(if t % #kk == 0 && t > 0 { #d = #zero; } else { #(#copy)* })
+                }
+                None => quote!(#(#copy)*),
+            });
+            let v = flat_view(adj.borrow(), &st.shape);
+            norm_terms.push(quote!((#v).iter().map(|x| x * x).sum::<#t>()));
+        }
+        if !norm_terms.is_empty() {
+            fx.stmts.push(quote!(norms[t] = (#(#norm_terms)+*).sqrt();));
+        }
+    }
+
+    /// The statements after the last region: gradients of stored values, and the result.
+    fn finish(&self, fx: &mut Fx) {
+        let g = self.g;
+        match fx.which {
+            Which::Backward => {
+                // gradients that are stored values (several users, or forward values)
+                for (k, gr) in g.grads.iter().enumerate() {
+                    let Some(gr) = *gr else { continue };
+                    let computed_into_grad = g.nodes[gr].pass == Pass::Backward
+                        && self.grad_of(gr).len() == 1
+                        && self.uses[gr] == 1;
+                    if computed_into_grad {
+                        continue;
+                    }
+                    let dest = Place::Grad(self.param_field(k));
+                    let src = fx
+                        .place
+                        .get(&gr)
+                        .cloned()
+                        .unwrap_or_else(|| Place::Ref(self.ident[gr].clone()));
+                    self.copy_into(
+                        &g.nodes[gr].shape,
+                        &src,
+                        &dest,
+                        Mode::Accumulate,
+                        &mut fx.stmts,
+                    );
+                }
+            }
+            Which::Predict if g.steps.is_some() && self.regions[g.output] == Region::Step => {
+                fx.stmts.push(quote!(output_seq));
+            }
+            Which::Predict | Which::Step => {
+                let v = fx
+                    .place
                     .get(&g.output)
                     .cloned()
-                    .expect("the output is computed");
-                let v = out.value();
-                stmts.push(quote!(#v));
+                    .expect("the output is computed")
+                    .value();
+                fx.stmts.push(quote!(#v));
             }
             Which::Forward => {
-                let v = place
+                let v = fx
+                    .place
                     .get(&g.loss)
                     .cloned()
                     .expect("the loss is computed")
                     .value();
-                stmts.push(quote!(#v));
+                fx.stmts.push(quote!(#v));
             }
-            Which::Backward => {}
         }
-        quote!(#(#stmts)*)
+    }
+
+    /// A tensor of `shape` filled with `c`.
+    fn fill(&self, shape: &Shape, c: f64) -> TokenStream {
+        let v = Literal::f64_unsuffixed(c);
+        match dims(shape).as_slice() {
+            [] => quote!(#v),
+            [n] => quote!([#v; #n]),
+            [r, cc] => quote!([[#v; #cc]; #r]),
+            _ => unreachable!("lowering rejects rank > 2"),
+        }
     }
 
     fn bind_decls(
@@ -599,19 +1057,28 @@ impl<'g> Cx<'g> {
         src: TokenStream,
         decls: &[TensorDecl],
         op: impl Fn(usize) -> Op,
-        live: &[bool],
-        place: &mut HashMap<NodeId, Place>,
+        fx: &mut Fx,
     ) -> TokenStream {
-        let ids: Vec<Option<NodeId>> = (0..decls.len())
-            .map(|k| self.g.nodes.iter().position(|n| n.op == op(k)))
+        // `step` takes the per-step inputs of one step only
+        let ids: Vec<(Option<NodeId>, &TensorDecl)> = (0..decls.len())
+            .map(|k| (self.g.nodes.iter().position(|n| n.op == op(k)), &decls[k]))
+            .filter(|(_, d)| fx.which != Which::Step || d.per_step)
             .collect();
         let mut names = vec![];
-        for id in ids.iter().flatten() {
-            place.insert(*id, Place::Ref(self.ident[*id].clone()));
+        for (id, decl) in &ids {
+            let Some(id) = id else { continue };
+            let p = if decl.per_step && fx.which != Which::Step {
+                Place::RefStep(self.ident[*id].clone())
+            } else {
+                Place::Ref(self.ident[*id].clone())
+            };
+            fx.place.insert(*id, p);
         }
-        for id in &ids {
+        for (id, _) in &ids {
             names.push(match id {
-                Some(id) if live[*id] || self.tape.contains(id) => {
+                Some(id)
+                    if fx.live[*id] || (fx.which == Which::Forward && self.tape.contains(id)) =>
+                {
                     let n = &self.ident[*id];
                     quote!(#n)
                 }
@@ -626,14 +1093,32 @@ impl<'g> Cx<'g> {
     }
 
     /// A node computed straight into its only user's destination (a
-    /// contribution to a sum of adjoints).
+    /// contribution to a sum of adjoints, or to a sum over steps).
     fn deferred(&self, id: NodeId, pass: Pass) -> bool {
         self.uses[id] == 1
             && self.g.nodes.iter().enumerate().any(|(u, user)| {
                 self.live[u]
                     && user.pass == pass
-                    && matches!(&user.op, Op::AddN(parts) if parts.contains(&id))
+                    && (matches!(&user.op, Op::AddN(parts) if parts.contains(&id) && self.regions[u] == self.regions[id])
+                        || (matches!(user.op, Op::StepSum(a) if a == id) && self.deferred_into(id, u)))
             })
+    }
+
+    /// Whether `id` is computed straight into the sum over steps `sum`.
+    fn deferred_into(&self, id: NodeId, sum: NodeId) -> bool {
+        self.uses[id] == 1
+            && self.regions[id] == Region::Step
+            && self.g.steps.is_some()
+            && self.g.nodes[id].pass == self.g.nodes[sum].pass
+            && !matches!(
+                self.g.nodes[id].op,
+                Op::EachStep(_)
+                    | Op::Carry(_)
+                    | Op::StatePrev(_)
+                    | Op::Input(_)
+                    | Op::Target(_)
+                    | Op::Param(_)
+            )
     }
 
     /// An elementwise node whose only user is a reduction: its expression is
@@ -799,8 +1284,24 @@ impl<'g> Cx<'g> {
                     }
                 }
             }
-            Op::Input(_) | Op::Target(_) | Op::Param(_) => {
-                unreachable!("leaves are bound, not computed")
+            Op::AtLast(dv) => {
+                // the adjoint of a last value: at the last step only
+                let last = Literal::usize_unsuffixed(g.steps.map_or(1, |s| s.count) - 1);
+                let mut copy = vec![];
+                self.copy_into(&node.shape, &p(*dv), dest, mode, &mut copy);
+                out.push(quote!(if t == #last { #(#copy)* }));
+            }
+            Op::Input(_)
+            | Op::Target(_)
+            | Op::Param(_)
+            | Op::StatePrev(_)
+            | Op::Carry(_)
+            | Op::EachStep(_)
+            | Op::StepSum(_)
+            | Op::Last(_) => {
+                unreachable!(
+                    "leaves, registers and step sums are set up around the loop, not computed here"
+                )
             }
         }
     }
@@ -865,12 +1366,23 @@ impl<'g> Cx<'g> {
         let g = self.g;
         let mut fwd = 0u64;
         let mut bwd = 0u64;
-        let fwd_live = g.live_from(&[g.loss]);
+        let fwd_live = self.live_with_states(vec![g.loss]);
+        let steps = g.steps.map_or(1, |s| s.count) as u64;
         for (id, node) in g.nodes.iter().enumerate() {
             let count = |a: NodeId| g.nodes[a].shape.len() as u64;
             let len = node.shape.len() as u64;
             let f = match &node.op {
-                Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Pick(..) | Op::OneHot(..) => 0,
+                Op::Input(_)
+                | Op::Target(_)
+                | Op::Param(_)
+                | Op::Pick(..)
+                | Op::OneHot(..)
+                | Op::StatePrev(_)
+                | Op::Carry(_)
+                | Op::EachStep(_)
+                | Op::AtLast(_)
+                | Op::Last(_) => 0,
+                Op::StepSum(_) => len,
                 Op::Map { body, .. } => len * body.flops(),
                 Op::MatVec(w, _) | Op::MatVecT(w, _) => 2 * count(*w),
                 Op::VecMat(_, b) => 2 * count(*b),
@@ -883,6 +1395,12 @@ impl<'g> Cx<'g> {
                 Op::LogSumExp(a) => 3 * count(*a),
                 Op::Transpose(_) | Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => 0,
                 Op::AddN(parts) => len * parts.len().saturating_sub(1) as u64,
+            };
+            // a per-step node runs once per step
+            let f = if self.regions[id] == Region::Step {
+                f * steps
+            } else {
+                f
             };
             match node.pass {
                 Pass::Forward if fwd_live[id] => fwd += f,
@@ -915,7 +1433,26 @@ impl<'g> Cx<'g> {
             }
         };
         let out_shape = &g.nodes[g.output].shape;
-        let out_flat = flat(quote!(output), out_shape);
+        // a sequence of outputs is judged by its last step
+        let seq = g
+            .steps
+            .filter(|_| self.regions[g.output] == Region::Step)
+            .map(|s| Literal::usize_unsuffixed(s.count - 1));
+        let out_flat = match &seq {
+            Some(last) => flat(quote!(output[#last]), out_shape),
+            None => flat(quote!(output), out_shape),
+        };
+        let target_expr = |k_target: usize| -> TokenStream {
+            let e = target_expr(k_target);
+            match (&seq, g.targets[k_target].per_step) {
+                (Some(last), true) => quote!((&#e[#last])),
+                (None, true) => {
+                    let last = Literal::usize_unsuffixed(g.steps.map_or(1, |s| s.count) - 1);
+                    quote!((&#e[#last]))
+                }
+                _ => e,
+            }
+        };
         match g.metric {
             Metric::ArgmaxClass => {
                 let kt = g
@@ -953,6 +1490,90 @@ impl<'g> Cx<'g> {
         }
     }
 
+    /// For a recurrent definition: the state struct (outside the impl), and
+    /// `STEPS`, `initial_state` and `step` (inside it). `step` exists when
+    /// the output is computed at every step from per-step inputs only.
+    fn recurrent_items(&self) -> (TokenStream, TokenStream) {
+        let g = self.g;
+        let Some(steps) = g.steps else {
+            return (quote!(), quote!());
+        };
+        let t = &self.t;
+        let n = Literal::usize_unsuffixed(steps.count);
+        let consts = quote!(
+            /// Number of time steps of a training sequence.
+            pub const STEPS: usize = #n;
+        );
+        let live = self.live_with_states(vec![g.output]);
+        let static_input =
+            g.nodes.iter().enumerate().any(|(id, node)| {
+                live[id] && matches!(node.op, Op::Input(k) if !g.inputs[k].per_step)
+            });
+        if self.regions[g.output] != Region::Step || static_input || g.states.is_empty() {
+            return (quote!(), consts);
+        }
+        let name = &self.items.item.ident;
+        let vis = &self.items.item.vis;
+        let state_ty = &self.state_ty;
+        let fields = g.states.iter().map(|st| {
+            let f = format_ident!("{}", sanitize(&st.name));
+            let ty = self.ty(&st.shape);
+            let doc = format!("`{}`: {}", st.name, st.shape);
+            quote!(#[doc = #doc] pub #f: #ty,)
+        });
+        let inits = g.states.iter().map(|st| {
+            let f = format_ident!("{}", sanitize(&st.name));
+            let v = match &st.init {
+                StateInit::Constant(c) => self.fill(&st.shape, *c),
+                StateInit::Param(p) => {
+                    let pf = self.param_field(*p);
+                    quote!(self.params.#pf)
+                }
+            };
+            quote!(#f: #v,)
+        });
+        let step_inputs: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .filter(|d| d.per_step)
+            .map(|d| match d.classes {
+                Some(_) => quote!(usize),
+                None => self.ty(&d.shape),
+            })
+            .collect();
+        let step_input_ty = match step_inputs.as_slice() {
+            [one] => one.clone(),
+            many => quote!((#(#many,)*)),
+        };
+        let out_ty = self.node_ty(g.output);
+        let body = self.function(Which::Step);
+        let doc = self.doc(Which::Step);
+        let state_doc = format!("The recurrent state of [`{name}`] between calls of [`{name}::step`]: stateful inference on sequences of any length.");
+        let _ = t;
+        (
+            quote!(
+                #[doc = #state_doc]
+                #[derive(Clone, Debug, PartialEq)]
+                #vis struct #state_ty {
+                    #(#fields)*
+                }
+            ),
+            quote!(
+                #consts
+
+                /// The state before the first step, as declared.
+                pub fn initial_state(&self) -> #state_ty {
+                    #state_ty { #(#inits)* }
+                }
+
+                #[doc = #doc]
+                pub fn step(&self, state: &mut #state_ty, input: &#step_input_ty) -> #out_ty {
+                    #body
+                }
+            ),
+        )
+    }
+
     /// The field of parameter `k` in the parameter struct.
     fn param_field(&self, k: usize) -> Ident {
         let id = self
@@ -983,12 +1604,21 @@ impl<'g> Cx<'g> {
                 vec![g.loss],
             ),
             Which::Backward => (
-                "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates).",
+                if g.steps.is_some() {
+                    "Backward pass through time for the sequence last passed to `forward`: steps `t = T-1 .. 0`, each layer last first, carrying each state's adjoint back one step; adds `∂loss/∂θ`, summed over the steps, into `grads` (`+=`, so a batch accumulates)."
+                } else {
+                    "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates)."
+                },
                 Pass::Backward,
-                g.grads.iter().flatten().copied().collect(),
+                g.grads.iter().flatten().chain(g.state_adjoints.iter().flatten()).copied().collect(),
+            ),
+            Which::Step => (
+                "One time step for inference: reads `state` (the states' values at the previous step), returns this step's output and leaves the new values in `state`.",
+                Pass::Forward,
+                vec![g.output],
             ),
         };
-        let live = g.live_from(&roots);
+        let live = self.live_with_states(roots);
         let mut lines = vec![intro.to_string(), String::new(), "```text".to_string()];
         for (id, node) in g.nodes.iter().enumerate() {
             if !live[id]
@@ -1046,6 +1676,12 @@ impl<'g> Cx<'g> {
             Op::Concat(a, b) => format!("[{}, {}]", n(a), n(b)),
             Op::SumRows(a) => format!("Σ_i {}[i][j]", n(a)),
             Op::LogSumExp(a) => format!("logsumexp({})", n(a)),
+            Op::StatePrev(k) => format!("{}[t-1]", self.g.states[*k].name),
+            Op::StepSum(a) => format!("Σ_t {}[t]", n(a)),
+            Op::Last(a) => format!("{}[T-1]", n(a)),
+            Op::Carry(k) => format!("∂loss/∂{}[t] from step t+1", self.g.states[*k].name),
+            Op::EachStep(a) => format!("{} (at every step)", n(a)),
+            Op::AtLast(a) => format!("{} at t = T-1, else 0", n(a)),
             Op::Input(_) | Op::Target(_) | Op::Param(_) => n(&id),
         }
     }
@@ -1182,6 +1818,8 @@ fn scalar_tokens(s: &S, args: &[TokenStream]) -> (TokenStream, u8) {
                 match f {
                     Func::Log => "ln",
                     Func::Sign => "sign0",
+                    // not `erf`: the standard library may gain an inherent `erf`
+                    Func::Erf => "error_fn",
                     other => other.name(),
                 },
                 Span::call_site(),

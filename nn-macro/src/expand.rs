@@ -161,6 +161,18 @@ mod tests {
     }
 
     #[test]
+    fn elman_expansion() {
+        let def = "steps 4; input x[t][2]; target y[t][1]; state h[3] = zeros; param wh[3, 3] = xavier; \
+            h[t] = tanh(wh @ h[t-1] + dense(x[t], 3)); out[t] = dense(h[t], 1); loss = mean_steps(mse(out[t], y[t]));";
+        insta::assert_snapshot!(expand_named(
+            def.parse().expect("tokens"),
+            quote!(
+                pub struct Elman;
+            )
+        ));
+    }
+
+    #[test]
     fn xor_graph_after_each_stage() {
         let def = nn_grammar::parse_definition(XOR).expect("parses");
         let lowered = lower::lower_definition(&def, None).expect("lowers");

@@ -14,6 +14,10 @@ pub struct Run {
 /// Evaluates every node of `g` (forward and backward) for the given inputs,
 /// targets and parameters (each flat, row-major; a class target is its index).
 pub fn run(g: &Graph, inputs: &[Vec<f64>], targets: &[Vec<f64>], params: &[Vec<f64>]) -> Run {
+    assert!(
+        g.steps.is_none(),
+        "the interpreter runs feed-forward graphs only"
+    );
     let live = g.live_from(&g.roots());
     let mut v: Vec<Vec<f64>> = vec![vec![]; g.nodes.len()];
     for (id, node) in g.nodes.iter().enumerate() {
@@ -117,6 +121,14 @@ pub fn run(g: &Graph, inputs: &[Vec<f64>], targets: &[Vec<f64>], params: &[Vec<f
                 out
             }
             Op::Concat(a, b) => v[*a].iter().chain(&v[*b]).copied().collect(),
+            Op::StatePrev(_)
+            | Op::StepSum(_)
+            | Op::Last(_)
+            | Op::Carry(_)
+            | Op::EachStep(_)
+            | Op::AtLast(_) => {
+                unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
+            }
         };
         assert_eq!(
             val.len(),

@@ -120,13 +120,37 @@ pub enum Op {
     SumRows(NodeId),
     /// `ln Σ exp(a)`, computed stably: any shape -> `[]`.
     LogSumExp(NodeId),
+    /// The k-th state's value at the previous step (its initial value at the first).
+    StatePrev(usize),
+    /// `Σ_t a[t]` of a per-step value, after the loop.
+    StepSum(NodeId),
+    /// `a[T - 1]`, the last step's value, after the loop.
+    Last(NodeId),
+    /// Backward: the adjoint of the k-th state's new value that flows back from
+    /// the next step (zero at the last step, and where truncation cuts).
+    Carry(usize),
+    /// Backward: a value computed before the loop, the same at every step.
+    EachStep(NodeId),
+    /// Backward: a value computed before the loop at the last step, zero elsewhere.
+    AtLast(NodeId),
+}
+
+/// Where a node is computed relative to its pass's time loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Region {
+    /// Before the loop (or everything, without `steps`).
+    Before,
+    /// Inside the loop: once per time step.
+    Step,
+    /// After the loop.
+    After,
 }
 
 impl Op {
     /// The operands, in order.
     pub fn args(&self) -> Vec<NodeId> {
         match self {
-            Op::Input(_) | Op::Target(_) | Op::Param(_) => vec![],
+            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::StatePrev(_) | Op::Carry(_) => vec![],
             Op::Map { args, .. } | Op::AddN(args) => args.clone(),
             Op::Sum(a)
             | Op::SumCols(a)
@@ -135,6 +159,10 @@ impl Op {
             | Op::LogSumExp(a)
             | Op::Transpose(a)
             | Op::Slice(a, _)
+            | Op::StepSum(a)
+            | Op::Last(a)
+            | Op::EachStep(a)
+            | Op::AtLast(a)
             | Op::Pad(a, _) => vec![*a],
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
@@ -153,7 +181,7 @@ impl Op {
     /// Rewrites every operand through `f`.
     pub fn map_args(&mut self, f: impl Fn(NodeId) -> NodeId) {
         match self {
-            Op::Input(_) | Op::Target(_) | Op::Param(_) => {}
+            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::StatePrev(_) | Op::Carry(_) => {}
             Op::Map { args, .. } | Op::AddN(args) => args.iter_mut().for_each(|a| *a = f(*a)),
             Op::Sum(a)
             | Op::SumCols(a)
@@ -162,6 +190,10 @@ impl Op {
             | Op::LogSumExp(a)
             | Op::Transpose(a)
             | Op::Slice(a, _)
+            | Op::StepSum(a)
+            | Op::Last(a)
+            | Op::EachStep(a)
+            | Op::AtLast(a)
             | Op::Pad(a, _) => *a = f(*a),
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
@@ -207,6 +239,12 @@ impl Op {
             Op::Concat(..) => "concat",
             Op::SumRows(_) => "sum_rows",
             Op::LogSumExp(_) => "logsumexp",
+            Op::StatePrev(_) => "prev",
+            Op::StepSum(_) => "step_sum",
+            Op::Last(_) => "last",
+            Op::Carry(_) => "carry",
+            Op::EachStep(_) => "each_step",
+            Op::AtLast(_) => "at_last",
         }
     }
 }
@@ -244,6 +282,41 @@ pub struct TensorDecl {
     pub shape: Shape,
     /// `Some(n)` for a class-index target in `0..n`.
     pub classes: Option<usize>,
+    /// One value per time step (a sequence), of `shape` each.
+    pub per_step: bool,
+}
+
+/// The time steps of a recurrent definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Steps {
+    /// Sequence length `T`.
+    pub count: usize,
+    /// `truncate k`: the state adjoint is cut every `k` steps.
+    pub truncate: Option<usize>,
+}
+
+/// The initial value of a state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateInit {
+    /// A constant (zeros when 0).
+    Constant(f64),
+    /// A learned parameter of the state's shape.
+    Param(usize),
+}
+
+/// A value carried from one time step to the next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateDecl {
+    /// Name as declared.
+    pub name: String,
+    /// Shape.
+    pub shape: Shape,
+    /// Value before the first step.
+    pub init: StateInit,
+    /// The `StatePrev` node: the state's value at `t - 1`.
+    pub prev: NodeId,
+    /// The node computing the state's value at `t` (its `h[t] = ...` binding).
+    pub update: NodeId,
 }
 
 /// How a parameter is initialised (mirrors `nn_runtime::Init`).
@@ -322,6 +395,13 @@ pub struct Graph {
     /// After differentiation: each parameter's gradient node (`None`: the loss
     /// does not depend on it, its gradient is zero).
     pub grads: Vec<Option<NodeId>>,
+    /// `Some` for a recurrent definition.
+    pub steps: Option<Steps>,
+    /// The states of a recurrent definition.
+    pub states: Vec<StateDecl>,
+    /// After differentiation: the adjoint of each state's previous value
+    /// (what is carried back to the step before).
+    pub state_adjoints: Vec<Option<NodeId>>,
 }
 
 impl Graph {
@@ -344,11 +424,43 @@ impl Graph {
         self.nodes.len() - 1
     }
 
-    /// The roots: loss, output and parameter gradients.
+    /// The roots: loss, output, parameter gradients, state updates and adjoints.
     pub fn roots(&self) -> Vec<NodeId> {
         let mut roots = vec![self.loss, self.output];
         roots.extend(self.grads.iter().flatten());
+        roots.extend(self.states.iter().map(|s| s.update));
+        roots.extend(self.state_adjoints.iter().flatten());
         roots
+    }
+
+    /// Each node's place relative to its pass's time loop: per-step inputs,
+    /// targets and states are inside it, `StepSum`/`Last` after it (forward);
+    /// in the backward pass, adjoints of after-loop values come first, the
+    /// per-step adjoints inside, `StepSum` of them after.
+    pub fn regions(&self) -> Vec<Region> {
+        let mut r = vec![Region::Before; self.nodes.len()];
+        for (id, node) in self.nodes.iter().enumerate() {
+            r[id] = match &node.op {
+                Op::Input(k) if self.inputs[*k].per_step => Region::Step,
+                Op::Target(k) if self.targets[*k].per_step => Region::Step,
+                Op::StatePrev(_) | Op::Carry(_) | Op::EachStep(_) | Op::AtLast(_) => Region::Step,
+                Op::StepSum(_) | Op::Last(_) => Region::After,
+                op => {
+                    let args = op.args();
+                    if args.iter().any(|&a| r[a] == Region::Step) {
+                        Region::Step
+                    } else if args
+                        .iter()
+                        .any(|&a| r[a] == Region::After && self.nodes[a].pass == node.pass)
+                    {
+                        Region::After
+                    } else {
+                        Region::Before
+                    }
+                }
+            };
+        }
+        r
     }
 
     /// Replaces every use of `from` (in nodes and roots) by `to`.
@@ -361,6 +473,13 @@ impl Graph {
         self.output = f(self.output);
         for g in self.grads.iter_mut().flatten() {
             *g = f(*g);
+        }
+        for s in &mut self.states {
+            s.update = f(s.update);
+            s.prev = f(s.prev);
+        }
+        for a in self.state_adjoints.iter_mut().flatten() {
+            *a = f(*a);
         }
     }
 

@@ -19,6 +19,20 @@ enum Value {
     Node(NodeId),
     /// A class-index target (only `softmax_cross_entropy` takes it).
     Class(NodeId, usize),
+    /// A sequence (per-step input, target or binding): the node computing
+    /// its value at step `t`; it must be indexed `x[t]` or `x[last]`.
+    Seq(NodeId),
+    /// A per-step class-index target.
+    SeqClass(NodeId, usize),
+    /// The k-th state: `h[t-1]`, `h[t]` or `h[last]`.
+    State(usize),
+}
+
+/// A state while lowering: its update is found later, at `h[t] = ...`.
+struct PendingState {
+    decl: StateDecl,
+    span: Span,
+    updated: bool,
 }
 
 /// Marker: an error was already reported for this expression.
@@ -50,6 +64,12 @@ struct Cx {
     /// The user functions being inlined, innermost last, each with its
     /// parameters' values (to find recursion and resolve names).
     frames: Vec<(String, HashMap<String, Value>)>,
+    /// `steps N;` and `truncate k;`, found before the walk.
+    steps: Option<Steps>,
+    /// Lowering a per-step expression (`h[t] = ...`, `sum_steps(...)`).
+    in_step: bool,
+    /// The states, in declaration order.
+    states: Vec<PendingState>,
 }
 
 /// A user function `fn name(params) = body;`.
@@ -84,6 +104,9 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             output: 0,
             metric: Metric::ArgmaxVector,
             grads: vec![],
+            steps: None,
+            states: vec![],
+            state_adjoints: vec![],
         },
         errors: vec![],
         env: HashMap::new(),
@@ -96,8 +119,12 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         consts: HashMap::new(),
         fns: HashMap::new(),
         frames: vec![],
+        steps: None,
+        in_step: false,
+        states: vec![],
     };
     cx.collect_functions(def);
+    cx.collect_steps(def);
     for st in &def.statements {
         if let Some(name) = declared_name(st) {
             cx.all_names.entry(name.name.clone()).or_insert(name.span);
@@ -112,7 +139,8 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
     for st in &def.statements {
         match st {
             // collected before the walk: functions may be called before their definition
-            Statement::Fn { .. } => {}
+            Statement::Fn { .. } | Statement::Steps(..) | Statement::Truncate(..) => {}
+            Statement::State { name, shape, init } => cx.declare_state(name, shape, init.as_ref()),
             Statement::Const { name, value } => {
                 let defined = cx.define_check(name);
                 match cx.const_eval(value) {
@@ -153,8 +181,8 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     cx.g.dtype = d;
                 }
             }
-            Statement::Input { name, shape } => {
-                if !cx.rank_check(name, shape, "an input") {
+            Statement::Input { name, step, shape } => {
+                if !cx.rank_check(name, shape, "an input") || !cx.step_marker_check(step.as_ref()) {
                     continue;
                 }
                 let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
@@ -164,6 +192,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                         name: name.name.clone(),
                         shape: shape.clone(),
                         classes: None,
+                        per_step: step.is_some(),
                     });
                     let id = cx.g.push(
                         Op::Input(k),
@@ -172,15 +201,22 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                         Pass::Forward,
                         Some(name.span),
                     );
-                    cx.env
-                        .insert(name.name.clone(), (Value::Node(id), name.span));
+                    let value = if step.is_some() {
+                        Value::Seq(id)
+                    } else {
+                        Value::Node(id)
+                    };
+                    cx.env.insert(name.name.clone(), (value, name.span));
                 }
             }
-            Statement::Target { name, kind } => {
+            Statement::Target { name, step, kind } => {
                 if let TargetKind::Tensor(s) = kind {
                     if !cx.rank_check(name, s, "a target") {
                         continue;
                     }
+                }
+                if !cx.step_marker_check(step.as_ref()) {
+                    continue;
                 }
                 if !cx.define_check(name) {
                     continue;
@@ -194,6 +230,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     name: name.name.clone(),
                     shape: shape.clone(),
                     classes,
+                    per_step: step.is_some(),
                 });
                 let id = cx.g.push(
                     Op::Target(k),
@@ -202,9 +239,11 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     Pass::Forward,
                     Some(name.span),
                 );
-                let value = match classes {
-                    Some(n) => Value::Class(id, n),
-                    None => Value::Node(id),
+                let value = match (classes, step.is_some()) {
+                    (Some(n), false) => Value::Class(id, n),
+                    (Some(n), true) => Value::SeqClass(id, n),
+                    (None, false) => Value::Node(id),
+                    (None, true) => Value::Seq(id),
                 };
                 cx.env.insert(name.name.clone(), (value, name.span));
             }
@@ -238,7 +277,22 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                 }
                 output = Some(name);
             }
-            Statement::Binding { name, value } => {
+            Statement::Binding {
+                name,
+                step: Some(index),
+                value,
+            } => {
+                if let Some(id) = cx.step_binding(name, index, value) {
+                    if name.name != symbol::LOSS {
+                        last_binding = Some(id);
+                    }
+                }
+            }
+            Statement::Binding {
+                name,
+                step: None,
+                value,
+            } => {
                 cx.binding = name.name.clone();
                 cx.dense_in_binding = 0;
                 let defined = cx.define_check(name);
@@ -267,6 +321,10 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                             }
                         }
                     }
+                    Ok(Value::Seq(_) | Value::SeqClass(..) | Value::State(_)) => {
+                        cx.error(Cx::unindexed(value, "bound to a name"));
+                        cx.poisoned.push(name.name.clone());
+                    }
                     Ok(Value::Class(..)) => {
                         cx.error(
                             Diagnostic::new(
@@ -285,10 +343,12 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         }
     }
 
+    cx.finish_states();
     let output = match output {
         Some(name) => match cx.lookup(name) {
-            Ok(Value::Node(id)) => Some(id),
-            Ok(Value::Class(..)) => {
+            Ok(Value::Node(id) | Value::Seq(id)) => Some(id),
+            Ok(Value::State(s)) => Some(cx.g.states[s].update),
+            Ok(Value::Class(..) | Value::SeqClass(..)) => {
                 cx.error(Diagnostic::new(
                     name.span,
                     "the output cannot be a class-index target",
@@ -342,13 +402,23 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         return Err(cx.errors);
     }
     // unused declarations are mistakes: a parameter nothing reads is never
-    // trained, an input or target nothing reads is data passed for nothing
-    let used = cx.g.live_from(&[loss, output]);
+    // trained, an input nothing reads is data passed for nothing
+    let mut roots = vec![loss, output];
+    roots.extend(cx.g.states.iter().map(|s| s.update));
+    let mut used = cx.g.live_from(&roots);
+    for st in &cx.g.states {
+        if let StateInit::Param(k) = st.init {
+            if let Some(id) = cx.g.nodes.iter().position(|n| n.op == Op::Param(k)) {
+                used[id] = true;
+            }
+        }
+    }
     for (id, node) in cx.g.nodes.iter().enumerate() {
         let what = match node.op {
             Op::Param(k) if !cx.g.params[k].name.contains('.') => "parameter",
             Op::Input(_) => "input",
-            Op::Target(_) => "target",
+            // a target the loss ignores is unusual but harmless (a loss of
+            // parameters only, say): not reported
             _ => continue,
         };
         if !used[id] {
@@ -382,8 +452,13 @@ fn declared_name(st: &Statement) -> Option<&Ident> {
         | Statement::Target { name, .. }
         | Statement::Param { name, .. }
         | Statement::Binding { name, .. }
+        | Statement::State { name, .. }
         | Statement::Const { name, .. } => Some(name),
-        Statement::Dtype(_) | Statement::Output(_) | Statement::Fn { .. } => None,
+        Statement::Dtype(_)
+        | Statement::Output(_)
+        | Statement::Fn { .. }
+        | Statement::Steps(..)
+        | Statement::Truncate(..) => None,
     }
 }
 
@@ -702,6 +777,10 @@ impl Cx {
     fn tensor(&mut self, e: &Expr) -> Result<NodeId, Reported> {
         match self.expr(e)? {
             Value::Node(id) => Ok(id),
+            Value::Seq(_) | Value::SeqClass(..) | Value::State(_) => {
+                self.error(Cx::unindexed(e, "used"));
+                Err(Reported)
+            }
             Value::Class(..) => {
                 self.error(
                     Diagnostic::new(
@@ -747,7 +826,420 @@ impl Cx {
                 end,
                 span,
             } => self.slice(arg, *start, *end, *span).map(Value::Node),
+            Expr::StepRef {
+                arg,
+                index,
+                offset,
+                span,
+            } => self.step_ref(arg, index, *offset, *span),
         }
+    }
+
+    /// The error for a sequence or state used without a step index.
+    fn unindexed(e: &Expr, what: &str) -> Diagnostic {
+        let n = short(e, "this");
+        Diagnostic::new(e.span(), format!("{n} has one value per time step and cannot be {what} without a step index"))
+            .with_help("index it: `x[t]` inside a step (`h[t] = ...`, `sum_steps(...)`), `h[t-1]` for a state's previous value, `x[last]` after the loop")
+    }
+
+    /// Finds `steps N;` and `truncate k;` before the walk.
+    fn collect_steps(&mut self, def: &Definition) {
+        let mut count: Option<(usize, Span)> = None;
+        let mut truncate: Option<(usize, Span)> = None;
+        for st in &def.statements {
+            match st {
+                Statement::Steps(n, sp) => {
+                    if count.is_some() {
+                        self.error(
+                            Diagnostic::new(*sp, "`steps` is given twice")
+                                .with_help("keep one `steps N;`"),
+                        );
+                    } else if *n == 0 {
+                        self.error(
+                            Diagnostic::new(*sp, "a recurrent definition needs at least 1 step")
+                                .with_help("write `steps N;` with N >= 1"),
+                        );
+                    } else {
+                        count = Some((*n, *sp));
+                    }
+                }
+                Statement::Truncate(k, sp) => {
+                    if *k == 0 {
+                        self.error(
+                            Diagnostic::new(*sp, "`truncate 0` would cut every gradient")
+                                .with_help("truncate after at least 1 step, or remove `truncate`"),
+                        );
+                    } else {
+                        truncate = Some((*k, *sp));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (None, Some((_, sp))) = (count, truncate) {
+            self.error(
+                Diagnostic::new(sp, "`truncate` needs a recurrent definition")
+                    .with_help("add `steps N;`"),
+            );
+        }
+        self.steps = count.map(|(n, _)| Steps {
+            count: n,
+            truncate: truncate.map(|t| t.0),
+        });
+        self.g.steps = self.steps;
+    }
+
+    /// `[t]` in a declaration: needs `steps`, and the index is called `t`.
+    fn step_marker_check(&mut self, step: Option<&Ident>) -> bool {
+        let Some(index) = step else { return true };
+        if self.steps.is_none() {
+            self.error(
+                Diagnostic::new(
+                    index.span,
+                    "a per-step declaration needs a recurrent definition",
+                )
+                .with_help("add `steps N;` (the sequence length)"),
+            );
+            return false;
+        }
+        if index.name != symbol::STEP {
+            self.error(
+                Diagnostic::new(
+                    index.span,
+                    format!("the step index is `{}`, not `{}`", symbol::STEP, index.name),
+                )
+                .with_help("write `x[t]`"),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// `state h[32] = zeros;`
+    fn declare_state(
+        &mut self,
+        name: &Ident,
+        shape: &nn_grammar::Shape,
+        init: Option<&nn_grammar::Init>,
+    ) {
+        if self.steps.is_none() {
+            self.error(
+                Diagnostic::new(name.span, "a `state` needs a recurrent definition")
+                    .with_help("add `steps N;` (the sequence length)"),
+            );
+            return;
+        }
+        if !self.rank_check(name, shape, "a state") || !self.define_check(name) {
+            return;
+        }
+        let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
+        let Some(init) = init else {
+            self.error(
+                Diagnostic::new(
+                    name.span,
+                    format!("the state `{}` has no initial value", name.name),
+                )
+                .with_help(format!(
+                    "write `state {}{} = zeros;`, `= constant(c)` or `= <param>` for a learned one",
+                    name.name,
+                    if shape.is_scalar() {
+                        String::new()
+                    } else {
+                        shape.to_string()
+                    }
+                )),
+            );
+            self.poisoned.push(name.name.clone());
+            return;
+        };
+        let start = match (init.name.name.as_str(), init.args.as_slice()) {
+            ("zeros", []) => Some(StateInit::Constant(0.0)),
+            ("constant", [(c, _)]) => Some(StateInit::Constant(*c)),
+            (p, []) => {
+                match self.env.get(p) {
+                    Some((Value::Node(id), _)) => {
+                        match self.g.nodes[*id].op {
+                            Op::Param(k) if self.g.params[k].shape == shape => {
+                                Some(StateInit::Param(k))
+                            }
+                            Op::Param(k) => {
+                                let ps = self.g.params[k].shape.clone();
+                                self.error(Diagnostic::new(init.span, format!("the state `{}` is {shape} but its initial value `{p}` is {ps}", name.name)));
+                                self.poisoned.push(name.name.clone());
+                                return;
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some(start) = start else {
+            self.error(
+                Diagnostic::new(
+                    init.span,
+                    "a state starts from `zeros`, `constant(c)` or a parameter of its shape",
+                )
+                .with_help("declare a parameter (`param h0[32];`) for a learned initial state"),
+            );
+            self.poisoned.push(name.name.clone());
+            return;
+        };
+        let k = self.states.len();
+        let prev = self.g.push(
+            Op::StatePrev(k),
+            shape.clone(),
+            format!("{}_prev", name.name),
+            Pass::Forward,
+            Some(name.span),
+        );
+        self.states.push(PendingState {
+            decl: StateDecl {
+                name: name.name.clone(),
+                shape,
+                init: start,
+                prev,
+                update: prev,
+            },
+            span: name.span,
+            updated: false,
+        });
+        self.env
+            .insert(name.name.clone(), (Value::State(k), name.span));
+    }
+
+    /// `name[t] = expression;`: a value at every step, or a state's update.
+    fn step_binding(&mut self, name: &Ident, index: &Ident, value: &Expr) -> Option<NodeId> {
+        if !self.step_marker_check(Some(index)) {
+            return None;
+        }
+        self.binding = name.name.clone();
+        self.dense_in_binding = 0;
+        let state = match self.env.get(&name.name) {
+            Some((Value::State(k), _)) => Some(*k),
+            _ => None,
+        };
+        let defined = state.is_some() || self.define_check(name);
+        self.in_step = true;
+        let lowered = self.tensor(value);
+        self.in_step = false;
+        let Ok(id) = lowered else {
+            if state.is_none() {
+                self.poisoned.push(name.name.clone());
+            }
+            return None;
+        };
+        let id = self.name_binding(id, &name.name);
+        match state {
+            Some(k) => {
+                let (want, got) = (
+                    self.states[k].decl.shape.clone(),
+                    self.g.nodes[id].shape.clone(),
+                );
+                if self.states[k].updated {
+                    self.error(
+                        Diagnostic::new(
+                            name.span,
+                            format!("the state `{}` is updated twice", name.name),
+                        )
+                        .with_help("a state has one `h[t] = ...` per definition"),
+                    );
+                } else if want != got {
+                    self.error(
+                        Diagnostic::new(
+                            value.span(),
+                            format!(
+                                "the state `{}` is declared {want} but this update has shape {got}",
+                                name.name
+                            ),
+                        )
+                        .with_help("the value at each step must have the state's declared shape"),
+                    );
+                } else {
+                    self.states[k].decl.update = id;
+                    self.states[k].updated = true;
+                }
+            }
+            None if defined => {
+                self.env
+                    .insert(name.name.clone(), (Value::Seq(id), name.span));
+            }
+            None => {}
+        }
+        Some(id)
+    }
+
+    /// `sum_steps(e)` and `mean_steps(e)`: `e` is evaluated at every step
+    /// (it may read `x[t]`) and summed, or averaged, over the steps.
+    fn over_steps(&mut self, name: &str, e: &Expr, span: Span) -> Result<NodeId, Reported> {
+        let Some(steps) = self.steps else {
+            self.error(
+                Diagnostic::new(span, format!("`{name}` needs a recurrent definition"))
+                    .with_help("add `steps N;` (the sequence length)"),
+            );
+            return Err(Reported);
+        };
+        if self.in_step {
+            self.error(Diagnostic::new(span, format!("`{name}` cannot be used inside a step")).with_help("it reduces over all steps: use it in a binding after the loop, such as `loss = ...`"));
+            return Err(Reported);
+        }
+        self.in_step = true;
+        let x = self.tensor(e);
+        self.in_step = false;
+        let x = x?;
+        let shape = self.g.nodes[x].shape.clone();
+        let total = self.node(Op::StepSum(x), shape, span);
+        if name == "sum_steps" || steps.count == 1 {
+            return Ok(total);
+        }
+        Ok(self.unary(
+            total,
+            div(S::Arg(0), c(steps.count as f64)),
+            "mean_steps",
+            span,
+        ))
+    }
+
+    /// Moves the states into the graph; a state never updated is an error.
+    fn finish_states(&mut self) {
+        for st in std::mem::take(&mut self.states) {
+            if !st.updated {
+                self.error(
+                    Diagnostic::new(
+                        st.span,
+                        format!("the state `{}` is never updated", st.decl.name),
+                    )
+                    .with_help(format!(
+                        "compute its value at each step: `{}[t] = ...;`",
+                        st.decl.name
+                    )),
+                );
+            }
+            self.g.states.push(st.decl);
+        }
+    }
+
+    /// `x[t]`, `h[t-1]`, `out[last]`.
+    fn step_ref(&mut self, arg: &Expr, index: &Ident, offset: i64, span: Span) -> Lowered {
+        let Expr::Name(name) = arg else {
+            self.error(
+                Diagnostic::new(
+                    span,
+                    "only a named sequence or state can be indexed by a step",
+                )
+                .with_help("bind the expression to a name first"),
+            );
+            return Err(Reported);
+        };
+        if self.steps.is_none() {
+            self.error(
+                Diagnostic::new(
+                    span,
+                    format!(
+                        "`{}[{}]` needs a recurrent definition",
+                        name.name, index.name
+                    ),
+                )
+                .with_help("add `steps N;` (the sequence length)"),
+            );
+            return Err(Reported);
+        }
+        let value = self.lookup(name)?;
+        let step_of = |cx: &Cx, v: Value| -> Option<NodeId> {
+            match v {
+                Value::Seq(id) | Value::SeqClass(id, _) => Some(id),
+                Value::State(k) if cx.states[k].updated => Some(cx.states[k].decl.update),
+                _ => None,
+            }
+        };
+        if index.name == symbol::LAST {
+            if self.in_step {
+                self.error(Diagnostic::new(
+                    span,
+                    format!(
+                        "`{}[last]` is the value after the loop; inside a step use `{}[t]`",
+                        name.name, name.name
+                    ),
+                ));
+                return Err(Reported);
+            }
+            if offset != 0 {
+                self.error(Diagnostic::new(
+                    span,
+                    "only `[last]` is supported after the loop, without an offset",
+                ));
+                return Err(Reported);
+            }
+            let Some(id) = step_of(self, value) else {
+                return self.not_a_sequence(name, value, span);
+            };
+            let shape = self.g.nodes[id].shape.clone();
+            let last = self.node(Op::Last(id), shape, span);
+            return match value {
+                Value::SeqClass(_, n) => Ok(Value::Class(last, n)),
+                _ => Ok(Value::Node(last)),
+            };
+        }
+        if index.name != symbol::STEP {
+            self.error(Diagnostic::new(index.span, format!("unknown step index `{}`", index.name)).with_help("index a sequence by `t` (this step), `t-1` (a state's previous value) or `last`"));
+            return Err(Reported);
+        }
+        if !self.in_step {
+            self.error(
+                Diagnostic::new(span, format!("`{}[t]` is only defined inside a step", name.name))
+                    .with_help("use it in a per-step binding `y[t] = ...` or inside `sum_steps(...)` / `mean_steps(...)`; after the loop, use `[last]`"),
+            );
+            return Err(Reported);
+        }
+        match (offset, value) {
+            (o, _) if o > 0 => {
+                self.error(
+                    Diagnostic::new(span, format!("`{}[t+{o}]` reads a future step", name.name))
+                        .with_help("a step can read only this step (`x[t]`) and a state's previous value (`h[t-1]`)"),
+                );
+                Err(Reported)
+            }
+            (-1, Value::State(k)) => Ok(Value::Node(self.states[k].decl.prev)),
+            (-1, _) => {
+                self.error(
+                    Diagnostic::new(span, format!("only a state can be read at `t-1`, and `{}` is not one", name.name))
+                        .with_help(format!("declare a state (`state {0}_prev[...] = zeros;`) and update it with `{0}_prev[t] = ...`", name.name)),
+                );
+                Err(Reported)
+            }
+            (0, Value::State(k)) if !self.states[k].updated => {
+                self.error(
+                    Diagnostic::new(span, format!("`{}[t]` is used before the state's update `{}[t] = ...`", name.name, name.name))
+                        .with_help(format!("use `{}[t-1]` for the previous step's value, or move this below the update", name.name)),
+                );
+                Err(Reported)
+            }
+            (0, Value::SeqClass(id, n)) => Ok(Value::Class(id, n)),
+            (0, v) => match step_of(self, v) {
+                Some(id) => Ok(Value::Node(id)),
+                None => self.not_a_sequence(name, v, span),
+            },
+            (o, _) => {
+                self.error(
+                    Diagnostic::new(
+                        span,
+                        format!("`{}[t{o}]` reaches back more than one step", name.name),
+                    )
+                    .with_help("keep older values in a state of their own"),
+                );
+                Err(Reported)
+            }
+        }
+    }
+
+    fn not_a_sequence(&mut self, name: &Ident, _v: Value, span: Span) -> Lowered {
+        self.error(
+            Diagnostic::new(span, format!("`{}` is not a sequence and cannot be indexed by a step", name.name))
+                .with_help("only per-step inputs and targets (`input x[t][n];`), per-step bindings (`y[t] = ...`) and states are indexed by `t`"),
+        );
+        Err(Reported)
     }
 
     /// `x[a:b]` of a vector.
@@ -1113,6 +1605,7 @@ impl Cx {
             "sum" | "mean" if args.len() == 2 => {
                 self.reduce_axis(name, args, span).map(Value::Node)
             }
+            "sum_steps" | "mean_steps" => self.over_steps(name, &args[0], span).map(Value::Node),
             "sum" => {
                 let x = self.tensor(&args[0])?;
                 Ok(Value::Node(self.node(Op::Sum(x), Shape::scalar(), span)))
@@ -1467,6 +1960,10 @@ impl Cx {
         }
         let logp = self.node(Op::LogSoftmax(z), sz.clone(), span);
         match t {
+            Value::Seq(_) | Value::SeqClass(..) | Value::State(_) => {
+                self.error(Cx::unindexed(&args[1], "used"));
+                Err(Reported)
+            }
             Value::Class(t, n) => {
                 if n != sz.0[0] {
                     self.error(

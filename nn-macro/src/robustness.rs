@@ -13,6 +13,11 @@ const SEEDS: &[&str] = &[
      a = tanh(w @ x) * s + x @ m; b = -a ^ 2 / 3 + exp(log(abs(a) + 1)) - sqrt(square(a) + 1); \
      output a; loss = mean(b) + bce_with_logits(a, y) + sum(softplus(a));",
     "input x[4, 3]; target t[2, 3]; z = dense(x, 2); loss = mean((z - t) ^ 2);",
+    "steps 5; truncate 2; input x[t][3]; target y[t][2]; param h0[4]; state h[4] = h0; state c[4] = zeros; \
+     f[t] = sigmoid(dense(x[t], 4)); c[t] = f[t] * c[t-1] + tanh(dense(h[t-1], 4)); h[t] = tanh(c[t]); \
+     out[t] = dense(h[t], 2); loss = mean_steps(mse(out[t], y[t])) + sum(h[last]);",
+    "steps 3; input x[t][2]; target y[1]; state h[3] = constant(0.5); h[t] = tanh(dense(concat(x[t], h[t-1]), 3)); \
+     out = dense(h[last], 1); loss = mse(out, y);",
 ];
 
 const VOCAB: &[&str] = &[

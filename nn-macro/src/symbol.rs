@@ -4,6 +4,12 @@
 /// The binding that is the network's loss.
 pub const LOSS: &str = "loss";
 
+/// The time-step index of a recurrent definition: `x[t]`, `h[t-1]`.
+pub const STEP: &str = "t";
+
+/// The last time step, after the loop: `h[last]`.
+pub const LAST: &str = "last";
+
 /// Every function with the number of arguments it takes (`(min, max)`).
 pub const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("sigmoid", 1, 1),
@@ -37,6 +43,8 @@ pub const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("outer", 2, 2),
     ("norm", 1, 1),
     ("concat", 2, 8),
+    ("sum_steps", 1, 1),
+    ("mean_steps", 1, 1),
     ("dense", 2, 3),
     ("mse", 2, 2),
     ("softmax_cross_entropy", 2, 2),

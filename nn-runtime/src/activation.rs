@@ -15,7 +15,7 @@ pub trait Activations: Copy {
     /// `-1`, `0` or `1`: the derivative of `abs` (0 at 0).
     fn sign0(self) -> Self;
     /// The error function `erf(x) = 2/√π ∫₀ˣ e^(-t²) dt` (for `gelu_exact`).
-    fn erf(self) -> Self;
+    fn error_fn(self) -> Self;
 }
 
 macro_rules! impl_activations {
@@ -42,7 +42,7 @@ macro_rules! impl_activations {
                 }
             }
             #[inline(always)]
-            fn erf(self) -> Self {
+            fn error_fn(self) -> Self {
                 $erf(self)
             }
             #[inline(always)]
@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(0.0f32.step(), 0.0);
         assert_eq!(0.0f64.sign0(), 0.0);
         assert_eq!((-3.0f64).sign0(), -1.0);
-        assert!((1.0f64.erf() - 0.842_700_792_949_714_9).abs() < 1e-15);
-        assert!((1.0f32.erf() - 0.842_700_8).abs() < 1e-6);
+        assert!((1.0f64.error_fn() - 0.842_700_792_949_714_9).abs() < 1e-15);
+        assert!((1.0f32.error_fn() - 0.842_700_8).abs() < 1e-6);
     }
 }

@@ -609,12 +609,12 @@ fn matmul_vector_matrix() {
 }
 
 #[network { dtype f64; input x[3]; target y[4]; param u[3]; param b[3, 4];
-    out = u @ b;
+    out = (u + x) @ b;
     loss = mse(out, y); }]
 pub struct VecMatPlain;
 
-/// The plain vector-matrix product as the output: out = uB, L = mse(out, y):
-/// ∂L/∂u = B (∂L/∂out), ∂L/∂B = u (∂L/∂out)ᵀ, ∂L/∂out = (out - y)/2.
+/// The plain vector-matrix product as the output: out = (u + x)B, L = mse(out, y):
+/// ∂L/∂u = B (∂L/∂out), ∂L/∂B = (u + x) (∂L/∂out)ᵀ, ∂L/∂out = (out - y)/2.
 #[test]
 fn matmul_vector_matrix_as_output() {
     check::<VecMatPlain>(X3, Y4, false);
@@ -985,12 +985,12 @@ pub struct TapeVecMat;
 
 #[network { dtype f64; input x[2]; target y[2]; param s[2];
     c = sum(s);
-    out = c * s;
+    out = c * s * x;
     loss = mse(out, y); }]
 pub struct TapeSum;
 
 /// x = [1, 1], B = [[1, 2], [3, 4]]: xB = [4, 6], L = (16 + 36) / 2 = 26 on
-/// every call. s = [1, 2]: c = 3, out = [3, 6], L = (9 + 36) / 2 = 22.5.
+/// every call. s = [1, 2], x = [1, 1]: c = 3, out = [3, 6], L = (9 + 36) / 2 = 22.5.
 #[test]
 fn forward_is_repeatable_on_a_reused_tape() {
     let mut n = TapeVecMat::new(0);

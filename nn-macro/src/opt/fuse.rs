@@ -15,6 +15,8 @@ pub fn fuse_maps(g: &mut Graph) {
 fn fuse_one(g: &mut Graph) -> bool {
     let live = g.live_from(&g.roots());
     let uses = g.use_counts(&live);
+    // never move a value into or out of a time loop
+    let regions = g.regions();
     for id in 0..g.nodes.len() {
         if !live[id] {
             continue;
@@ -32,6 +34,7 @@ fn fuse_one(g: &mut Graph) -> bool {
                 && uses[a] == 1
                 && producer.pass == g.nodes[id].pass
                 && producer.shape == g.nodes[id].shape
+                && regions[a] == regions[id]
                 && matches!(producer.op, Op::Map { .. });
             match (&producer.op, fusible) {
                 (
