@@ -1,4 +1,10 @@
-//! Const-generic kernels the generated code calls for matrix-shaped work.
+//! Portable kernels: plain loops over fixed-size arrays, for any [`Float`].
+//!
+//! These are the reference definitions (the tests compare every SIMD path
+//! against them), the `f64` kernels, the `f32` kernels on targets without a
+//! SIMD path (on aarch64 the compiler vectorises them with NEON, which is
+//! baseline there), and the `f32` kernels for shapes too small for a SIMD
+//! call to pay off.
 //!
 //! Matrices are row-major `[[T; COLS]; ROWS]`; a vector `[T; N]` is a column.
 //! Each kernel's doc line gives the maths it computes; `_acc` kernels add into
@@ -200,59 +206,4 @@ pub fn argmax<T: Float>(xs: &[T]) -> usize {
         }
     }
     best
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernels_agree_with_the_definitions() {
-        let w = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
-        let x = [1.0, -1.0, 2.0];
-        let mut y = [0.0; 2];
-        matvec(&w, &x, &mut y);
-        assert_eq!(y, [5.0, 11.0]);
-        matvec_acc(&w, &x, &mut y);
-        assert_eq!(y, [10.0, 22.0]);
-        let mut dx = [1.0; 3];
-        matvec_t_acc(&w, &[1.0, 2.0], &mut dx);
-        assert_eq!(dx, [10.0, 13.0, 16.0]);
-        let mut dw = [[0.0; 3]; 2];
-        outer_acc(&[1.0, 2.0], &x, &mut dw);
-        assert_eq!(dw, [[1.0, -1.0, 2.0], [2.0, -2.0, 4.0]]);
-        let mut r = [0.0; 3];
-        vecmat(&[1.0, 2.0], &w, &mut r);
-        assert_eq!(r, [9.0, 12.0, 15.0]);
-        let b = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
-        let mut c = [[0.0; 2]; 2];
-        matmul(&w, &b, &mut c);
-        assert_eq!(c, [[4.0, 5.0], [10.0, 11.0]]);
-        let mut da = [[0.0; 3]; 2];
-        matmul_nt_acc(&c, &b, &mut da);
-        assert_eq!(da, [[4.0, 5.0, 9.0], [10.0, 11.0, 21.0]]);
-        let mut db = [[0.0; 2]; 3];
-        matmul_tn_acc(&w, &c, &mut db);
-        assert_eq!(db, [[44.0, 49.0], [58.0, 65.0], [72.0, 81.0]]);
-        let mut c2 = c;
-        matmul_acc(&w, &b, &mut c2);
-        assert_eq!(c2, [[8.0, 10.0], [20.0, 22.0]]);
-        let mut ls = [0.0; 3];
-        log_softmax(&[1000.0, 1000.0, 1000.0 + 3f64.ln()], &mut ls);
-        let p: Vec<f64> = ls.iter().map(|v| v.exp()).collect();
-        assert!(
-            (p[0] - 0.2).abs() < 1e-12 && (p[2] - 0.6).abs() < 1e-12,
-            "{p:?}"
-        );
-        let mut dz = [0.0; 3];
-        log_softmax_grad_acc(&ls, &[0.0, -1.0, 0.0], &mut dz);
-        assert!(
-            (dz[0] - 0.2).abs() < 1e-12
-                && (dz[1] + 0.8).abs() < 1e-12
-                && (dz[2] - 0.6).abs() < 1e-12
-        );
-        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
-        let u: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
-        assert_eq!(dot(&u, &u), 140.0);
-    }
 }

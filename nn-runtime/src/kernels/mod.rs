@@ -1,0 +1,502 @@
+//! Const-generic kernels the generated code calls for matrix-shaped work.
+//!
+//! Matrices are row-major `[[T; COLS]; ROWS]`; a vector `[T; N]` is a column.
+//! Each kernel's doc line gives the maths it computes; `_acc` kernels add into
+//! their output (gradients accumulate with `+=`), the others overwrite it.
+//!
+//! # Speed without build flags
+//!
+//! For `f32` on x86-64 the matrix kernels pick, at run time, an
+//! implementation for the best instruction set the CPU has ([`Isa`]):
+//! AVX-512F, AVX2 + FMA, or the portable loops of [`portable`]. The CPU is
+//! asked once; the answer is cached in an atomic, so a kernel call pays one
+//! relaxed load and a predictable branch. A plain `cargo build --release`
+//! therefore uses FMA and 256/512-bit registers without
+//! `-C target-cpu=native`. Shapes too small for a call to pay off (fewer
+//! than [`SIMD_MIN_ELEMS`] matrix elements) stay on the inlined portable
+//! loops. `f64` uses the portable loops everywhere; other targets use them
+//! for `f32` too (on aarch64 NEON is baseline, so they are vectorised).
+//!
+//! The SIMD kernels compute the same sums in a different order and with
+//! fused multiply-adds, so results can differ from the portable loops in the
+//! last bits (the tests bound the difference); each path is deterministic.
+
+use crate::float::Float;
+use core::any::TypeId;
+
+pub mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(test)]
+mod tests;
+
+pub use portable::{argmax, dot, log_softmax, log_softmax_grad_acc, logsumexp, vecmat};
+
+/// Matrices with fewer elements than this use the inlined portable loops even
+/// when a SIMD path exists: for them the call costs more than it saves.
+pub const SIMD_MIN_ELEMS: usize = 256;
+
+/// An implementation of the `f32` kernels, by instruction set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// The portable loops of [`portable`] (whatever the compiler makes of them
+    /// for the build's target features).
+    Portable,
+    /// x86-64 AVX2 with FMA: 8 lanes of `f32`.
+    Avx2Fma,
+    /// x86-64 AVX-512F (with AVX2 and FMA): 16 lanes of `f32`.
+    Avx512,
+}
+
+impl Isa {
+    /// Every implementation, fastest last.
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2Fma, Isa::Avx512];
+
+    /// Whether this CPU can run this implementation.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2Fma.is_available() && std::arch::is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2Fma | Isa::Avx512 => false,
+        }
+    }
+
+    /// A short name for reports: `"portable"`, `"avx2+fma"`, `"avx512f"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2Fma => "avx2+fma",
+            Isa::Avx512 => "avx512f",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Isa::Portable => 1,
+            Isa::Avx2Fma => 2,
+            Isa::Avx512 => 3,
+        }
+    }
+}
+
+/// 0: not detected yet; otherwise [`Isa::code`].
+static ISA: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// The implementation the `f32` kernels use: the best one this CPU supports,
+/// detected on the first call and cached (or the one set by [`force_isa`]).
+#[inline]
+pub fn isa() -> Isa {
+    use core::sync::atomic::Ordering::Relaxed;
+    match ISA.load(Relaxed) {
+        1 => Isa::Portable,
+        2 => Isa::Avx2Fma,
+        3 => Isa::Avx512,
+        _ => {
+            let best = detect();
+            ISA.store(best.code(), Relaxed);
+            best
+        }
+    }
+}
+
+#[cold]
+fn detect() -> Isa {
+    *Isa::ALL
+        .iter()
+        .rev()
+        .find(|isa| isa.is_available())
+        .unwrap_or(&Isa::Portable)
+}
+
+/// Makes every later kernel call (on every thread) use `isa`, or the detected
+/// best one again for `None`; for benchmarks that compare implementations.
+///
+/// # Panics
+/// If this CPU cannot run `isa` (running it would be undefined behaviour).
+#[doc(hidden)]
+pub fn force_isa(isa: Option<Isa>) {
+    let isa = isa.unwrap_or_else(detect);
+    assert!(isa.is_available(), "this CPU cannot run the {} kernels", isa.name());
+    ISA.store(isa.code(), core::sync::atomic::Ordering::Relaxed);
+}
+
+/// `s` as `f32`s when `T` is `f32`.
+#[inline(always)]
+fn f32s<T: Float>(s: &[T]) -> Option<&[f32]> {
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: `T` is `f32` (same `TypeId`), so this is the same slice
+        // with its own type spelled out.
+        Some(unsafe { &*(s as *const [T] as *const [f32]) })
+    } else {
+        None
+    }
+}
+
+/// `s` as `f32`s when `T` is `f32`.
+#[inline(always)]
+fn f32s_mut<T: Float>(s: &mut [T]) -> Option<&mut [f32]> {
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: as in `f32s`; the exclusive borrow moves into the result.
+        Some(unsafe { &mut *(s as *mut [T] as *mut [f32]) })
+    } else {
+        None
+    }
+}
+
+/// The SIMD implementation to use for an `f32` matrix with `elems` elements,
+/// if any.
+#[inline(always)]
+fn simd_for(elems: usize) -> Option<Isa> {
+    if elems < SIMD_MIN_ELEMS {
+        return None;
+    }
+    match isa() {
+        Isa::Portable => None,
+        simd => Some(simd),
+    }
+}
+
+/// `out = w · x` for `w: [M, K]`, `x: [K]`.
+#[inline]
+pub fn matvec<T: Float, const M: usize, const K: usize>(
+    w: &[[T; K]; M],
+    x: &[T; K],
+    out: &mut [T; M],
+) {
+    if let (Some(isa), Some(w), Some(x), Some(o)) = (
+        simd_for(M * K),
+        f32s(w.as_flattened()),
+        f32s(x),
+        f32s_mut(out),
+    ) {
+        return f32_kernels::matvec(isa, w, x, o, false);
+    }
+    portable::matvec(w, x, out)
+}
+
+/// `out += w · x` for `w: [M, K]`, `x: [K]`.
+#[inline]
+pub fn matvec_acc<T: Float, const M: usize, const K: usize>(
+    w: &[[T; K]; M],
+    x: &[T; K],
+    out: &mut [T; M],
+) {
+    if let (Some(isa), Some(w), Some(x), Some(o)) = (
+        simd_for(M * K),
+        f32s(w.as_flattened()),
+        f32s(x),
+        f32s_mut(out),
+    ) {
+        return f32_kernels::matvec(isa, w, x, o, true);
+    }
+    portable::matvec_acc(w, x, out)
+}
+
+/// `out += wᵀ · d` for `w: [M, K]`, `d: [M]` (the adjoint of `x` in `w · x`).
+#[inline]
+pub fn matvec_t_acc<T: Float, const M: usize, const K: usize>(
+    w: &[[T; K]; M],
+    d: &[T; M],
+    out: &mut [T; K],
+) {
+    if let (Some(isa), Some(w), Some(d), Some(o)) = (
+        simd_for(M * K),
+        f32s(w.as_flattened()),
+        f32s(d),
+        f32s_mut(out),
+    ) {
+        return f32_kernels::matvec_t_acc(isa, w, d, o);
+    }
+    portable::matvec_t_acc(w, d, out)
+}
+
+/// `out += u ⊗ v` (`out[i][j] += u[i] v[j]`) for `u: [M]`, `v: [N]`: the
+/// adjoint of `w` in `w · x` is `d ⊗ x`.
+#[inline]
+pub fn outer_acc<T: Float, const M: usize, const N: usize>(
+    u: &[T; M],
+    v: &[T; N],
+    out: &mut [[T; N]; M],
+) {
+    if let (Some(isa), Some(u), Some(v), Some(o)) = (
+        simd_for(M * N),
+        f32s(u),
+        f32s(v),
+        f32s_mut(out.as_flattened_mut()),
+    ) {
+        return f32_kernels::outer_acc(isa, u, v, o);
+    }
+    portable::outer_acc(u, v, out)
+}
+
+/// `c = a · b` for `a: [M, K]`, `b: [K, N]`.
+#[inline]
+pub fn matmul<T: Float, const M: usize, const K: usize, const N: usize>(
+    a: &[[T; K]; M],
+    b: &[[T; N]; K],
+    c: &mut [[T; N]; M],
+) {
+    if let (Some(isa), Some(a), Some(b), Some(c)) = (
+        simd_for(M * K.max(N)),
+        f32s(a.as_flattened()),
+        f32s(b.as_flattened()),
+        f32s_mut(c.as_flattened_mut()),
+    ) {
+        return f32_kernels::matmul(isa, M, K, N, a, b, c, false);
+    }
+    portable::matmul(a, b, c)
+}
+
+/// `c += a · b` for `a: [M, K]`, `b: [K, N]`.
+#[inline]
+pub fn matmul_acc<T: Float, const M: usize, const K: usize, const N: usize>(
+    a: &[[T; K]; M],
+    b: &[[T; N]; K],
+    c: &mut [[T; N]; M],
+) {
+    if let (Some(isa), Some(a), Some(b), Some(c)) = (
+        simd_for(M * K.max(N)),
+        f32s(a.as_flattened()),
+        f32s(b.as_flattened()),
+        f32s_mut(c.as_flattened_mut()),
+    ) {
+        return f32_kernels::matmul(isa, M, K, N, a, b, c, true);
+    }
+    portable::matmul_acc(a, b, c)
+}
+
+/// `out += d · bᵀ` for `d: [M, N]`, `b: [K, N]` (the adjoint of `a` in `a · b`).
+#[inline]
+pub fn matmul_nt_acc<T: Float, const M: usize, const K: usize, const N: usize>(
+    d: &[[T; N]; M],
+    b: &[[T; N]; K],
+    out: &mut [[T; K]; M],
+) {
+    if let (Some(isa), Some(d), Some(b), Some(o)) = (
+        simd_for(M * K),
+        f32s(d.as_flattened()),
+        f32s(b.as_flattened()),
+        f32s_mut(out.as_flattened_mut()),
+    ) {
+        return f32_kernels::matmul_nt_acc(isa, M, K, N, d, b, o);
+    }
+    portable::matmul_nt_acc(d, b, out)
+}
+
+/// `out += aᵀ · d` for `a: [M, K]`, `d: [M, N]` (the adjoint of `b` in `a · b`).
+#[inline]
+pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
+    a: &[[T; K]; M],
+    d: &[[T; N]; M],
+    out: &mut [[T; N]; K],
+) {
+    if let (Some(isa), Some(a), Some(d), Some(o)) = (
+        simd_for(K * M.max(N)),
+        f32s(a.as_flattened()),
+        f32s(d.as_flattened()),
+        f32s_mut(out.as_flattened_mut()),
+    ) {
+        return f32_kernels::matmul_tn_acc(isa, M, K, N, a, d, o);
+    }
+    portable::matmul_tn_acc(a, d, out)
+}
+
+/// The `f32` kernels on flat row-major slices, for an explicit [`Isa`].
+///
+/// The const-generic kernels above call these; they are public (hidden) so
+/// that tests and benchmarks can run every implementation the CPU supports.
+/// Each checks the slice lengths against the dimensions (so the SIMD code can
+/// index without bounds checks) and panics if `isa` cannot run on this CPU.
+#[doc(hidden)]
+pub mod f32_kernels {
+    use super::Isa;
+
+    #[cold]
+    #[inline(never)]
+    fn unavailable(isa: Isa) -> ! {
+        panic!("this CPU cannot run the {} kernels", isa.name())
+    }
+
+    /// Runs `$simd` (an `unsafe` call into `x86`) when `$isa` is a SIMD
+    /// implementation and `$portable` otherwise.
+    macro_rules! dispatch {
+        ($isa:expr, $portable:expr, |$x86_isa:ident| $simd:expr) => {
+            match $isa {
+                Isa::Portable => $portable,
+                #[cfg(target_arch = "x86_64")]
+                isa => {
+                    if !isa.is_available() {
+                        unavailable(isa)
+                    }
+                    let $x86_isa = isa;
+                    // SAFETY: the caller checked the slice lengths against the
+                    // dimensions, and `is_available` confirmed that this CPU
+                    // supports the implementation's target features.
+                    unsafe { $simd }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                isa => unavailable(isa),
+            }
+        };
+    }
+
+    /// `out (+)= w · x`, `w` is `[out.len(), x.len()]`.
+    pub fn matvec(isa: Isa, w: &[f32], x: &[f32], out: &mut [f32], acc: bool) {
+        let (m, k) = (out.len(), x.len());
+        assert_eq!(w.len(), m * k, "matvec: w is not [{m}, {k}]");
+        dispatch!(
+            isa,
+            portable_matvec(w, x, out, acc),
+            |i| super::x86::matvec(i, w.as_ptr(), x.as_ptr(), out.as_mut_ptr(), m, k, acc)
+        )
+    }
+
+    fn portable_matvec(w: &[f32], x: &[f32], out: &mut [f32], acc: bool) {
+        let k = x.len();
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = &w[i * k..(i + 1) * k];
+            let s: f32 = row.iter().zip(x).map(|(a, b)| a * b).sum();
+            *o = if acc { *o + s } else { s };
+        }
+    }
+
+    /// `out += wᵀ · d`, `w` is `[d.len(), out.len()]`.
+    pub fn matvec_t_acc(isa: Isa, w: &[f32], d: &[f32], out: &mut [f32]) {
+        let (m, k) = (d.len(), out.len());
+        assert_eq!(w.len(), m * k, "matvec_t_acc: w is not [{m}, {k}]");
+        dispatch!(
+            isa,
+            for (row, &di) in w.chunks_exact(k.max(1)).zip(d) {
+                for (o, &wij) in out.iter_mut().zip(row) {
+                    *o += wij * di;
+                }
+            },
+            |i| super::x86::matvec_t_acc(i, w.as_ptr(), d.as_ptr(), out.as_mut_ptr(), m, k)
+        )
+    }
+
+    /// `out += u ⊗ v`, `out` is `[u.len(), v.len()]`.
+    pub fn outer_acc(isa: Isa, u: &[f32], v: &[f32], out: &mut [f32]) {
+        let (m, n) = (u.len(), v.len());
+        assert_eq!(out.len(), m * n, "outer_acc: out is not [{m}, {n}]");
+        dispatch!(
+            isa,
+            for (row, &ui) in out.chunks_exact_mut(n.max(1)).zip(u) {
+                for (o, &vj) in row.iter_mut().zip(v) {
+                    *o += ui * vj;
+                }
+            },
+            |i| super::x86::outer_acc(i, u.as_ptr(), v.as_ptr(), out.as_mut_ptr(), m, n)
+        )
+    }
+
+    /// `c (+)= a · b` for `a: [m, k]`, `b: [k, n]`, `c: [m, n]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        isa: Isa,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        acc: bool,
+    ) {
+        assert!(
+            a.len() == m * k && b.len() == k * n && c.len() == m * n,
+            "matmul: shapes are not [{m}, {k}] · [{k}, {n}] -> [{m}, {n}]"
+        );
+        dispatch!(
+            isa,
+            for i in 0..m {
+                let crow = &mut c[i * n..(i + 1) * n];
+                if !acc {
+                    crow.fill(0.0);
+                }
+                for p in 0..k {
+                    let aip = a[i * k + p];
+                    for (cij, &bpj) in crow.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                        *cij += aip * bpj;
+                    }
+                }
+            },
+            |i| super::x86::gemm(
+                i,
+                m,
+                n,
+                k,
+                super::x86::Operand { ptr: a.as_ptr(), row: k, col: 1 },
+                b.as_ptr(),
+                n,
+                c.as_mut_ptr(),
+                n,
+                acc
+            )
+        )
+    }
+
+    /// `out += d · bᵀ` for `d: [m, n]`, `b: [k, n]`, `out: [m, k]`.
+    pub fn matmul_nt_acc(isa: Isa, m: usize, k: usize, n: usize, d: &[f32], b: &[f32], out: &mut [f32]) {
+        assert!(
+            d.len() == m * n && b.len() == k * n && out.len() == m * k,
+            "matmul_nt_acc: shapes are not [{m}, {n}] · [{k}, {n}]ᵀ -> [{m}, {k}]"
+        );
+        dispatch!(
+            isa,
+            for i in 0..m {
+                for j in 0..k {
+                    let s: f32 = d[i * n..(i + 1) * n]
+                        .iter()
+                        .zip(&b[j * n..(j + 1) * n])
+                        .map(|(x, y)| x * y)
+                        .sum();
+                    out[i * k + j] += s;
+                }
+            },
+            |i| super::x86::gemm_nt_acc(i, m, k, n, d.as_ptr(), b.as_ptr(), out.as_mut_ptr())
+        )
+    }
+
+    /// `out += aᵀ · d` for `a: [m, k]`, `d: [m, n]`, `out: [k, n]`.
+    pub fn matmul_tn_acc(isa: Isa, m: usize, k: usize, n: usize, a: &[f32], d: &[f32], out: &mut [f32]) {
+        assert!(
+            a.len() == m * k && d.len() == m * n && out.len() == k * n,
+            "matmul_tn_acc: shapes are not [{m}, {k}]ᵀ · [{m}, {n}] -> [{k}, {n}]"
+        );
+        dispatch!(
+            isa,
+            for i in 0..m {
+                for j in 0..k {
+                    let aij = a[i * k + j];
+                    for (o, &dv) in out[j * n..(j + 1) * n].iter_mut().zip(&d[i * n..(i + 1) * n]) {
+                        *o += aij * dv;
+                    }
+                }
+            },
+            // outᵀ view: out[j][:] += Σ_i a[i][j] d[i][:], so the left operand
+            // is aᵀ: row j of it is column j of `a` (row step 1, column step k).
+            |i| super::x86::gemm(
+                i,
+                k,
+                n,
+                m,
+                super::x86::Operand { ptr: a.as_ptr(), row: 1, col: k },
+                d.as_ptr(),
+                n,
+                out.as_mut_ptr(),
+                n,
+                true
+            )
+        )
+    }
+}

@@ -1,0 +1,577 @@
+//! x86-64 `f32` kernels for AVX2 + FMA (8 lanes) and AVX-512F (16 lanes).
+//!
+//! Each kernel is written once, generic over a [`Simd`] vector type whose
+//! methods are `#[inline(always)]`, and instantiated inside one
+//! `#[target_feature]` function per instruction set, so the whole kernel is
+//! compiled for that instruction set and the intrinsics inline into it.
+//!
+//! # Safety contract
+//! Every `pub(super)` function here is `unsafe`: the caller (the checked
+//! wrappers in `f32_kernels`) guarantees that
+//! - the CPU supports the target features of the `Isa` passed in, and
+//! - every pointer is valid for the extent its dimensions describe (an
+//!   `m × k` row-major matrix with row stride `ld` covers
+//!   `(m - 1) · ld + k` elements), and the output does not overlap an input.
+//!
+//! Inside, all memory accesses stay within those extents: vector loops run
+//! while a whole vector fits, and the rest of a row is done one element at a
+//! time.
+#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+
+use super::Isa;
+use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
+
+/// A vector of `f32` lanes. Every method requires the CPU features of the
+/// implementing type and is only called from functions compiled with them.
+trait Simd: Copy {
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    /// Unaligned load of `LANES` values from `p`.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Unaligned store of `LANES` values to `p`.
+    unsafe fn store(self, p: *mut f32);
+    /// `a · b + c`, fused.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    /// Sum of the lanes.
+    unsafe fn hsum(self) -> f32;
+}
+
+/// AVX2 + FMA: 8 lanes.
+#[derive(Clone, Copy)]
+struct Y(__m256);
+
+impl Simd for Y {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Y(_mm256_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Y(_mm256_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Y(_mm256_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self.0)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        Y(_mm256_fmadd_ps(a.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Y(_mm256_add_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn hsum(self) -> f32 {
+        let s = _mm_add_ps(
+            _mm256_castps256_ps128(self.0),
+            _mm256_extractf128_ps::<1>(self.0),
+        );
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+/// AVX-512F: 16 lanes.
+#[derive(Clone, Copy)]
+struct Z(__m512);
+
+// The AVX-512 intrinsics are stable since Rust 1.89 (the workspace's
+// declared `rust-version` is older; see the kernels' notes).
+#[allow(clippy::incompatible_msrv)]
+impl Simd for Z {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Z(_mm512_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Z(_mm512_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Z(_mm512_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self.0)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        Z(_mm512_fmadd_ps(a.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Z(_mm512_add_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn hsum(self) -> f32 {
+        _mm512_reduce_add_ps(self.0)
+    }
+}
+
+/// Defines `pub(super) unsafe fn $name(isa, args)` that runs `$imp::<V>` compiled
+/// for `isa`'s target features; `[a, b]` passes the micro-kernel's row count
+/// (`MR`): `a` for AVX2 (6 × 2 vectors: 12 of the 16 registers hold `c`),
+/// `b` for AVX-512 (8 × 2 vectors: 16 of 32).
+macro_rules! entry {
+    ($(#[$doc:meta])* $name:ident = $imp:ident $([$mr2:literal, $mr5:literal])? ($($arg:ident: $ty:ty),*)) => {
+        $(#[$doc])*
+        pub(super) unsafe fn $name(isa: Isa, $($arg: $ty),*) {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                $imp::<Y $(, $mr2)?>($($arg),*)
+            }
+            #[allow(clippy::incompatible_msrv)]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $imp::<Z $(, $mr5)?>($($arg),*)
+            }
+            match isa {
+                Isa::Avx2Fma => avx2($($arg),*),
+                Isa::Avx512 => avx512($($arg),*),
+                Isa::Portable => unreachable!("portable kernels do not come here"),
+            }
+        }
+    };
+}
+
+entry!(
+    /// `out (+)= w · x` for `w: [m, k]`.
+    matvec = matvec_impl(w: *const f32, x: *const f32, out: *mut f32, m: usize, k: usize, acc: bool)
+);
+entry!(
+    /// `out += wᵀ · d` for `w: [m, k]`, `d: [m]`, `out: [k]`.
+    matvec_t_acc = matvec_t_impl(w: *const f32, d: *const f32, out: *mut f32, m: usize, k: usize)
+);
+entry!(
+    /// `out += u ⊗ v` for `u: [m]`, `v: [n]`, `out: [m, n]`.
+    outer_acc = outer_impl(u: *const f32, v: *const f32, out: *mut f32, m: usize, n: usize)
+);
+entry!(
+    /// `c (+)= A · b`: `A` is `[m, kk]` (see [`Operand`]), `b` is `[kk, n]` with
+    /// row stride `ldb`, `c` is `[m, n]` with row stride `ldc`.
+    gemm = gemm_impl[6, 8](
+        m: usize,
+        n: usize,
+        kk: usize,
+        a: Operand,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool
+    )
+);
+entry!(
+    /// `out += d · bᵀ` for `d: [m, n]`, `b: [k, n]`, `out: [m, k]`.
+    gemm_nt_acc = gemm_nt_impl[6, 8](
+        m: usize,
+        k: usize,
+        n: usize,
+        d: *const f32,
+        b: *const f32,
+        out: *mut f32
+    )
+);
+
+/// A matrix operand read by element: `(r, p)` is at `ptr + r·row + p·col`,
+/// so a transposed matrix is the same memory with the steps swapped.
+#[derive(Clone, Copy)]
+pub(super) struct Operand {
+    pub ptr: *const f32,
+    pub row: usize,
+    pub col: usize,
+}
+
+/// Four rows at a time, two vectors of `x` per step (eight independent sums
+/// cover the FMA latency), then the leftover elements one by one.
+#[inline(always)]
+unsafe fn matvec_impl<V: Simd>(
+    w: *const f32,
+    x: *const f32,
+    out: *mut f32,
+    m: usize,
+    k: usize,
+    acc: bool,
+) {
+    let l = V::LANES;
+    let mut i = 0;
+    while i + 4 <= m {
+        let rows = [w.add(i * k), w.add((i + 1) * k), w.add((i + 2) * k), w.add((i + 3) * k)];
+        let mut s = [[V::zero(); 2]; 4];
+        let mut j = 0;
+        while j + 2 * l <= k {
+            let (x0, x1) = (V::load(x.add(j)), V::load(x.add(j + l)));
+            for r in 0..4 {
+                s[r][0] = V::fma(V::load(rows[r].add(j)), x0, s[r][0]);
+                s[r][1] = V::fma(V::load(rows[r].add(j + l)), x1, s[r][1]);
+            }
+            j += 2 * l;
+        }
+        if j + l <= k {
+            let x0 = V::load(x.add(j));
+            for r in 0..4 {
+                s[r][0] = V::fma(V::load(rows[r].add(j)), x0, s[r][0]);
+            }
+            j += l;
+        }
+        for r in 0..4 {
+            let mut t = V::add(s[r][0], s[r][1]).hsum();
+            for jj in j..k {
+                t += *rows[r].add(jj) * *x.add(jj);
+            }
+            let o = out.add(i + r);
+            *o = if acc { *o + t } else { t };
+        }
+        i += 4;
+    }
+    while i < m {
+        let row = w.add(i * k);
+        let mut s = [V::zero(); 2];
+        let mut j = 0;
+        while j + 2 * l <= k {
+            s[0] = V::fma(V::load(row.add(j)), V::load(x.add(j)), s[0]);
+            s[1] = V::fma(V::load(row.add(j + l)), V::load(x.add(j + l)), s[1]);
+            j += 2 * l;
+        }
+        if j + l <= k {
+            s[0] = V::fma(V::load(row.add(j)), V::load(x.add(j)), s[0]);
+            j += l;
+        }
+        let mut t = V::add(s[0], s[1]).hsum();
+        for jj in j..k {
+            t += *row.add(jj) * *x.add(jj);
+        }
+        let o = out.add(i);
+        *o = if acc { *o + t } else { t };
+        i += 1;
+    }
+}
+
+/// Column blocks of `out` (four vectors, then one) stay in registers while
+/// every row of `w` adds `d[i] · w[i][block]` to them.
+#[inline(always)]
+unsafe fn matvec_t_impl<V: Simd>(w: *const f32, d: *const f32, out: *mut f32, m: usize, k: usize) {
+    let l = V::LANES;
+    let mut j = 0;
+    while j + 4 * l <= k {
+        let mut s = [V::zero(); 4];
+        for q in 0..4 {
+            s[q] = V::load(out.add(j + q * l));
+        }
+        for i in 0..m {
+            let di = V::splat(*d.add(i));
+            let p = w.add(i * k + j);
+            for q in 0..4 {
+                s[q] = V::fma(di, V::load(p.add(q * l)), s[q]);
+            }
+        }
+        for q in 0..4 {
+            s[q].store(out.add(j + q * l));
+        }
+        j += 4 * l;
+    }
+    while j + l <= k {
+        let mut s = V::load(out.add(j));
+        for i in 0..m {
+            s = V::fma(V::splat(*d.add(i)), V::load(w.add(i * k + j)), s);
+        }
+        s.store(out.add(j));
+        j += l;
+    }
+    for jj in j..k {
+        let mut s = *out.add(jj);
+        for i in 0..m {
+            s += *w.add(i * k + jj) * *d.add(i);
+        }
+        *out.add(jj) = s;
+    }
+}
+
+/// Row by row: `out[i][..] += u[i] · v`.
+#[inline(always)]
+unsafe fn outer_impl<V: Simd>(u: *const f32, v: *const f32, out: *mut f32, m: usize, n: usize) {
+    let l = V::LANES;
+    for i in 0..m {
+        let ui = V::splat(*u.add(i));
+        let row = out.add(i * n);
+        let mut j = 0;
+        while j + 2 * l <= n {
+            V::fma(ui, V::load(v.add(j)), V::load(row.add(j))).store(row.add(j));
+            V::fma(ui, V::load(v.add(j + l)), V::load(row.add(j + l))).store(row.add(j + l));
+            j += 2 * l;
+        }
+        if j + l <= n {
+            V::fma(ui, V::load(v.add(j)), V::load(row.add(j))).store(row.add(j));
+            j += l;
+        }
+        for jj in j..n {
+            *row.add(jj) += *u.add(i) * *v.add(jj);
+        }
+    }
+}
+
+/// Depth of one pass over the shared dimension: a `KC × 2·LANES` block of `b`
+/// (16 KiB for AVX2, 32 KiB for AVX-512 at most) stays in L1 while every row
+/// block of `A` streams past it.
+const KC: usize = 256;
+
+/// Cache-blocked matrix product: for each `KC`-deep slice of the shared
+/// dimension and each two-vector-wide column panel of `b`, `MR`-row
+/// micro-kernels keep an `MR × 2` block of `c` in registers.
+#[inline(always)]
+unsafe fn gemm_impl<V: Simd, const MR: usize>(
+    m: usize,
+    n: usize,
+    kk: usize,
+    a: Operand,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+) {
+    let l = V::LANES;
+    if kk == 0 {
+        if !acc {
+            for i in 0..m {
+                core::ptr::write_bytes(c.add(i * ldc), 0, n);
+            }
+        }
+        return;
+    }
+    let mut pc = 0;
+    while pc < kk {
+        let kc = KC.min(kk - pc);
+        let load_c = acc || pc > 0;
+        let ap = Operand {
+            ptr: a.ptr.add(pc * a.col),
+            ..a
+        };
+        let bp = b.add(pc * ldb);
+        let mut j = 0;
+        while j + 2 * l <= n {
+            row_blocks::<V, MR, 2>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c);
+            j += 2 * l;
+        }
+        if j + l <= n {
+            row_blocks::<V, MR, 1>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c);
+            j += l;
+        }
+        for jj in j..n {
+            for i in 0..m {
+                let ci = c.add(i * ldc + jj);
+                let mut s = if load_c { *ci } else { 0.0 };
+                for p in 0..kc {
+                    s += *ap.ptr.add(i * ap.row + p * ap.col) * *bp.add(p * ldb + jj);
+                }
+                *ci = s;
+            }
+        }
+        pc += kc;
+    }
+}
+
+/// All rows of one column panel: `MR` rows at a time, the rest as 4, 2, 1.
+#[inline(always)]
+unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
+    m: usize,
+    kc: usize,
+    a: Operand,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+) {
+    let at = |i: usize| Operand {
+        ptr: a.ptr.add(i * a.row),
+        ..a
+    };
+    let mut i = 0;
+    while i + MR <= m {
+        micro::<V, MR, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
+        i += MR;
+    }
+    if MR > 4 && i + 4 <= m {
+        micro::<V, 4, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
+        i += 4;
+    }
+    if i + 2 <= m {
+        micro::<V, 2, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
+        i += 2;
+    }
+    if i < m {
+        micro::<V, 1, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
+    }
+}
+
+/// The register tile: `c[R][NV vectors] (+)= Σ_p A(r, p) · b[p][..]`, with one
+/// broadcast of `A` and `NV` loads of `b` per `R · NV` FMAs.
+#[inline(always)]
+unsafe fn micro<V: Simd, const R: usize, const NV: usize>(
+    kc: usize,
+    a: Operand,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+) {
+    let l = V::LANES;
+    let mut s = [[V::zero(); NV]; R];
+    if load_c {
+        for r in 0..R {
+            for v in 0..NV {
+                s[r][v] = V::load(c.add(r * ldc + v * l));
+            }
+        }
+    }
+    let (mut ap, mut bp) = (a.ptr, b);
+    for _ in 0..kc {
+        let mut bv = [V::zero(); NV];
+        for v in 0..NV {
+            bv[v] = V::load(bp.add(v * l));
+        }
+        for r in 0..R {
+            let ar = V::splat(*ap.add(r * a.row));
+            for v in 0..NV {
+                s[r][v] = V::fma(ar, bv[v], s[r][v]);
+            }
+        }
+        ap = ap.add(a.col);
+        bp = bp.add(ldb);
+    }
+    for r in 0..R {
+        for v in 0..NV {
+            s[r][v].store(c.add(r * ldc + v * l));
+        }
+    }
+}
+
+/// Columns of `out` per packed block.
+const PJ: usize = 128;
+/// Depth (columns of `d` and `b`) per packed block.
+const PB: usize = 64;
+
+/// `out += d · bᵀ`: `PB × PJ` blocks of `bᵀ` are packed (transposed, 8 × 8
+/// tiles at a time) into a 32 KiB stack buffer, then multiplied by
+/// [`gemm_impl`], whose vectors then run along the rows of `out`.
+#[inline(always)]
+unsafe fn gemm_nt_impl<V: Simd, const MR: usize>(
+    m: usize,
+    k: usize,
+    n: usize,
+    d: *const f32,
+    b: *const f32,
+    out: *mut f32,
+) {
+    let mut buf = MaybeUninit::<[f32; PB * PJ]>::uninit();
+    let bt = buf.as_mut_ptr() as *mut f32;
+    let mut j0 = 0;
+    while j0 < k {
+        let pj = PJ.min(k - j0);
+        let mut b0 = 0;
+        while b0 < n {
+            let pb = PB.min(n - b0);
+            // bt[q][jj] = b[j0 + jj][b0 + q] for q < pb, jj < pj: exactly the
+            // part of the buffer `gemm_impl` reads below (`pb` rows of `pj`).
+            pack_transposed(b.add(j0 * n + b0), n, pj, pb, bt, PJ);
+            gemm_impl::<V, MR>(
+                m,
+                pj,
+                pb,
+                Operand {
+                    ptr: d.add(b0),
+                    row: n,
+                    col: 1,
+                },
+                bt,
+                PJ,
+                out.add(j0),
+                k,
+                true,
+            );
+            b0 += pb;
+        }
+        j0 += pj;
+    }
+}
+
+/// `dst[q][r] = src[r][q]` for `r < rows`, `q < cols` (`src` row stride `lds`,
+/// `dst` row stride `ldd`), 8 × 8 tiles through AVX registers, edges one by one.
+#[inline(always)]
+unsafe fn pack_transposed(
+    src: *const f32,
+    lds: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    ldd: usize,
+) {
+    let mut r = 0;
+    while r + 8 <= rows {
+        let mut q = 0;
+        while q + 8 <= cols {
+            transpose8(src.add(r * lds + q), lds, dst.add(q * ldd + r), ldd);
+            q += 8;
+        }
+        for qq in q..cols {
+            for rr in r..r + 8 {
+                *dst.add(qq * ldd + rr) = *src.add(rr * lds + qq);
+            }
+        }
+        r += 8;
+    }
+    for rr in r..rows {
+        for qq in 0..cols {
+            *dst.add(qq * ldd + rr) = *src.add(rr * lds + qq);
+        }
+    }
+}
+
+/// Transposes one 8 × 8 tile (unpack, shuffle, then swap 128-bit halves).
+#[inline(always)]
+unsafe fn transpose8(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+    let r: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(src.add(i * lds)));
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let o = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (i, v) in o.iter().enumerate() {
+        _mm256_storeu_ps(dst.add(i * ldd), *v);
+    }
+}
