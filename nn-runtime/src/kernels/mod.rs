@@ -126,7 +126,11 @@ fn detect() -> Isa {
 #[doc(hidden)]
 pub fn force_isa(isa: Option<Isa>) {
     let isa = isa.unwrap_or_else(detect);
-    assert!(isa.is_available(), "this CPU cannot run the {} kernels", isa.name());
+    assert!(
+        isa.is_available(),
+        "this CPU cannot run the {} kernels",
+        isa.name()
+    );
     ISA.store(isa.code(), core::sync::atomic::Ordering::Relaxed);
 }
 
@@ -435,7 +439,11 @@ pub mod f32_kernels {
                 m,
                 n,
                 k,
-                super::x86::Operand { ptr: a.as_ptr(), row: k, col: 1 },
+                super::x86::Operand {
+                    ptr: a.as_ptr(),
+                    row: k,
+                    col: 1
+                },
                 b.as_ptr(),
                 n,
                 c.as_mut_ptr(),
@@ -446,7 +454,15 @@ pub mod f32_kernels {
     }
 
     /// `out += d · bᵀ` for `d: [m, n]`, `b: [k, n]`, `out: [m, k]`.
-    pub fn matmul_nt_acc(isa: Isa, m: usize, k: usize, n: usize, d: &[f32], b: &[f32], out: &mut [f32]) {
+    pub fn matmul_nt_acc(
+        isa: Isa,
+        m: usize,
+        k: usize,
+        n: usize,
+        d: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+    ) {
         assert!(
             d.len() == m * n && b.len() == k * n && out.len() == m * k,
             "matmul_nt_acc: shapes are not [{m}, {n}] · [{k}, {n}]ᵀ -> [{m}, {k}]"
@@ -468,7 +484,15 @@ pub mod f32_kernels {
     }
 
     /// `out += aᵀ · d` for `a: [m, k]`, `d: [m, n]`, `out: [k, n]`.
-    pub fn matmul_tn_acc(isa: Isa, m: usize, k: usize, n: usize, a: &[f32], d: &[f32], out: &mut [f32]) {
+    pub fn matmul_tn_acc(
+        isa: Isa,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        d: &[f32],
+        out: &mut [f32],
+    ) {
         assert!(
             a.len() == m * k && d.len() == m * n && out.len() == k * n,
             "matmul_tn_acc: shapes are not [{m}, {k}]ᵀ · [{m}, {n}] -> [{k}, {n}]"
@@ -478,7 +502,10 @@ pub mod f32_kernels {
             for i in 0..m {
                 for j in 0..k {
                     let aij = a[i * k + j];
-                    for (o, &dv) in out[j * n..(j + 1) * n].iter_mut().zip(&d[i * n..(i + 1) * n]) {
+                    for (o, &dv) in out[j * n..(j + 1) * n]
+                        .iter_mut()
+                        .zip(&d[i * n..(i + 1) * n])
+                    {
                         *o += aij * dv;
                     }
                 }
@@ -490,7 +517,11 @@ pub mod f32_kernels {
                 k,
                 n,
                 m,
-                super::x86::Operand { ptr: a.as_ptr(), row: 1, col: k },
+                super::x86::Operand {
+                    ptr: a.as_ptr(),
+                    row: 1,
+                    col: k
+                },
                 d.as_ptr(),
                 n,
                 out.as_mut_ptr(),

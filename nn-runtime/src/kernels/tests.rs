@@ -5,7 +5,6 @@
 use super::f32_kernels as fk;
 use super::*;
 
-
 #[test]
 fn kernels_agree_with_the_definitions() {
     let w = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
@@ -47,9 +46,7 @@ fn kernels_agree_with_the_definitions() {
     let mut dz = [0.0; 3];
     log_softmax_grad_acc(&ls, &[0.0, -1.0, 0.0], &mut dz);
     assert!(
-        (dz[0] - 0.2).abs() < 1e-12
-            && (dz[1] + 0.8).abs() < 1e-12
-            && (dz[2] - 0.6).abs() < 1e-12
+        (dz[0] - 0.2).abs() < 1e-12 && (dz[1] + 0.8).abs() < 1e-12 && (dz[2] - 0.6).abs() < 1e-12
     );
     assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
     let u: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
@@ -109,7 +106,13 @@ fn matvec_every_isa() {
                             e += w[i * k + j] as f64 * x[j] as f64;
                             a += (w[i * k + j] * x[j]).abs() as f64;
                         }
-                        close(out[i], e, a, k, &format!("{isa:?} matvec {m}x{k} acc={acc} [{i}]"));
+                        close(
+                            out[i],
+                            e,
+                            a,
+                            k,
+                            &format!("{isa:?} matvec {m}x{k} acc={acc} [{i}]"),
+                        );
                     }
                 }
             }
@@ -132,7 +135,13 @@ fn matvec_t_acc_every_isa() {
                         e += w[i * k + j] as f64 * d[i] as f64;
                         a += (w[i * k + j] * d[i]).abs() as f64;
                     }
-                    close(out[j], e, a, m, &format!("{isa:?} matvec_t_acc {m}x{k} [{j}]"));
+                    close(
+                        out[j],
+                        e,
+                        a,
+                        m,
+                        &format!("{isa:?} matvec_t_acc {m}x{k} [{j}]"),
+                    );
                 }
             }
         }
@@ -152,7 +161,13 @@ fn outer_acc_every_isa() {
                     for j in 0..n {
                         let e = init[i * n + j] as f64 + u[i] as f64 * v[j] as f64;
                         let a = init[i * n + j].abs() as f64 + (u[i] * v[j]).abs() as f64;
-                        close(out[i * n + j], e, a, 1, &format!("{isa:?} outer_acc {m}x{n}"));
+                        close(
+                            out[i * n + j],
+                            e,
+                            a,
+                            1,
+                            &format!("{isa:?} outer_acc {m}x{n}"),
+                        );
                     }
                 }
             }
@@ -173,7 +188,14 @@ fn gemm_shapes() -> Vec<(usize, usize, usize)> {
             }
         }
     }
-    v.extend([(130, 300, 70), (9, 513, 31), (128, 784, 64), (10, 128, 64), (32, 64, 32), (300, 129, 65)]);
+    v.extend([
+        (130, 300, 70),
+        (9, 513, 31),
+        (128, 784, 64),
+        (10, 128, 64),
+        (32, 64, 32),
+        (300, 129, 65),
+    ]);
     v
 }
 
@@ -194,13 +216,23 @@ fn matmul_every_isa() {
         for (m, k, n) in gemm_shapes() {
             let (a, b, init) = (g.vec(m * k), g.vec(k * n), g.vec(m * n));
             for acc in [false, true] {
-                let mut c = if acc { init.clone() } else { vec![f32::NAN; m * n] };
+                let mut c = if acc {
+                    init.clone()
+                } else {
+                    vec![f32::NAN; m * n]
+                };
                 fk::matmul(isa, m, k, n, &a, &b, &mut c, acc);
                 for i in 0..m {
                     for j in 0..n {
                         let base = if acc { init[i * n + j] as f64 } else { 0.0 };
                         let (e, s) = exact_dot(base, (0..k).map(|p| (a[i * k + p], b[p * n + j])));
-                        close(c[i * n + j], e, s, k, &format!("{isa:?} matmul {m}x{k}x{n} acc={acc} [{i}][{j}]"));
+                        close(
+                            c[i * n + j],
+                            e,
+                            s,
+                            k,
+                            &format!("{isa:?} matmul {m}x{k}x{n} acc={acc} [{i}][{j}]"),
+                        );
                     }
                 }
             }
@@ -218,8 +250,17 @@ fn matmul_nt_acc_every_isa() {
             fk::matmul_nt_acc(isa, m, k, n, &d, &b, &mut out);
             for i in 0..m {
                 for j in 0..k {
-                    let (e, s) = exact_dot(init[i * k + j] as f64, (0..n).map(|p| (d[i * n + p], b[j * n + p])));
-                    close(out[i * k + j], e, s, n, &format!("{isa:?} matmul_nt_acc {m}x{k}x{n} [{i}][{j}]"));
+                    let (e, s) = exact_dot(
+                        init[i * k + j] as f64,
+                        (0..n).map(|p| (d[i * n + p], b[j * n + p])),
+                    );
+                    close(
+                        out[i * k + j],
+                        e,
+                        s,
+                        n,
+                        &format!("{isa:?} matmul_nt_acc {m}x{k}x{n} [{i}][{j}]"),
+                    );
                 }
             }
         }
@@ -236,8 +277,17 @@ fn matmul_tn_acc_every_isa() {
             fk::matmul_tn_acc(isa, m, k, n, &a, &d, &mut out);
             for j in 0..k {
                 for q in 0..n {
-                    let (e, s) = exact_dot(init[j * n + q] as f64, (0..m).map(|i| (a[i * k + j], d[i * n + q])));
-                    close(out[j * n + q], e, s, m, &format!("{isa:?} matmul_tn_acc {m}x{k}x{n} [{j}][{q}]"));
+                    let (e, s) = exact_dot(
+                        init[j * n + q] as f64,
+                        (0..m).map(|i| (a[i * k + j], d[i * n + q])),
+                    );
+                    close(
+                        out[j * n + q],
+                        e,
+                        s,
+                        m,
+                        &format!("{isa:?} matmul_tn_acc {m}x{k}x{n} [{j}][{q}]"),
+                    );
                 }
             }
         }
@@ -254,7 +304,10 @@ fn mismatched_lengths_panic_before_any_simd_code() {
 fn forcing_an_unavailable_isa_is_refused() {
     for i in Isa::ALL {
         if !i.is_available() {
-            assert!(std::panic::catch_unwind(|| fk::matvec(i, &[1.0], &[1.0], &mut [0.0], false)).is_err());
+            assert!(
+                std::panic::catch_unwind(|| fk::matvec(i, &[1.0], &[1.0], &mut [0.0], false))
+                    .is_err()
+            );
         }
     }
     assert!(Isa::Portable.is_available());
@@ -274,7 +327,10 @@ fn const_generic_entry_points_dispatch_correctly() {
         let dmn: [[f32; N]; M] = core::array::from_fn(|_| core::array::from_fn(|_| g.next()));
         let near = |p: &[f32], q: &[f32], what: &str| {
             for (i, (&u, &v)) in p.iter().zip(q).enumerate() {
-                assert!((u - v).abs() <= 1e-4 * (1.0 + v.abs()), "{what} {M}x{K}x{N} [{i}]: {u} vs {v}");
+                assert!(
+                    (u - v).abs() <= 1e-4 * (1.0 + v.abs()),
+                    "{what} {M}x{K}x{N} [{i}]: {u} vs {v}"
+                );
             }
         };
         let (mut o1, mut o2) = ([0.5f32; M], [0.5f32; M]);

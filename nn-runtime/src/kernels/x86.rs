@@ -208,7 +208,12 @@ unsafe fn matvec_impl<V: Simd>(
     let l = V::LANES;
     let mut i = 0;
     while i + 4 <= m {
-        let rows = [w.add(i * k), w.add((i + 1) * k), w.add((i + 2) * k), w.add((i + 3) * k)];
+        let rows = [
+            w.add(i * k),
+            w.add((i + 1) * k),
+            w.add((i + 2) * k),
+            w.add((i + 3) * k),
+        ];
         let mut s = [[V::zero(); 2]; 4];
         let mut j = 0;
         while j + 2 * l <= k {
