@@ -1,5 +1,8 @@
 //! Shared helpers for the integration tests.
 
+pub mod bench_nets;
+pub mod handwritten;
+
 use nn_runtime::{check_gradients_batch, Flat, Float, GradCheckOptions, GradCheckReport, Network};
 
 /// A tiny deterministic generator (64-bit LCG, high bits), so test values do
