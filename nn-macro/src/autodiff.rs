@@ -23,6 +23,7 @@ use crate::scalar::{build::*, Func, S};
 pub fn diff_graph(mut g: Graph) -> Graph {
     let n = g.nodes.len();
     let regions = g.regions();
+    let batched = g.batched();
     // Only nodes that depend on a parameter need an adjoint; through a state,
     // a step depends on the steps before it, so iterate to a fixed point.
     let mut needs = vec![false; n];
@@ -97,6 +98,14 @@ pub fn diff_graph(mut g: Graph) -> Graph {
                 let shape = g.nodes[k].shape.clone();
                 let name = format!("d_{}", g.nodes[k].name);
                 push(&mut g, Op::StepSum(part), shape, name)
+            } else {
+                part
+            };
+            // from one sample to a value all samples share: sum over the batch
+            let part = if g.batch && batched[id] && !batched[k] {
+                let shape = g.nodes[k].shape.clone();
+                let name = format!("d_{}", g.nodes[k].name);
+                push(&mut g, Op::BatchSum(part), shape, name)
             } else {
                 part
             };
@@ -396,6 +405,7 @@ fn vjp(
         Op::Carry(_)
         | Op::EachStep(_)
         | Op::AtLast(_)
+        | Op::BatchSum(_)
         | Op::OneHot(..)
         | Op::LogSoftmaxGrad(..) => {
             unreachable!("backward-only ops are never differentiated (no second derivatives)")

@@ -13,10 +13,12 @@ use std::collections::{HashMap, HashSet};
 pub struct Items {
     /// The user's struct, re-emitted with its attributes and visibility.
     pub item: syn::ItemStruct,
+    /// The batched form (tape struct, methods), if the network has one.
+    pub batch: Option<(TokenStream, TokenStream)>,
 }
 
 /// Rust keywords and names the generated code uses itself.
-const RESERVED: &[&str] = &[
+pub(crate) const RESERVED: &[&str] = &[
     "as",
     "break",
     "const",
@@ -104,7 +106,7 @@ enum Which {
 
 /// Where a node's value lives inside one generated function.
 #[derive(Clone)]
-enum Place {
+pub(crate) enum Place {
     /// An owned local: `h`.
     Local(Ident),
     /// A reference binding (inputs, targets, parameters): `x`, read as `x[i]`, `*x`.
@@ -122,7 +124,7 @@ enum Place {
 }
 
 impl Place {
-    fn borrow(&self) -> TokenStream {
+    pub(crate) fn borrow(&self) -> TokenStream {
         match self {
             Place::Local(n) => quote!(&#n),
             Place::Ref(n) => quote!(#n),
@@ -133,7 +135,7 @@ impl Place {
             Place::State(n) => quote!(&state.#n),
         }
     }
-    fn borrow_mut(&self) -> TokenStream {
+    pub(crate) fn borrow_mut(&self) -> TokenStream {
         match self {
             Place::Local(n) => quote!(&mut #n),
             Place::Ref(n) => quote!(#n),
@@ -145,7 +147,7 @@ impl Place {
         }
     }
     /// The place itself (an lvalue or a scalar value).
-    fn value(&self) -> TokenStream {
+    pub(crate) fn value(&self) -> TokenStream {
         match self {
             Place::Local(n) => quote!(#n),
             Place::Ref(n) => quote!((*#n)),
@@ -156,7 +158,7 @@ impl Place {
             Place::State(n) => quote!(state.#n),
         }
     }
-    fn index(&self, idx: &TokenStream) -> TokenStream {
+    pub(crate) fn index(&self, idx: &TokenStream) -> TokenStream {
         let v = match self {
             Place::Ref(n) => quote!(#n),
             other => other.value(),
@@ -167,7 +169,7 @@ impl Place {
 
 /// Whether a destination already holds zeros (a fresh local) or must be added to.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Assign,
     Accumulate,
 }
@@ -358,6 +360,7 @@ impl<'g> Cx<'g> {
         let target_ty = self.input_ty(&g.targets);
         let output_ty = self.tape_ty(g.output);
         let (state_struct, recurrent) = self.recurrent_items();
+        let (batch_tape, batch_methods) = self.items.batch.clone().unwrap_or_default();
         let (backward_sig, backward_body) = match g.steps {
             Some(steps) => {
                 let n = Literal::usize_unsuffixed(steps.count);
@@ -471,6 +474,8 @@ impl<'g> Cx<'g> {
 
             #state_struct
 
+            #batch_tape
+
             #[doc = #tape_doc]
             #[repr(C)]
             #[derive(Clone, Debug)]
@@ -534,6 +539,8 @@ impl<'g> Cx<'g> {
                 #backward_fns
 
                 #recurrent
+
+                #batch_methods
             }
 
             impl ::nn_runtime::__private::Network for #name {
@@ -1298,6 +1305,7 @@ impl<'g> Cx<'g> {
             | Op::Carry(_)
             | Op::EachStep(_)
             | Op::StepSum(_)
+            | Op::BatchSum(_)
             | Op::Last(_) => {
                 unreachable!(
                     "leaves, registers and step sums are set up around the loop, not computed here"
@@ -1382,7 +1390,7 @@ impl<'g> Cx<'g> {
                 | Op::EachStep(_)
                 | Op::AtLast(_)
                 | Op::Last(_) => 0,
-                Op::StepSum(_) => len,
+                Op::StepSum(_) | Op::BatchSum(_) => len,
                 Op::Map { body, .. } => len * body.flops(),
                 Op::MatVec(w, _) | Op::MatVecT(w, _) => 2 * count(*w),
                 Op::VecMat(_, b) => 2 * count(*b),
@@ -1682,6 +1690,7 @@ impl<'g> Cx<'g> {
             Op::Carry(k) => format!("∂loss/∂{}[t] from step t+1", self.g.states[*k].name),
             Op::EachStep(a) => format!("{} (at every step)", n(a)),
             Op::AtLast(a) => format!("{} at t = T-1, else 0", n(a)),
+            Op::BatchSum(a) => format!("Σ_samples {}", n(a)),
             Op::Input(_) | Op::Target(_) | Op::Param(_) => n(&id),
         }
     }
@@ -1689,7 +1698,7 @@ impl<'g> Cx<'g> {
 
 /// Whether emitting `op` in assign mode writes every element of its
 /// destination (others add into it and need it zeroed first).
-fn overwrites(op: &Op) -> bool {
+pub(crate) fn overwrites(op: &Op) -> bool {
     matches!(
         op,
         Op::Map { .. }
@@ -1705,7 +1714,7 @@ fn overwrites(op: &Op) -> bool {
 }
 
 /// `lhs = v;` or `lhs += v;`.
-fn assign(mode: Mode, lhs: TokenStream, v: TokenStream) -> TokenStream {
+pub(crate) fn assign(mode: Mode, lhs: TokenStream, v: TokenStream) -> TokenStream {
     match mode {
         Mode::Assign => quote!(#lhs = #v;),
         Mode::Accumulate => quote!(#lhs += #v;),
@@ -1713,7 +1722,7 @@ fn assign(mode: Mode, lhs: TokenStream, v: TokenStream) -> TokenStream {
 }
 
 /// A tensor reference viewed as a flat slice.
-fn flat_view(borrowed: TokenStream, shape: &Shape) -> TokenStream {
+pub(crate) fn flat_view(borrowed: TokenStream, shape: &Shape) -> TokenStream {
     match shape.rank() {
         0 => quote!(::core::slice::from_ref(#borrowed)),
         1 => quote!(&(#borrowed)[..]),
@@ -1722,7 +1731,7 @@ fn flat_view(borrowed: TokenStream, shape: &Shape) -> TokenStream {
 }
 
 /// A shape's dimensions as unsuffixed literals (`[f32; 4]`, not `[f32; 4usize]`).
-fn dims(shape: &Shape) -> Vec<Literal> {
+pub(crate) fn dims(shape: &Shape) -> Vec<Literal> {
     shape
         .0
         .iter()
@@ -1731,7 +1740,7 @@ fn dims(shape: &Shape) -> Vec<Literal> {
 }
 
 /// `[i]` or `[i][j]` for a shape's loop variables.
-fn loop_index(shape: &Shape) -> TokenStream {
+pub(crate) fn loop_index(shape: &Shape) -> TokenStream {
     match shape.rank() {
         0 => quote!(),
         1 => quote!([i]),
@@ -1740,7 +1749,7 @@ fn loop_index(shape: &Shape) -> TokenStream {
 }
 
 /// Wraps `body` in loops over `shape`.
-fn loops(shape: &Shape, body: TokenStream) -> TokenStream {
+pub(crate) fn loops(shape: &Shape, body: TokenStream) -> TokenStream {
     match dims(shape).as_slice() {
         [] => body,
         [n] => quote!(for i in 0..#n { #body }),
@@ -1750,7 +1759,7 @@ fn loops(shape: &Shape, body: TokenStream) -> TokenStream {
 }
 
 /// Precedence of a scalar expression in Rust: higher binds tighter.
-fn prec(s: &S) -> u8 {
+pub(crate) fn prec(s: &S) -> u8 {
     match s {
         S::Add(..) | S::Sub(..) => 1,
         S::Mul(..) | S::Div(..) => 2,
@@ -1762,7 +1771,7 @@ fn prec(s: &S) -> u8 {
 
 /// Rust tokens for a scalar expression, with operands already rendered.
 /// Returns the tokens and their precedence.
-fn scalar_tokens(s: &S, args: &[TokenStream]) -> (TokenStream, u8) {
+pub(crate) fn scalar_tokens(s: &S, args: &[TokenStream]) -> (TokenStream, u8) {
     let wrap = |e: &S, min: u8| {
         let (t, p) = scalar_tokens(e, args);
         if p < min {
@@ -1846,7 +1855,7 @@ fn scalar_tokens(s: &S, args: &[TokenStream]) -> (TokenStream, u8) {
 }
 
 /// `a < b` and the other comparisons, as a Rust condition.
-fn cmp_tokens(op: Cmp, a: &S, b: &S, args: &[TokenStream]) -> TokenStream {
+pub(crate) fn cmp_tokens(op: Cmp, a: &S, b: &S, args: &[TokenStream]) -> TokenStream {
     let (a, b) = (scalar_tokens(a, args), scalar_tokens(b, args));
     let (a, b) = (paren_below(a, 1), paren_below(b, 1));
     match op {
@@ -1859,7 +1868,7 @@ fn cmp_tokens(op: Cmp, a: &S, b: &S, args: &[TokenStream]) -> TokenStream {
     }
 }
 
-fn paren_below((t, p): (TokenStream, u8), min: u8) -> TokenStream {
+pub(crate) fn paren_below((t, p): (TokenStream, u8), min: u8) -> TokenStream {
     if p < min {
         quote!((#t))
     } else {
@@ -1868,7 +1877,7 @@ fn paren_below((t, p): (TokenStream, u8), min: u8) -> TokenStream {
 }
 
 /// The maths of a scalar expression, for doc comments.
-fn scalar_math(s: &S, args: &[String]) -> (String, u8) {
+pub(crate) fn scalar_math(s: &S, args: &[String]) -> (String, u8) {
     let wrap = |e: &S, min: u8| {
         let (t, p) = scalar_math(e, args);
         if p < min {
@@ -1904,7 +1913,7 @@ fn scalar_math(s: &S, args: &[String]) -> (String, u8) {
     (t, prec(s))
 }
 
-fn init_tokens(init: &InitKind) -> TokenStream {
+pub(crate) fn init_tokens(init: &InitKind) -> TokenStream {
     let i = quote!(::nn_runtime::__private::Init);
     match init {
         InitKind::Zeros => quote!(#i::Zeros),
@@ -1918,7 +1927,7 @@ fn init_tokens(init: &InitKind) -> TokenStream {
     }
 }
 
-fn describe_init(init: &InitKind) -> String {
+pub(crate) fn describe_init(init: &InitKind) -> String {
     match init {
         InitKind::Zeros => "to zeros".into(),
         InitKind::Constant(c) => format!("to {c}"),
@@ -1932,7 +1941,7 @@ fn describe_init(init: &InitKind) -> String {
 }
 
 /// A valid, non-reserved Rust identifier for a definition name.
-fn sanitize(name: &str) -> String {
+pub(crate) fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| {

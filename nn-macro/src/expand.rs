@@ -36,7 +36,13 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
     let rebuild = rebuild_on_change(&source);
     let graph = compile(&source);
     let result = match (graph, shape_error.or(generics_error)) {
-        (Ok(g), None) => emit_network(&g, &Items { item }),
+        (Ok(g), None) => {
+            let batch = compile_batch(&source.text, source.dtype).and_then(|bg| {
+                let params_ty = quote::format_ident!("{}Params", item.ident);
+                crate::emit_batch::emit_batch(&bg, &item.ident, &item.vis, &params_ty)
+            });
+            emit_network(&g, &Items { item, batch })
+        }
         (Ok(_), Some(e)) => fallback(&item, e),
         (Err(mut e), other) => {
             if let Some(o) = other {
@@ -61,6 +67,21 @@ pub fn compile_text(text: &str, dtype: Option<crate::ir::Dtype>) -> Result<Graph
     let g = opt::tidy(g);
     let g = autodiff::diff_graph(g);
     Ok(opt::optimise(g))
+}
+
+/// The pipeline for the mini-batch form: the same definition, differentiated
+/// with per-sample contributions to shared values summed over the batch.
+/// `None` when it does not compile that way (the per-sample form reports errors).
+pub fn compile_batch(text: &str, dtype: Option<crate::ir::Dtype>) -> Option<Graph> {
+    let def = nn_grammar::parse_definition(text).ok()?;
+    let mut g = lower::lower_definition(&def, dtype).ok()?;
+    if g.steps.is_some() {
+        return None;
+    }
+    g.batch = true;
+    let g = opt::tidy(g);
+    let g = autodiff::diff_graph(g);
+    Some(opt::optimise(g))
 }
 
 fn combine(source: &Source, ds: &[Diagnostic]) -> syn::Error {

@@ -126,7 +126,8 @@ pub fn run(g: &Graph, inputs: &[Vec<f64>], targets: &[Vec<f64>], params: &[Vec<f
             | Op::Last(_)
             | Op::Carry(_)
             | Op::EachStep(_)
-            | Op::AtLast(_) => {
+            | Op::AtLast(_)
+            | Op::BatchSum(_) => {
                 unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
             }
         };

@@ -133,6 +133,9 @@ pub enum Op {
     EachStep(NodeId),
     /// Backward: a value computed before the loop at the last step, zero elsewhere.
     AtLast(NodeId),
+    /// Batched code: the sum over the samples of a mini-batch of a per-sample
+    /// value (the gradient of a shared parameter): same shape.
+    BatchSum(NodeId),
 }
 
 /// Where a node is computed relative to its pass's time loop.
@@ -163,6 +166,7 @@ impl Op {
             | Op::Last(a)
             | Op::EachStep(a)
             | Op::AtLast(a)
+            | Op::BatchSum(a)
             | Op::Pad(a, _) => vec![*a],
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
@@ -194,6 +198,7 @@ impl Op {
             | Op::Last(a)
             | Op::EachStep(a)
             | Op::AtLast(a)
+            | Op::BatchSum(a)
             | Op::Pad(a, _) => *a = f(*a),
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
@@ -245,6 +250,7 @@ impl Op {
             Op::Carry(_) => "carry",
             Op::EachStep(_) => "each_step",
             Op::AtLast(_) => "at_last",
+            Op::BatchSum(_) => "batch_sum",
         }
     }
 }
@@ -402,6 +408,9 @@ pub struct Graph {
     /// After differentiation: the adjoint of each state's previous value
     /// (what is carried back to the step before).
     pub state_adjoints: Vec<Option<NodeId>>,
+    /// Differentiated for a mini-batch: a per-sample contribution to a
+    /// shared value's adjoint is summed over the batch (`BatchSum`).
+    pub batch: bool,
 }
 
 impl Graph {
@@ -431,6 +440,21 @@ impl Graph {
         roots.extend(self.states.iter().map(|s| s.update));
         roots.extend(self.state_adjoints.iter().flatten());
         roots
+    }
+
+    /// Which nodes hold one value per sample of a mini-batch: those computed
+    /// from inputs or targets (parameters and what depends on them alone are
+    /// shared; a `BatchSum` is shared).
+    pub fn batched(&self) -> Vec<bool> {
+        let mut b = vec![false; self.nodes.len()];
+        for (id, node) in self.nodes.iter().enumerate() {
+            b[id] = match &node.op {
+                Op::Input(_) | Op::Target(_) => true,
+                Op::BatchSum(_) => false,
+                op => op.args().iter().any(|&a| b[a]),
+            };
+        }
+        b
     }
 
     /// Each node's place relative to its pass's time loop: per-step inputs,

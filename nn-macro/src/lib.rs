@@ -12,6 +12,7 @@ use proc_macro::TokenStream;
 
 mod autodiff;
 mod emit;
+mod emit_batch;
 mod expand;
 #[cfg(test)]
 mod interp;

@@ -107,6 +107,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             steps: None,
             states: vec![],
             state_adjoints: vec![],
+            batch: false,
         },
         errors: vec![],
         env: HashMap::new(),

@@ -17,6 +17,7 @@ fn fuse_one(g: &mut Graph) -> bool {
     let uses = g.use_counts(&live);
     // never move a value into or out of a time loop
     let regions = g.regions();
+    let batched = g.batched();
     for id in 0..g.nodes.len() {
         if !live[id] {
             continue;
@@ -35,6 +36,7 @@ fn fuse_one(g: &mut Graph) -> bool {
                 && producer.pass == g.nodes[id].pass
                 && producer.shape == g.nodes[id].shape
                 && regions[a] == regions[id]
+                && (!g.batch || batched[a] == batched[id])
                 && matches!(producer.op, Op::Map { .. });
             match (&producer.op, fusible) {
                 (

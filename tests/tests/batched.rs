@@ -1,0 +1,88 @@
+//! The batched form (`forward_batch`, `backward_batch`: a mini-batch as
+//! matrix-matrix work) computes exactly what the per-sample form computes,
+//! summed over the batch: the same loss and the same gradients, for every
+//! kind of op that has a batched form.
+
+use nn_runtime::prelude::*;
+use nn_runtime::Rng;
+
+#[network { dtype f64; input x[2]; target y[1];
+    h = sigmoid(dense(x, 4)); out = sigmoid(dense(h, 1)); loss = mse(out, y); }]
+pub struct Xor;
+
+#[network { dtype f64; input x[6]; target label: class[4];
+    h = relu(dense(x, 8, he)); logits = dense(h, 4); loss = softmax_cross_entropy(logits, label); }]
+pub struct Classifier;
+
+#[network { dtype f64; input x[5]; input s; target y[3]; target p[3];
+    param w[4, 5] = xavier; param v[5, 3] = xavier; param c;
+    fn gated(z) = z * sigmoid(z);
+    a = gated(w @ x) * c + s;
+    b = (x * s) @ v + concat(a[0:2], softmax(a[1:4])[0:1]);
+    out = tanh(b) + where(b > 0, b, 0.5 * b);
+    loss = mse(out, y) + softmax_cross_entropy(b, softmax(p)) + logsumexp(a) * 0.1 + sum(abs(x * c)) / 5; }]
+pub struct Mixed;
+
+fn random<const N: usize>(rng: &mut Rng) -> [f64; N] {
+    std::array::from_fn(|_| rng.uniform(-1.0, 1.0))
+}
+
+/// Checks `forward_batch`/`backward_batch` against `B` per-sample passes.
+macro_rules! same_as_per_sample {
+    ($net:ty, $b:literal, $sample:expr) => {{
+        let mut rng = Rng::new(11);
+        let mut net = <$net>::new(3);
+        for v in net.params.as_mut_slice() {
+            *v += rng.uniform(-0.3, 0.3);
+        }
+        let data: Vec<_> = (0..$b).map(|_| $sample(&mut rng)).collect();
+        let inputs: [_; $b] = std::array::from_fn(|j| data[j].0);
+        let targets: [_; $b] = std::array::from_fn(|j| data[j].1);
+        // per sample
+        let mut tape = <$net>::new_tape();
+        let mut grads = <$net>::new_grads();
+        let mut loss = 0.0;
+        for j in 0..$b {
+            loss += net.forward(&inputs[j], &targets[j], &mut tape);
+            net.backward(&tape, &mut grads);
+        }
+        // batched, twice on the same tape (a reused tape must not leak)
+        let mut btape = <$net>::new_batch_tape::<$b>();
+        for _ in 0..2 {
+            let mut bgrads = <$net>::new_grads();
+            let bloss = net.forward_batch(&inputs, &targets, &mut btape);
+            net.backward_batch(&btape, &mut bgrads);
+            assert!(
+                (bloss - loss).abs() <= 1e-10 * loss.abs().max(1.0),
+                "loss: batched {bloss}, per sample {loss}"
+            );
+            let norm: f64 = grads.as_slice().iter().map(|g| g * g).sum::<f64>().sqrt();
+            assert!(norm > 1e-3, "gradient is trivially zero");
+            for (k, (a, b)) in bgrads.as_slice().iter().zip(grads.as_slice()).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-10 * b.abs().max(1.0),
+                    "gradient {k}: batched {a}, per sample {b}"
+                );
+            }
+        }
+    }};
+}
+
+#[test]
+fn xor_batch_equals_per_sample() {
+    same_as_per_sample!(Xor, 4, |r: &mut Rng| (random::<2>(r), random::<1>(r)));
+}
+
+#[test]
+fn classifier_batch_equals_per_sample() {
+    same_as_per_sample!(Classifier, 7, |r: &mut Rng| (random::<6>(r), r.below(4)));
+    same_as_per_sample!(Classifier, 1, |r: &mut Rng| (random::<6>(r), r.below(4)));
+}
+
+#[test]
+fn mixed_ops_batch_equals_per_sample() {
+    same_as_per_sample!(Mixed, 5, |r: &mut Rng| (
+        (random::<5>(r), r.uniform(-1.0, 1.0)),
+        (random::<3>(r), random::<3>(r))
+    ));
+}
