@@ -571,15 +571,19 @@ impl<O> Trainer<O> {
         };
         let pool = match self.threads {
             1 => None,
-            t => Some(
-                rayon::ThreadPoolBuilder::new()
+            t => {
+                let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(t)
                     .thread_name(|i| format!("nn-train-{i}"))
                     .build()
                     .map_err(|e| TrainError::Threads {
                         message: e.to_string(),
-                    })?,
-            ),
+                    })?;
+                // every worker runs once now, so that starting the threads
+                // (which allocates) happens here, not in the first epochs
+                pool.broadcast(|_| ());
+                Some(pool)
+            }
         };
         let k = self.chunks.max(1);
         self.optimizer.init(<N::Params as Flat<N::Scalar>>::LEN);
