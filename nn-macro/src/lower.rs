@@ -33,6 +33,8 @@ struct PendingState {
     decl: StateDecl,
     span: Span,
     updated: bool,
+    /// Its update had an error, already reported: uses are not reported again.
+    failed: bool,
 }
 
 /// Marker: an error was already reported for this expression.
@@ -184,6 +186,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             }
             Statement::Input { name, step, shape } => {
                 if !cx.rank_check(name, shape, "an input") || !cx.step_marker_check(step.as_ref()) {
+                    cx.poisoned.push(name.name.clone());
                     continue;
                 }
                 let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
@@ -217,6 +220,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     }
                 }
                 if !cx.step_marker_check(step.as_ref()) {
+                    cx.poisoned.push(name.name.clone());
                     continue;
                 }
                 if !cx.define_check(name) {
@@ -860,6 +864,8 @@ impl Cx {
                             Diagnostic::new(*sp, "a recurrent definition needs at least 1 step")
                                 .with_help("write `steps N;` with N >= 1"),
                         );
+                        // go on as if it were 1, so the rest is checked without a cascade
+                        count = Some((1, *sp));
                     } else {
                         count = Some((*n, *sp));
                     }
@@ -893,6 +899,14 @@ impl Cx {
     /// `[t]` in a declaration: needs `steps`, and the index is called `t`.
     fn step_marker_check(&mut self, step: Option<&Ident>) -> bool {
         let Some(index) = step else { return true };
+        if index.name != symbol::STEP {
+            // `x[two]`: most likely a shape written with a name
+            self.error(
+                Diagnostic::new(index.span, format!("expected a dimension (a positive integer), found `{}`", index.name))
+                    .with_help("shapes are numbers, as in `x[4]`; a per-step value is declared `x[t][4]` in a definition with `steps N;`"),
+            );
+            return false;
+        }
         if self.steps.is_none() {
             self.error(
                 Diagnostic::new(
@@ -1006,6 +1020,7 @@ impl Cx {
             },
             span: name.span,
             updated: false,
+            failed: false,
         });
         self.env
             .insert(name.name.clone(), (Value::State(k), name.span));
@@ -1018,6 +1033,10 @@ impl Cx {
         }
         self.binding = name.name.clone();
         self.dense_in_binding = 0;
+        if self.poisoned.contains(&name.name) {
+            // its declaration had an error, already reported
+            return None;
+        }
         let state = match self.env.get(&name.name) {
             Some((Value::State(k), _)) => Some(*k),
             _ => None,
@@ -1027,8 +1046,9 @@ impl Cx {
         let lowered = self.tensor(value);
         self.in_step = false;
         let Ok(id) = lowered else {
-            if state.is_none() {
-                self.poisoned.push(name.name.clone());
+            match state {
+                Some(k) => self.states[k].failed = true,
+                None => self.poisoned.push(name.name.clone()),
             }
             return None;
         };
@@ -1048,6 +1068,7 @@ impl Cx {
                         .with_help("a state has one `h[t] = ...` per definition"),
                     );
                 } else if want != got {
+                    self.states[k].failed = true;
                     self.error(
                         Diagnostic::new(
                             value.span(),
@@ -1106,7 +1127,7 @@ impl Cx {
     /// Moves the states into the graph; a state never updated is an error.
     fn finish_states(&mut self) {
         for st in std::mem::take(&mut self.states) {
-            if !st.updated {
+            if !st.updated && !st.failed {
                 self.error(
                     Diagnostic::new(
                         st.span,
@@ -1208,6 +1229,9 @@ impl Cx {
                     Diagnostic::new(span, format!("only a state can be read at `t-1`, and `{}` is not one", name.name))
                         .with_help(format!("declare a state (`state {0}_prev[...] = zeros;`) and update it with `{0}_prev[t] = ...`", name.name)),
                 );
+                Err(Reported)
+            }
+            (0, Value::State(k)) if !self.states[k].updated && self.states[k].failed => {
                 Err(Reported)
             }
             (0, Value::State(k)) if !self.states[k].updated => {
