@@ -216,7 +216,7 @@ fn check<N: Recurrent>() {
             "seed {seed}: gradient is trivially zero ({norm})"
         );
         let h = 1e-6;
-        for i in 0..N::PARAMS {
+        for (i, &a) in analytic.iter().enumerate() {
             let orig = net.params().as_slice()[i];
             net.params_mut().as_mut_slice()[i] = orig + h;
             let plus = truncated_loss(&net, &x, &y, &fixed);
@@ -232,10 +232,9 @@ fn check<N: Recurrent>() {
                 .unwrap();
             assert!(
                 err < 1e-5,
-                "seed {seed}: `{}`[{}]: analytic {}, numeric {numeric}, relative error {err:e}",
+                "seed {seed}: `{}`[{}]: analytic {a}, numeric {numeric}, relative error {err:e}",
                 info.name,
-                i - info.offset,
-                analytic[i]
+                i - info.offset
             );
         }
     }
