@@ -34,7 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = Trainer::new(Sgd::new(2.0))
         .epochs(3000)
         .fit(&mut net, &data)?;
-    for e in report.epochs.iter().filter(|e| e.epoch == 1 || e.epoch % 500 == 0) {
+    for e in report
+        .epochs
+        .iter()
+        .filter(|e| e.epoch == 1 || e.epoch % 500 == 0)
+    {
         println!("epoch {:>4}: loss {:.6}", e.epoch, e.loss);
     }
 
