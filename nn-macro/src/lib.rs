@@ -30,5 +30,20 @@ mod symbol;
 /// language reference.
 #[proc_macro_attribute]
 pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::network(args.into(), item.into()).into()
+    let (args, item) = (args.into(), item.into());
+    // The pipeline reports every mistake in a definition as an error; a panic
+    // would be a bug of ours. Should one happen, the user still gets a
+    // compile error that says so, not a crashed macro.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| expand::network(args, item))) {
+        Ok(tokens) => tokens.into(),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let msg = format!("internal error in `#[network]` (a bug: please report it with the definition): {what}");
+            quote::quote!(::core::compile_error!(#msg);).into()
+        }
+    }
 }
