@@ -175,3 +175,118 @@ fn digits_sized_hot_path_does_not_allocate() {
     }
     assert_ne!(net.params().as_slice(), Digits::new(3).params().as_slice());
 }
+
+/// An LSTM over 16 steps with a loss at every step: the forward pass stores
+/// all 16 steps in the tape, BPTT runs back over them.
+#[network {
+    steps 16;
+    input  x[t][3];
+    target y[t][2];
+    state  h[8] = zeros;
+    state  c[8] = constant(0.1);
+    param  ui[8, 8] = xavier;
+    param  uf[8, 8] = xavier;
+    param  uo[8, 8] = xavier;
+    param  ug[8, 8] = xavier;
+    i[t] = sigmoid(dense(x[t], 8) + ui @ h[t-1]);
+    f[t] = sigmoid(dense(x[t], 8) + uf @ h[t-1] + 1);
+    o[t] = sigmoid(dense(x[t], 8) + uo @ h[t-1]);
+    g[t] = tanh(dense(x[t], 8) + ug @ h[t-1]);
+    c[t] = f[t] * c[t-1] + i[t] * g[t];
+    h[t] = o[t] * tanh(c[t]);
+    out[t] = dense(h[t], 2);
+    loss = mean_steps(mse(out[t], y[t]));
+}]
+pub struct Lstm16;
+
+/// A GRU over 16 steps with a learned initial state, truncated BPTT and a
+/// loss on the last step only (`h[last]`).
+#[network {
+    steps 16;
+    truncate 4;
+    input  x[t][3];
+    target y[1];
+    param  h0[8] = uniform(-0.5, 0.5);
+    state  h[8] = h0;
+    param  uz[8, 8] = xavier;
+    param  ur[8, 8] = xavier;
+    param  un[8, 8] = xavier;
+    z[t] = sigmoid(dense(x[t], 8) + uz @ h[t-1]);
+    r[t] = sigmoid(dense(x[t], 8) + ur @ h[t-1]);
+    n[t] = tanh(dense(x[t], 8) + un @ (r[t] * h[t-1]));
+    h[t] = (1 - z[t]) * n[t] + z[t] * h[t-1];
+    out = dense(h[last], 1);
+    loss = mse(out, y);
+}]
+pub struct GruLast16;
+
+fn sequences(seed: u64, n: usize) -> Vec<[[f32; 3]; 16]> {
+    let mut rng = nn_tests::Lcg::new(seed);
+    (0..n)
+        .map(|_| core::array::from_fn(|_| core::array::from_fn(|_| rng.signed(-1.0, 1.0) as f32)))
+        .collect()
+}
+
+#[test]
+fn lstm_bptt_hot_path_does_not_allocate() {
+    let mut net = Lstm16::new(5);
+    let inputs = sequences(21, 4);
+    let mut rng = nn_tests::Lcg::new(22);
+    let targets: Vec<[[f32; 2]; 16]> = (0..4)
+        .map(|_| core::array::from_fn(|_| core::array::from_fn(|_| rng.signed(-1.0, 1.0) as f32)))
+        .collect();
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "Lstm16: {what} allocated {n} times");
+    }
+    assert_ne!(net.params().as_slice(), Lstm16::new(5).params().as_slice());
+
+    // The recurrent extras: BPTT with the per-step adjoint norms, and the
+    // stateful step API, run for longer than the training length.
+    let mut tape = Lstm16::new_tape();
+    let mut grads = Lstm16::new_grads();
+    let mut norms = [0.0f32; Lstm16::STEPS];
+    let mut state = net.initial_state();
+    for (x, y) in inputs.iter().zip(&targets) {
+        black_box(net.forward(x, y, &mut tape));
+        let ((), n) = allocations(|| net.backward_traced(&tape, &mut grads, &mut norms));
+        assert_eq!(n, 0, "Lstm16: backward_traced allocated {n} times");
+        assert!(norms.iter().all(|v| v.is_finite() && *v > 0.0), "{norms:?}");
+        let (s, n) = allocations(|| net.initial_state());
+        assert_eq!(n, 0, "Lstm16: initial_state allocated {n} times");
+        black_box(s);
+        let (_, n) = allocations(|| {
+            for _ in 0..3 {
+                for x_t in x {
+                    black_box(net.step(&mut state, black_box(x_t)));
+                }
+            }
+        });
+        assert_eq!(n, 0, "Lstm16: 48 steps allocated {n} times");
+    }
+    assert!(state.h.iter().chain(&state.c).all(|v| v.is_finite()));
+}
+
+#[test]
+fn truncated_last_step_gru_hot_path_does_not_allocate() {
+    let mut net = GruLast16::new(6);
+    let inputs = sequences(31, 4);
+    let targets = [[0.5], [-0.25], [1.0], [0.0]];
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "GruLast16: {what} allocated {n} times");
+    }
+    assert_ne!(
+        net.params().as_slice(),
+        GruLast16::new(6).params().as_slice()
+    );
+    let mut tape = GruLast16::new_tape();
+    let mut grads = GruLast16::new_grads();
+    let mut norms = [0.0f32; GruLast16::STEPS];
+    for (x, y) in inputs.iter().zip(&targets) {
+        black_box(net.forward(x, y, &mut tape));
+        let ((), n) = allocations(|| net.backward_traced(&tape, &mut grads, &mut norms));
+        assert_eq!(n, 0, "GruLast16: backward_traced allocated {n} times");
+        assert!(norms.iter().all(|v| v.is_finite()), "{norms:?}");
+    }
+}
