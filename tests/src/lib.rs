@@ -2,6 +2,7 @@
 
 pub mod bench_nets;
 pub mod handwritten;
+pub mod handwritten_rnn;
 
 use nn_runtime::{check_gradients_batch, Flat, Float, GradCheckOptions, GradCheckReport, Network};
 
