@@ -1,12 +1,25 @@
 //! The performance issue's networks, generated vs hand-written, side by side.
 //!
 //! Each group (`xor`, `digits_b1`, `digits_b32`, `mnist_b1`, `mnist_b64`) holds:
-//! - `generated/step`: forward + backward for every sample of the batch
-//!   (per-sample API in a loop, gradients accumulated), then one SGD update
-//!   through `nn_runtime::Sgd` and clearing the gradient buffer;
-//! - `generated/forward`, `generated/backward`, `generated/predict`: each
-//!   alone, for the whole batch;
-//! - `handwritten/step`: `nn_tests::handwritten`, batches as matrix-matrix loops.
+//! - `generated/step`: one training step = forward + backward for the whole
+//!   batch, then one SGD update through `nn_runtime::Sgd` and clearing the
+//!   gradient buffer. In the batched groups (`digits_b32`, `mnist_b64`) the
+//!   forward and backward are the generated batched API (`forward_batch` /
+//!   `backward_batch`: matrix-matrix work, weight gradients as one `dZ Xᵀ`
+//!   product); in the batch-1 groups they are the per-sample API;
+//! - batched groups only: `generated/step_per_sample_loop`, the same step
+//!   through the per-sample API in a loop over the batch (gradients
+//!   accumulated), so the batched API's gain shows; `generated/forward_batch`
+//!   and `generated/backward_batch` alone; `generated/forward_per_sample_loop`
+//!   and `generated/backward_per_sample_loop` (B per-sample calls);
+//! - batch-1 groups: `generated/forward`, `generated/backward` alone;
+//! - `generated/predict`: inference, one call per sample of the batch;
+//! - `generated/update`: the step's update alone (`Sgd::step` on the flat
+//!   views, then zeroing the gradient): at mnist size it streams the 400 KB
+//!   parameter and gradient vectors through the cache, which is most of the
+//!   gap between `step` and `forward + backward` at batch 1;
+//! - `handwritten/step`: `nn_tests::handwritten`, batches as matrix-matrix
+//!   loops, SGD update and gradient clearing fused in one pass.
 //!
 //! Throughput is in elements = FLOPs of the step (`FORWARD_FLOPS +
 //! BACKWARD_FLOPS` per sample, plus `2 · PARAMS` for the update), so
@@ -17,7 +30,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use nn_runtime::prelude::*;
 use nn_runtime::Zeroable;
-use nn_tests::bench_nets::{Digits, Mnist, Xor};
+use nn_tests::bench_nets::{Batched, Digits, Mnist, Xor};
 use nn_tests::handwritten::{feature_major, MlpBatchWork, MlpHand, XorHand};
 use nn_tests::Lcg;
 use std::hint::black_box;
@@ -40,34 +53,49 @@ fn configure(g: &mut BenchmarkGroup<'_, WallTime>) {
     }
 }
 
-/// The generated variants of one network at batch `inputs.len()`.
-fn generated<N: Network<Scalar = f32>>(
+/// An SGD optimiser for a step over a batch of `b` (learning rate 0.01 / b).
+fn sgd<N: Network>(b: u64) -> Sgd {
+    let mut sgd = Sgd::new(0.01 / b as f64);
+    Optimizer::<N::Scalar>::init(&mut sgd, N::PARAMS);
+    sgd
+}
+
+/// The update that ends every generated step: `Sgd::step` on the flat
+/// parameter and gradient views, then the gradient cleared for the next batch.
+#[inline(always)]
+fn update<N: Network<Scalar = f32>>(sgd: &mut Sgd, net: &mut N, grads: &mut N::Params) {
+    sgd.step(net.params_mut().as_mut_slice(), grads.as_slice());
+    grads.as_mut_slice().fill(0.0);
+}
+
+/// The per-sample generated variants of one network at batch `inputs.len()`;
+/// `suffix` labels them (`""` at batch 1, `"_per_sample_loop"` in the
+/// batched groups).
+fn per_sample<N: Network<Scalar = f32>>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     inputs: &[N::Input],
     targets: &[N::Target],
+    suffix: &str,
 ) {
     let b = inputs.len() as u64;
-    let lr = 0.01 / b as f64;
     let mut net = N::new(1);
     let mut tape = N::new_tape();
     let mut grads = N::new_grads();
-    let mut sgd = Sgd::new(lr);
-    Optimizer::<f32>::init(&mut sgd, N::PARAMS);
+    let mut sgd = sgd::<N>(b);
     g.throughput(Throughput::Elements(step_flops::<N>(b)));
-    g.bench_function("generated/step", |bench| {
+    g.bench_function(format!("generated/step{suffix}"), |bench| {
         bench.iter(|| {
             let mut loss = 0.0;
             for (x, y) in inputs.iter().zip(targets) {
                 loss += net.forward(black_box(x), y, &mut tape);
                 net.backward(&tape, &mut grads);
             }
-            sgd.step(net.params_mut().as_mut_slice(), grads.as_slice());
-            grads.as_mut_slice().fill(0.0);
+            update(&mut sgd, &mut net, &mut grads);
             black_box(loss)
         })
     });
     g.throughput(Throughput::Elements(b * N::FORWARD_FLOPS));
-    g.bench_function("generated/forward", |bench| {
+    g.bench_function(format!("generated/forward{suffix}"), |bench| {
         bench.iter(|| {
             let mut loss = 0.0;
             for (x, y) in inputs.iter().zip(targets) {
@@ -87,20 +115,72 @@ fn generated<N: Network<Scalar = f32>>(
         })
         .collect();
     g.throughput(Throughput::Elements(b * N::BACKWARD_FLOPS));
-    g.bench_function("generated/backward", |bench| {
+    g.bench_function(format!("generated/backward{suffix}"), |bench| {
         bench.iter(|| {
             for t in &tapes {
                 net.backward(black_box(t), &mut grads);
             }
         })
     });
-    grads.as_mut_slice().fill(0.0);
+}
+
+/// The batched generated variants at batch `B`: the step through
+/// `forward_batch` / `backward_batch`, and each pass alone.
+fn batched<N, const B: usize>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    inputs: &[N::Input; B],
+    targets: &[N::Target; B],
+) where
+    N: Network<Scalar = f32> + Batched<B>,
+{
+    let b = B as u64;
+    let mut net = N::new(1);
+    let mut tape = <N as Batched<B>>::new_batch_tape();
+    let mut grads = N::new_grads();
+    let mut sgd = sgd::<N>(b);
+    g.throughput(Throughput::Elements(step_flops::<N>(b)));
+    g.bench_function("generated/step", |bench| {
+        bench.iter(|| {
+            let loss = net.forward_batch(black_box(inputs), targets, &mut tape);
+            net.backward_batch(&tape, &mut grads);
+            update(&mut sgd, &mut net, &mut grads);
+            black_box(loss)
+        })
+    });
+    g.throughput(Throughput::Elements(b * N::FORWARD_FLOPS));
+    g.bench_function("generated/forward_batch", |bench| {
+        bench.iter(|| black_box(net.forward_batch(black_box(inputs), targets, &mut tape)))
+    });
+    net.forward_batch(inputs, targets, &mut tape);
+    g.throughput(Throughput::Elements(b * N::BACKWARD_FLOPS));
+    g.bench_function("generated/backward_batch", |bench| {
+        bench.iter(|| net.backward_batch(black_box(&*tape), &mut grads))
+    });
+}
+
+/// Inference alone (one `predict` per sample) and the update alone.
+fn predict_and_update<N: Network<Scalar = f32>>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    inputs: &[N::Input],
+) {
+    let b = inputs.len() as u64;
+    let mut net = N::new(1);
     g.throughput(Throughput::Elements(b * N::FORWARD_FLOPS));
     g.bench_function("generated/predict", |bench| {
         bench.iter(|| {
             for x in inputs {
                 black_box(net.predict(black_box(x)));
             }
+        })
+    });
+    // The gradient is zero here: the update's cost does not depend on the
+    // values (plain SGD: one multiply-subtract per parameter, then a store of 0).
+    let mut grads = N::new_grads();
+    let mut sgd = sgd::<N>(b);
+    g.throughput(Throughput::Elements(2 * N::PARAMS as u64));
+    g.bench_function("generated/update", |bench| {
+        bench.iter(|| {
+            update(&mut sgd, &mut net, black_box(&mut grads));
         })
     });
 }
@@ -118,7 +198,8 @@ fn xor(c: &mut Criterion) {
     let mut g = c.benchmark_group("xor");
     configure(&mut g);
     let (x, y) = ([[1.0f32, 0.0]], [[1.0f32]]);
-    generated::<Xor>(&mut g, &x, &y);
+    per_sample::<Xor>(&mut g, &x, &y, "");
+    predict_and_update::<Xor>(&mut g, &x);
     let mut hand = XorHand::from_flat(Xor::new(1).params().as_slice());
     let mut hg = XorHand::default();
     g.throughput(Throughput::Elements(step_flops::<Xor>(1)));
@@ -133,12 +214,20 @@ fn mlp<N, const I: usize, const H: usize, const O: usize, const B: usize>(
     c: &mut Criterion,
     name: &str,
 ) where
-    N: Network<Scalar = f32, Input = [f32; I], Target = usize>,
+    N: Network<Scalar = f32, Input = [f32; I], Target = usize> + Batched<B>,
 {
     let mut g = c.benchmark_group(name);
     configure(&mut g);
     let (xs, ys) = random_inputs::<I>(B, 7);
-    generated::<N>(&mut g, &xs, &ys);
+    let labels: [usize; B] = ys.clone().try_into().expect("B labels");
+    if B == 1 {
+        per_sample::<N>(&mut g, &xs, &ys, "");
+    } else {
+        let xa: Box<[[f32; I]; B]> = xs.clone().into_boxed_slice().try_into().expect("B inputs");
+        batched::<N, B>(&mut g, &xa, &labels);
+        per_sample::<N>(&mut g, &xs, &ys, "_per_sample_loop");
+    }
+    predict_and_update::<N>(&mut g, &xs);
     let mut hand = MlpHand::<I, H, O>::from_flat(N::new(1).params().as_slice());
     let mut hg = MlpHand::<I, H, O>::zeroed();
     let lr = 0.01 / B as f32;
@@ -149,7 +238,6 @@ fn mlp<N, const I: usize, const H: usize, const O: usize, const B: usize>(
         });
     } else {
         let xb = feature_major::<I, B>(&xs);
-        let labels: [usize; B] = ys.clone().try_into().expect("B labels");
         let mut work = MlpBatchWork::<H, O, B>::zeroed_box();
         g.bench_function("handwritten/step", |b| {
             b.iter(|| black_box(hand.step_batch(&mut hg, &mut work, black_box(&xb), &labels, lr)))

@@ -1,10 +1,13 @@
 //! The hand-written baselines the benchmarks compare against compute the same
 //! gradients as the generated networks, on the same weights and data (per
-//! sample and as one matrix-matrix batch), so the benchmark compares equal work.
+//! sample and as one matrix-matrix batch), so the benchmark compares equal work:
+//! in particular the benchmarks' batched generated step (`forward_batch`,
+//! `backward_batch`, `Sgd::step`, gradient cleared) and the hand-written
+//! `step_batch` compute the same gradient and the same updated parameters.
 
 use nn_runtime::prelude::*;
 use nn_runtime::Zeroable;
-use nn_tests::bench_nets::{Digits, Mnist, Xor};
+use nn_tests::bench_nets::{Batched, Digits, Mnist, Xor};
 use nn_tests::handwritten::{feature_major, DigitsHand, MlpBatchWork, MlpHand, MnistHand, XorHand};
 use nn_tests::{fill_params, Lcg};
 
@@ -53,7 +56,7 @@ fn mlp_check<N, const I: usize, const H: usize, const O: usize, const B: usize>(
     mut net: N,
     what: &str,
 ) where
-    N: Network<Scalar = f32, Input = [f32; I], Target = usize>,
+    N: Network<Scalar = f32, Input = [f32; I], Target = usize> + Batched<B>,
 {
     fill_params(&mut net, 5, 0.01, 0.2);
     let hand = MlpHand::<I, H, O>::from_flat(net.params().as_slice());
@@ -98,6 +101,45 @@ fn mlp_check<N, const I: usize, const H: usize, const O: usize, const B: usize>(
         &g_batch.to_flat(),
         g_gen.as_slice(),
         &format!("{what} batch of {B}"),
+    );
+    // The generated batched API against the hand-written batch.
+    let xa: Box<[[f32; I]; B]> = xs.clone().into_boxed_slice().try_into().expect("B inputs");
+    let mut btape = <N as Batched<B>>::new_batch_tape();
+    let mut g_gen_batch = N::new_grads();
+    let loss_gen_batch = net.forward_batch(&xa, &labels, &mut btape);
+    net.backward_batch(&btape, &mut g_gen_batch);
+    assert!(
+        (loss_gen_batch - loss_batch).abs() <= 1e-4 * loss_batch.abs(),
+        "{what}: loss generated batched {loss_gen_batch} vs hand-written batched {loss_batch}"
+    );
+    assert_close(
+        &g_batch.to_flat(),
+        g_gen_batch.as_slice(),
+        &format!("{what} generated forward_batch/backward_batch vs hand-written batch"),
+    );
+    // One whole training step each, as the benchmarks run them: the same
+    // parameters afterwards, and both gradient buffers cleared.
+    let lr = 0.5 / B as f32;
+    let mut hand_step = MlpHand::<I, H, O>::from_flat(net.params().as_slice());
+    let mut hg = MlpHand::<I, H, O>::zeroed();
+    let mut hwork = MlpBatchWork::<H, O, B>::zeroed_box();
+    let before = net.params().as_slice().to_vec();
+    hand_step.step_batch(&mut hg, &mut hwork, &xb, &labels, lr);
+    let mut sgd = Sgd::new(f64::from(lr));
+    Optimizer::<f32>::init(&mut sgd, N::PARAMS);
+    let mut g_step = N::new_grads();
+    net.forward_batch(&xa, &labels, &mut btape);
+    net.backward_batch(&btape, &mut g_step);
+    sgd.step(net.params_mut().as_mut_slice(), g_step.as_slice());
+    g_step.as_mut_slice().fill(0.0);
+    assert!(hg.to_flat().iter().all(|&g| g == 0.0));
+    let moved = |after: &[f32]| -> Vec<f32> {
+        before.iter().zip(after).map(|(b, a)| b - a).collect()
+    };
+    assert_close(
+        &moved(&hand_step.to_flat()),
+        &moved(net.params().as_slice()),
+        &format!("{what} parameter change of one batched step"),
     );
     // Some hidden units are inactive for some samples: relu' is exercised both ways.
     assert!(
