@@ -205,42 +205,8 @@ impl<'g> Cx<'g> {
     fn new(g: &'g Graph, items: &'g Items) -> Self {
         let live = g.live_from(&g.roots());
         let uses = g.use_counts(&live);
-        let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
-        // parameter fields keep their names; they come first
-        let mut ident = vec![format_ident!("unused"); g.nodes.len()];
-        let mut order: Vec<NodeId> = (0..g.nodes.len()).collect();
-        order.sort_by_key(|&id| !matches!(g.nodes[id].op, Op::Param(_)));
-        // only live nodes claim names, so dead ones do not push suffixes on them
-        order.retain(|&id| {
-            live[id] || matches!(g.nodes[id].op, Op::Param(_) | Op::Input(_) | Op::Target(_))
-        });
-        for id in order {
-            let base = match g.nodes[id].op {
-                Op::Param(k) => g.params[k].field.clone(),
-                _ => g.nodes[id].name.clone(),
-            };
-            let mut name = sanitize(&base);
-            let mut n = 1;
-            while taken.contains(&name) {
-                n += 1;
-                name = format!("{}_{n}", sanitize(&base));
-            }
-            taken.insert(name.clone());
-            ident[id] = format_ident!("{}", name);
-        }
-        let mut tape = vec![];
-        for (id, node) in g.nodes.iter().enumerate() {
-            if !live[id] || node.pass != Pass::Forward || matches!(node.op, Op::Param(_)) {
-                continue;
-            }
-            let read_by_backward = g.nodes.iter().enumerate().any(|(u, user)| {
-                live[u] && user.pass == Pass::Backward && user.op.args().contains(&id)
-            });
-            let is_grad = g.grads.iter().flatten().any(|&gr| gr == id);
-            if read_by_backward || is_grad {
-                tape.push(id);
-            }
-        }
+        let ident = assign_idents(g, &live);
+        let tape = plan_tape(g, &live);
         let name = &items.item.ident;
         Cx {
             g,
@@ -1694,6 +1660,52 @@ impl<'g> Cx<'g> {
             Op::Input(_) | Op::Target(_) | Op::Param(_) => n(&id),
         }
     }
+}
+
+/// A unique Rust identifier for every node: parameters keep their field
+/// names (they come first), the others their definition's names; only live
+/// nodes claim names, so dead ones do not push suffixes onto them.
+pub(crate) fn assign_idents(g: &Graph, live: &[bool]) -> Vec<Ident> {
+    let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+    let mut ident = vec![format_ident!("unused"); g.nodes.len()];
+    let mut order: Vec<NodeId> = (0..g.nodes.len())
+        .filter(|&id| {
+            live[id] || matches!(g.nodes[id].op, Op::Param(_) | Op::Input(_) | Op::Target(_))
+        })
+        .collect();
+    order.sort_by_key(|&id| !matches!(g.nodes[id].op, Op::Param(_)));
+    for id in order {
+        let base = match g.nodes[id].op {
+            Op::Param(k) => g.params[k].field.clone(),
+            _ => g.nodes[id].name.clone(),
+        };
+        let mut name = sanitize(&base);
+        let mut n = 1;
+        while taken.contains(&name) {
+            n += 1;
+            name = format!("{}_{n}", sanitize(&base));
+        }
+        taken.insert(name.clone());
+        ident[id] = format_ident!("{}", name);
+    }
+    ident
+}
+
+/// The forward values (and inputs, targets) the backward pass reads, or
+/// that are gradients themselves: what the tape stores.
+pub(crate) fn plan_tape(g: &Graph, live: &[bool]) -> Vec<NodeId> {
+    (0..g.nodes.len())
+        .filter(|&id| {
+            let node = &g.nodes[id];
+            live[id]
+                && node.pass == Pass::Forward
+                && !matches!(node.op, Op::Param(_))
+                && (g.grads.contains(&Some(id))
+                    || g.nodes.iter().enumerate().any(|(u, user)| {
+                        live[u] && user.pass == Pass::Backward && user.op.args().contains(&id)
+                    }))
+        })
+        .collect()
 }
 
 /// Whether emitting `op` in assign mode writes every element of its

@@ -10,11 +10,11 @@
 //! that have no batched form here (per-sample matrices, recurrences) get no
 //! batched methods; the per-sample ones always exist.
 
-use crate::emit::{dims, flat_view, loops, sanitize, scalar_tokens, Mode, Place, RESERVED};
+use crate::emit::{assign_idents, dims, flat_view, loops, plan_tape, scalar_tokens, Mode, Place};
 use crate::ir::*;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The generated batched items, if the network has a batched form:
 /// (the tape struct, the methods of the network's impl block).
@@ -48,40 +48,8 @@ impl<'g> Bx<'g> {
         let live = g.live_from(&g.roots());
         let uses = g.use_counts(&live);
         let batched = g.batched();
-        let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
-        let mut ident = vec![format_ident!("unused"); g.nodes.len()];
-        let mut order: Vec<NodeId> = (0..g.nodes.len())
-            .filter(|&id| {
-                live[id] || matches!(g.nodes[id].op, Op::Param(_) | Op::Input(_) | Op::Target(_))
-            })
-            .collect();
-        order.sort_by_key(|&id| !matches!(g.nodes[id].op, Op::Param(_)));
-        for id in order {
-            let base = match g.nodes[id].op {
-                Op::Param(k) => g.params[k].field.clone(),
-                _ => g.nodes[id].name.clone(),
-            };
-            let mut n = sanitize(&base);
-            let mut k = 1;
-            while taken.contains(&n) {
-                k += 1;
-                n = format!("{}_{k}", sanitize(&base));
-            }
-            taken.insert(n.clone());
-            ident[id] = format_ident!("{}", n);
-        }
-        let mut tape = vec![];
-        for (id, node) in g.nodes.iter().enumerate() {
-            if !live[id] || node.pass != Pass::Forward || matches!(node.op, Op::Param(_)) {
-                continue;
-            }
-            let read = g.nodes.iter().enumerate().any(|(u, user)| {
-                live[u] && user.pass == Pass::Backward && user.op.args().contains(&id)
-            });
-            if read || g.grads.contains(&Some(id)) {
-                tape.push(id);
-            }
-        }
+        let ident = assign_idents(g, &live);
+        let tape = plan_tape(g, &live);
         let bx = Bx {
             g,
             t: match g.dtype {
