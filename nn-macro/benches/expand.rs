@@ -91,7 +91,8 @@ const MLP_64_32_10: &str = "input x[64]; target label: class[10]; h = relu(dense
      out = dense(h, 10); loss = softmax_cross_entropy(out, label);";
 const MLP_784_128_10: &str = "input x[784]; target label: class[10]; h = relu(dense(x, 128, he)); \
      out = dense(h, 10); loss = softmax_cross_entropy(out, label);";
-const MLP_784_1024_10: &str = "input x[784]; target label: class[10]; h = relu(dense(x, 1024, he)); \
+const MLP_784_1024_10: &str =
+    "input x[784]; target label: class[10]; h = relu(dense(x, 1024, he)); \
      out = dense(h, 10); loss = softmax_cross_entropy(out, label);";
 
 /// The same MLP at growing widths: the code size must stay (nearly) flat.

@@ -133,9 +133,8 @@ fn mlp_check<N, const I: usize, const H: usize, const O: usize, const B: usize>(
     sgd.step(net.params_mut().as_mut_slice(), g_step.as_slice());
     g_step.as_mut_slice().fill(0.0);
     assert!(hg.to_flat().iter().all(|&g| g == 0.0));
-    let moved = |after: &[f32]| -> Vec<f32> {
-        before.iter().zip(after).map(|(b, a)| b - a).collect()
-    };
+    let moved =
+        |after: &[f32]| -> Vec<f32> { before.iter().zip(after).map(|(b, a)| b - a).collect() };
     assert_close(
         &moved(&hand_step.to_flat()),
         &moved(net.params().as_slice()),
