@@ -1472,7 +1472,6 @@ impl<'g> Cx<'g> {
         let Some(steps) = g.steps else {
             return (quote!(), quote!());
         };
-        let t = &self.t;
         let n = Literal::usize_unsuffixed(steps.count);
         let consts = quote!(
             /// Number of time steps of a training sequence.
@@ -1523,7 +1522,6 @@ impl<'g> Cx<'g> {
         let body = self.function(Which::Step);
         let doc = self.doc(Which::Step);
         let state_doc = format!("The recurrent state of [`{name}`] between calls of [`{name}::step`]: stateful inference on sequences of any length.");
-        let _ = t;
         (
             quote!(
                 #[doc = #state_doc]

@@ -197,8 +197,9 @@ impl<'g> Bx<'g> {
         }
     }
 
-    /// The element of `id` at the loop's current index, in a loop over a
-    /// node of batchedness `outer_batched` and rank `outer_rank`.
+    /// The element of `id` at the current loop index: `[i][j]` / `[j]` for a
+    /// batched value (`i` over the vector, `j` over the samples), `[i]` or the
+    /// value itself for a shared one.
     fn at(&self, place: &Place, id: NodeId, bcast: Bcast) -> TokenStream {
         let node = &self.g.nodes[id];
         if self.batched[id] {
