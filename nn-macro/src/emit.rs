@@ -1120,11 +1120,7 @@ impl<'g> Cx<'g> {
     ) {
         let g = self.g;
         let node = &g.nodes[id];
-        let p = |a: NodeId| {
-            place.get(&a).cloned().unwrap_or_else(|| {
-                panic!("internal: `{}` used before it is computed", g.nodes[a].name)
-            })
-        };
+        let p = |a: NodeId| self.place_of(place, a);
         let k = quote!(::nn_runtime::__private::kernels);
         let d = dest.borrow_mut();
         match &node.op {
@@ -1301,6 +1297,16 @@ impl<'g> Cx<'g> {
         out.push(loops(shape, body));
     }
 
+    /// Where operand `a` lives. Emission walks operands before users, so it
+    /// has one; a miss is a bug of ours, which the macro entry reports as an
+    /// internal error (never a crashed macro).
+    fn place_of(&self, place: &HashMap<NodeId, Place>, a: NodeId) -> Place {
+        match place.get(&a) {
+            Some(p) => p.clone(),
+            None => unreachable!("`{}` is read before it is computed", self.g.nodes[a].name),
+        }
+    }
+
     /// The scalar expression of elementwise node `id` at index `idx`.
     fn map_elem(
         &self,
@@ -1315,12 +1321,7 @@ impl<'g> Cx<'g> {
             .iter()
             .zip(bcast)
             .map(|(&a, &b)| {
-                let pl = place.get(&a).cloned().unwrap_or_else(|| {
-                    panic!(
-                        "internal: `{}` used before it is computed",
-                        self.g.nodes[a].name
-                    )
-                });
+                let pl = self.place_of(place, a);
                 if self.g.nodes[a].shape.is_scalar() {
                     return pl.value();
                 }
