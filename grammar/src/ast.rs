@@ -182,6 +182,27 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// How tightly the operator binds (higher binds tighter): comparisons 1,
+    /// `+ -` 2, `* / @` 3, `^` 5 (unary minus is 4).
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinaryOp::Lt
+            | BinaryOp::Gt
+            | BinaryOp::Le
+            | BinaryOp::Ge
+            | BinaryOp::Eq
+            | BinaryOp::Ne => 1,
+            BinaryOp::Add | BinaryOp::Sub => 2,
+            BinaryOp::Mul | BinaryOp::Div | BinaryOp::MatMul => 3,
+            BinaryOp::Pow => 5,
+        }
+    }
+
+    /// Whether `a op b op c` means `(a op b) op c` (all but `^`).
+    pub fn left_associative(self) -> bool {
+        self != BinaryOp::Pow
+    }
+
     /// The operator as written.
     pub fn symbol(self) -> &'static str {
         match self {
@@ -230,6 +251,18 @@ pub enum Expr {
         /// The whole expression.
         span: Span,
     },
+    /// `a op b op c ...`: three or more operands joined by left-associative
+    /// operators of one precedence level (`+ -`, `* / @` or the comparisons),
+    /// applied left to right. Kept flat, so that a sum of many terms does not
+    /// nest (`a + b` alone is a [`Expr::Binary`]).
+    Chain {
+        /// The first operand.
+        first: Box<Expr>,
+        /// Each further operator, where it is written, and its right operand, in order.
+        rest: Vec<(BinaryOp, Span, Expr)>,
+        /// The whole expression.
+        span: Span,
+    },
     /// `arg[start:end]`: a slice of a vector.
     Slice {
         /// The sliced vector.
@@ -271,6 +304,7 @@ impl Expr {
             Expr::Name(ident) => ident.span,
             Expr::Unary { span, .. }
             | Expr::Binary { span, .. }
+            | Expr::Chain { span, .. }
             | Expr::Slice { span, .. }
             | Expr::StepRef { span, .. }
             | Expr::Call { span, .. } => *span,

@@ -2,10 +2,9 @@
 
 use crate::ast::*;
 use crate::error::Diagnostic;
+use crate::limits::{MAX_DEPTH, MAX_NESTING};
 use pest::iterators::Pair;
-use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser;
-use std::sync::OnceLock;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "network.pest"]
@@ -13,6 +12,7 @@ struct NetworkParser;
 
 /// Parses a whole definition.
 pub fn parse_definition(source: &str) -> Result<Definition, Diagnostic> {
+    prescan(source)?;
     let mut pairs =
         NetworkParser::parse(Rule::definition, source).map_err(|e| syntax_error(source, e))?;
     let Some(definition) = pairs.next() else {
@@ -24,6 +24,51 @@ pub fn parse_definition(source: &str) -> Result<Definition, Diagnostic> {
         .map(statement)
         .collect::<Result<_, _>>()?;
     Ok(Definition { statements })
+}
+
+/// Checks what the grammar would report badly or only after recursing too
+/// deep: a `/* comment` that is never closed, and brackets nested more than
+/// [`MAX_NESTING`] levels.
+fn prescan(source: &str) -> Result<(), Diagnostic> {
+    let bytes = source.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = source[i..].find('\n').map_or(bytes.len(), |n| i + n);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => match source[i + 2..].find("*/") {
+                Some(n) => i += 2 + n + 2,
+                None => {
+                    return Err(Diagnostic::new(
+                        Span::new(i, i + 2),
+                        "this `/*` comment is never closed",
+                    )
+                    .with_help("close it with `*/`"))
+                }
+            },
+            b'(' | b'[' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Diagnostic::new(
+                        Span::new(i, i + 1),
+                        format!("brackets nest more than {MAX_NESTING} levels deep here"),
+                    )
+                    .with_help(
+                        "bind parts of the expression to names (`a = ...;`) and use the names",
+                    ));
+                }
+                i += 1;
+            }
+            b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
 }
 
 fn span(pair: &Pair<Rule>) -> Span {
@@ -107,19 +152,19 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
         Rule::output_decl => Statement::Output(ident(next())),
         Rule::const_decl => Statement::Const {
             name: ident(next()),
-            value: expr(next())?,
+            value: expr(next())?.0,
         },
         Rule::fn_decl => {
             let name = ident(next());
             let mut rest: Vec<Pair<Rule>> = rest.collect();
-            let body = expr(rest.pop().expect("grammar: a function has a body"))?;
+            let body = expr(rest.pop().expect("grammar: a function has a body"))?.0;
             let params = rest.into_iter().map(ident).collect();
             Statement::Fn { name, params, body }
         }
         Rule::binding => Statement::Binding {
             name: ident(next()),
             step,
-            value: expr(next())?,
+            value: expr(next())?.0,
         },
         other => unreachable!("not a statement: {other:?}"),
     })
@@ -221,73 +266,233 @@ fn number_value(text: &str, sp: Span) -> Result<f64, Diagnostic> {
     }
 }
 
-fn pratt() -> &'static PrattParser<Rule> {
-    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
-    PRATT.get_or_init(|| {
-        PrattParser::new()
-            .op(Op::infix(Rule::lt, Assoc::Left)
-                | Op::infix(Rule::gt, Assoc::Left)
-                | Op::infix(Rule::le, Assoc::Left)
-                | Op::infix(Rule::ge, Assoc::Left)
-                | Op::infix(Rule::eq, Assoc::Left)
-                | Op::infix(Rule::ne, Assoc::Left))
-            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
-            .op(Op::infix(Rule::mul, Assoc::Left)
-                | Op::infix(Rule::div, Assoc::Left)
-                | Op::infix(Rule::matmul, Assoc::Left))
-            .op(Op::prefix(Rule::neg))
-            .op(Op::infix(Rule::pow, Assoc::Right))
-            .op(Op::postfix(Rule::slice) | Op::postfix(Rule::step_ref))
-    })
+/// An operator waiting on the stack of [`expr`]'s shunting-yard builder.
+enum Pending {
+    /// Unary minus, written at this span.
+    Neg(Span),
+    /// A binary operator, written at this span.
+    Infix(BinaryOp, Span),
 }
 
-fn expr(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
-    pratt()
-        .map_primary(primary)
-        .map_prefix(|op, arg| {
-            let arg = arg?;
-            let sp = span(&op).join(arg.span());
-            Ok(Expr::Unary {
+impl Pending {
+    fn precedence(&self) -> u8 {
+        match self {
+            Pending::Neg(_) => 4,
+            Pending::Infix(op, _) => op.precedence(),
+        }
+    }
+}
+
+/// An operand on the builder's stack: the expression, its depth, and
+/// whether an operator of this expression built it (only those extend into
+/// a chain: `(a + b) + c` keeps its parentheses' grouping).
+struct Operand {
+    expr: Expr,
+    depth: usize,
+    built: bool,
+}
+
+/// Builds an expression from the grammar's flat sequence `prefix* primary
+/// postfix* (infix prefix* primary postfix*)*` with an explicit operator
+/// stack (shunting-yard), so that a long sequence never recurses. Runs of
+/// left-associative operators of one precedence level become one flat
+/// [`Expr::Chain`]. Returns the expression and its depth; a tree deeper than
+/// [`MAX_DEPTH`] is an error at the tokens.
+fn expr(pair: Pair<Rule>) -> Result<(Expr, usize), Diagnostic> {
+    let mut operands: Vec<Operand> = vec![];
+    let mut ops: Vec<Pending> = vec![];
+    for part in pair.into_inner() {
+        match part.as_rule() {
+            Rule::neg => ops.push(Pending::Neg(span(&part))),
+            Rule::slice | Rule::step_ref | Rule::neg_index => {
+                let arg = operands
+                    .pop()
+                    .expect("grammar: a postfix follows an operand");
+                let (e, depth) = postfix(arg.expr, arg.depth, part)?;
+                operands.push(checked(e, depth, false)?);
+            }
+            Rule::number | Rule::ident | Rule::group | Rule::call => {
+                let (e, depth) = primary(part)?;
+                operands.push(checked(e, depth, false)?);
+            }
+            _ => {
+                let op = binary_op(part.as_rule());
+                let sp = span(&part);
+                while let Some(top) = ops.last() {
+                    let tighter = top.precedence() > op.precedence()
+                        || (top.precedence() == op.precedence() && op.left_associative());
+                    if !tighter {
+                        break;
+                    }
+                    let top = ops.pop().expect("just looked");
+                    reduce(&mut operands, top)?;
+                }
+                ops.push(Pending::Infix(op, sp));
+            }
+        }
+    }
+    while let Some(top) = ops.pop() {
+        reduce(&mut operands, top)?;
+    }
+    let result = operands
+        .pop()
+        .expect("grammar: an expression has an operand");
+    Ok((result.expr, result.depth))
+}
+
+/// An operand, unless it is deeper than the limit.
+fn checked(expr: Expr, depth: usize, built: bool) -> Result<Operand, Diagnostic> {
+    if depth > MAX_DEPTH {
+        return Err(Diagnostic::new(
+            expr.span(),
+            format!("this expression nests more than {MAX_DEPTH} levels deep"),
+        )
+        .with_help("bind parts of it to names (`a = ...;`) and use the names"));
+    }
+    Ok(Operand { expr, depth, built })
+}
+
+/// Applies the operator `top` to the operands on the stack.
+fn reduce(operands: &mut Vec<Operand>, top: Pending) -> Result<(), Diagnostic> {
+    match top {
+        Pending::Neg(sp) => {
+            let arg = operands.pop().expect("grammar: `-` precedes an operand");
+            let whole = sp.join(arg.expr.span());
+            let e = Expr::Unary {
                 op: UnaryOp::Neg,
-                arg: Box::new(arg),
-                span: sp,
-            })
-        })
-        .map_postfix(|arg, op| {
-            let arg = arg?;
-            let sp = arg.span().join(span(&op));
-            if op.as_rule() == Rule::step_ref {
-                let mut index = None;
-                let mut offset = 0i64;
-                for part in op.into_inner() {
-                    match part.as_rule() {
-                        Rule::ident => index = Some(ident(part)),
-                        Rule::step_offset => {
-                            let mut sign = 1i64;
-                            for q in part.into_inner() {
-                                match q.as_rule() {
-                                    Rule::sub => sign = -1,
-                                    Rule::dim => {
-                                        let qs = span(&q);
-                                        let v: i64 = q.as_str().parse().map_err(|_| {
-                                            Diagnostic::new(qs, "this offset is too large")
-                                        })?;
-                                        offset = sign * v;
-                                    }
-                                    _ => {}
+                arg: Box::new(arg.expr),
+                span: whole,
+            };
+            operands.push(checked(e, arg.depth + 1, true)?);
+        }
+        Pending::Infix(op, op_span) => {
+            let rhs = operands
+                .pop()
+                .expect("grammar: an operator has a right operand");
+            let lhs = operands
+                .pop()
+                .expect("grammar: an operator has a left operand");
+            let whole = lhs.expr.span().join(rhs.expr.span());
+            let same_level = |o: BinaryOp| {
+                o.precedence() == op.precedence() && o.left_associative() && op.left_associative()
+            };
+            let (e, depth) = match lhs.expr {
+                // `a op b` followed by `op c`: one flat chain
+                Expr::Binary {
+                    op: first_op,
+                    op_span: first_span,
+                    lhs: a,
+                    rhs: b,
+                    ..
+                } if lhs.built && same_level(first_op) => (
+                    Expr::Chain {
+                        first: a,
+                        rest: vec![(first_op, first_span, *b), (op, op_span, rhs.expr)],
+                        span: whole,
+                    },
+                    lhs.depth.max(rhs.depth + 1),
+                ),
+                Expr::Chain {
+                    first, mut rest, ..
+                } if lhs.built && same_level(rest[0].0) => {
+                    rest.push((op, op_span, rhs.expr));
+                    (
+                        Expr::Chain {
+                            first,
+                            rest,
+                            span: whole,
+                        },
+                        lhs.depth.max(rhs.depth + 1),
+                    )
+                }
+                other => (
+                    Expr::Binary {
+                        op,
+                        op_span,
+                        lhs: Box::new(other),
+                        rhs: Box::new(rhs.expr),
+                        span: whole,
+                    },
+                    lhs.depth.max(rhs.depth) + 1,
+                ),
+            };
+            operands.push(checked(e, depth, true)?);
+        }
+    }
+    Ok(())
+}
+
+fn binary_op(rule: Rule) -> BinaryOp {
+    match rule {
+        Rule::add => BinaryOp::Add,
+        Rule::sub => BinaryOp::Sub,
+        Rule::mul => BinaryOp::Mul,
+        Rule::div => BinaryOp::Div,
+        Rule::matmul => BinaryOp::MatMul,
+        Rule::pow => BinaryOp::Pow,
+        Rule::lt => BinaryOp::Lt,
+        Rule::gt => BinaryOp::Gt,
+        Rule::le => BinaryOp::Le,
+        Rule::ge => BinaryOp::Ge,
+        Rule::eq => BinaryOp::Eq,
+        Rule::ne => BinaryOp::Ne,
+        other => unreachable!("not an operator: {other:?}"),
+    }
+}
+
+/// `arg[a:b]`, `arg[t-1]`, or a negative index (an error that says what to write).
+fn postfix(arg: Expr, depth: usize, op: Pair<Rule>) -> Result<(Expr, usize), Diagnostic> {
+    let sp = arg.span().join(span(&op));
+    match op.as_rule() {
+        Rule::neg_index => {
+            let name = match &arg {
+                Expr::Name(id) => id.name.clone(),
+                _ => "x".to_string(),
+            };
+            Err(Diagnostic::new(
+                span(&op),
+                "negative indices are not supported",
+            )
+            .with_help(format!(
+                "write `{name}[last]` for the value at the last time step, `{name}[t-1]` for a state's previous value, or a slice counted from the start, such as `{name}[0:3]`"
+            )))
+        }
+        Rule::step_ref => {
+            let mut index = None;
+            let mut offset = 0i64;
+            for part in op.into_inner() {
+                match part.as_rule() {
+                    Rule::ident => index = Some(ident(part)),
+                    Rule::step_offset => {
+                        let mut sign = 1i64;
+                        for q in part.into_inner() {
+                            match q.as_rule() {
+                                Rule::sub => sign = -1,
+                                Rule::dim => {
+                                    let qs = span(&q);
+                                    let v: i64 = q.as_str().parse().map_err(|_| {
+                                        Diagnostic::new(qs, "this offset is too large")
+                                    })?;
+                                    offset = sign * v;
                                 }
+                                _ => {}
                             }
                         }
-                        _ => {}
                     }
+                    _ => {}
                 }
-                return Ok(Expr::StepRef {
+            }
+            Ok((
+                Expr::StepRef {
                     arg: Box::new(arg),
                     index: index.expect("grammar: a step reference names its index"),
                     offset,
                     span: sp,
-                });
-            }
+                },
+                depth + 1,
+            ))
+        }
+        _ => {
             let mut start = None;
             let mut end = None;
             let mut after_colon = false;
@@ -308,64 +513,51 @@ fn expr(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
                     _ => {}
                 }
             }
-            Ok(Expr::Slice {
-                arg: Box::new(arg),
-                start,
-                end,
-                span: sp,
-            })
-        })
-        .map_infix(|lhs, op, rhs| {
-            let (lhs, rhs) = (lhs?, rhs?);
-            let op_kind = match op.as_rule() {
-                Rule::add => BinaryOp::Add,
-                Rule::sub => BinaryOp::Sub,
-                Rule::mul => BinaryOp::Mul,
-                Rule::div => BinaryOp::Div,
-                Rule::matmul => BinaryOp::MatMul,
-                Rule::pow => BinaryOp::Pow,
-                Rule::lt => BinaryOp::Lt,
-                Rule::gt => BinaryOp::Gt,
-                Rule::le => BinaryOp::Le,
-                Rule::ge => BinaryOp::Ge,
-                Rule::eq => BinaryOp::Eq,
-                Rule::ne => BinaryOp::Ne,
-                other => unreachable!("not an operator: {other:?}"),
-            };
-            let sp = lhs.span().join(rhs.span());
-            Ok(Expr::Binary {
-                op: op_kind,
-                op_span: span(&op),
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-                span: sp,
-            })
-        })
-        .parse(pair.into_inner())
+            Ok((
+                Expr::Slice {
+                    arg: Box::new(arg),
+                    start,
+                    end,
+                    span: sp,
+                },
+                depth + 1,
+            ))
+        }
+    }
 }
 
-fn primary(pair: Pair<Rule>) -> Result<Expr, Diagnostic> {
+/// An operand and its depth: a number, a name, `(expr)` or a call.
+fn primary(pair: Pair<Rule>) -> Result<(Expr, usize), Diagnostic> {
     let sp = span(&pair);
     match pair.as_rule() {
-        Rule::number => Ok(Expr::Number(number_value(pair.as_str(), sp)?, sp)),
-        Rule::ident => Ok(Expr::Name(ident(pair))),
+        Rule::number => Ok((Expr::Number(number_value(pair.as_str(), sp)?, sp), 1)),
+        Rule::ident => Ok((Expr::Name(ident(pair)), 1)),
         Rule::group => {
-            let inner = expr(
+            let (inner, depth) = expr(
                 pair.into_inner()
                     .find(|p| p.as_rule() == Rule::expr)
                     .expect("grammar"),
             )?;
-            Ok(with_parens(inner, sp))
+            Ok((with_parens(inner, sp), depth))
         }
         Rule::call => {
             let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
             let func = ident(inner.next().expect("grammar"));
-            let args = inner.map(expr).collect::<Result<_, _>>()?;
-            Ok(Expr::Call {
-                func,
-                args,
-                span: sp,
-            })
+            let mut args = vec![];
+            let mut depth = 0;
+            for a in inner {
+                let (e, d) = expr(a)?;
+                depth = depth.max(d);
+                args.push(e);
+            }
+            Ok((
+                Expr::Call {
+                    func,
+                    args,
+                    span: sp,
+                },
+                depth + 1,
+            ))
         }
         other => unreachable!("not an operand: {other:?}"),
     }
@@ -376,6 +568,7 @@ fn with_parens(mut e: Expr, outer: Span) -> Expr {
     match &mut e {
         Expr::Unary { span, .. }
         | Expr::Binary { span, .. }
+        | Expr::Chain { span, .. }
         | Expr::Slice { span, .. }
         | Expr::StepRef { span, .. }
         | Expr::Call { span, .. } => *span = outer,
@@ -419,7 +612,13 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::shape => "a shape such as `[4]` or `[4, 2]`",
         Rule::dim => "a dimension (a positive integer)",
         Rule::init => "an initialiser",
-        Rule::expr | Rule::primary | Rule::group | Rule::call | Rule::prefix | Rule::neg => {
+        Rule::expr
+        | Rule::primary
+        | Rule::group
+        | Rule::call
+        | Rule::prefix
+        | Rule::neg
+        | Rule::neg_index => {
             "an expression"
         }
         Rule::number | Rule::signed_number => "a number",
@@ -817,5 +1016,132 @@ mod tests {
         let e = parse_definition("param = x;").unwrap_err();
         assert_eq!((e.span.start, e.span.end), (0, 5));
         assert!(e.message.contains("keyword"), "{}", e.message);
+    }
+
+    fn value_of(d: &Definition, k: usize) -> &Expr {
+        match &d.statements[k] {
+            Statement::Binding { value, .. } => value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_sums_stay_flat() {
+        let text = format!("s = {};", vec!["x"; 100_000].join(" + "));
+        let d = parse_definition(&text).unwrap();
+        let Expr::Chain { rest, span, .. } = value_of(&d, 0) else {
+            panic!()
+        };
+        assert_eq!(rest.len(), 99_999);
+        assert_eq!(*span, Span::new(4, text.len() - 1));
+    }
+
+    #[test]
+    fn chains_keep_precedence_and_grouping() {
+        let d = parse_definition(
+            "a = x + y * z - w; b = (x + y) + z; c = x ^ y ^ z; e = x - y - z < 1;",
+        )
+        .unwrap();
+        // x + (y * z) - w: one chain of two operators, the product inside
+        let Expr::Chain { first, rest, .. } = value_of(&d, 0) else {
+            panic!("{:?}", value_of(&d, 0))
+        };
+        assert!(matches!(**first, Expr::Name(_)));
+        let ops: Vec<BinaryOp> = rest.iter().map(|r| r.0).collect();
+        assert_eq!(ops, [BinaryOp::Add, BinaryOp::Sub]);
+        assert!(matches!(
+            rest[0].2,
+            Expr::Binary {
+                op: BinaryOp::Mul,
+                ..
+            }
+        ));
+        // parentheses keep their grouping
+        let Expr::Binary { lhs, .. } = value_of(&d, 1) else {
+            panic!()
+        };
+        assert!(matches!(
+            **lhs,
+            Expr::Binary {
+                op: BinaryOp::Add,
+                ..
+            }
+        ));
+        // `^` is right-associative: x ^ (y ^ z)
+        let Expr::Binary {
+            op: BinaryOp::Pow,
+            lhs,
+            rhs,
+            ..
+        } = value_of(&d, 2)
+        else {
+            panic!()
+        };
+        assert!(matches!(**lhs, Expr::Name(_)));
+        assert!(matches!(
+            **rhs,
+            Expr::Binary {
+                op: BinaryOp::Pow,
+                ..
+            }
+        ));
+        // (x - y - z) < 1
+        let Expr::Binary {
+            op: BinaryOp::Lt,
+            lhs,
+            ..
+        } = value_of(&d, 3)
+        else {
+            panic!()
+        };
+        assert!(matches!(**lhs, Expr::Chain { .. }));
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error_at_the_bracket() {
+        let ok = format!(
+            "a = {}x{};",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        parse_definition(&ok).unwrap();
+        let deep = format!("a = {}x{};", "(".repeat(5000), ")".repeat(5000));
+        let e = parse_definition(&deep).unwrap_err();
+        assert!(e.message.contains("nest more than 64"), "{}", e.message);
+        assert_eq!(e.span, Span::new(4 + MAX_NESTING, 5 + MAX_NESTING));
+        let calls = format!("a = {}x{};", "sigmoid(".repeat(100), ")".repeat(100));
+        assert!(parse_definition(&calls)
+            .unwrap_err()
+            .message
+            .contains("nest more than"));
+    }
+
+    #[test]
+    fn deep_trees_without_brackets_are_an_error() {
+        for text in [
+            format!("a = {}x;", "- ".repeat(10_000)),
+            format!("a = x{};", " ^ 2".repeat(10_000)),
+            format!("a = x{};", "[0:1]".repeat(10_000)),
+        ] {
+            let e = parse_definition(&text).unwrap_err();
+            assert!(e.message.contains("more than 128 levels"), "{}", e.message);
+        }
+        parse_definition(&format!("a = {}x;", "- ".repeat(MAX_DEPTH - 1))).unwrap();
+    }
+
+    #[test]
+    fn comments_byte_order_marks_and_negative_indices() {
+        let d = parse_definition("\u{feff}input x[2]; // a file saved with a BOM").unwrap();
+        assert_eq!(d.statements.len(), 1);
+        let src = "input x[2]; /* never closed\n h = x;";
+        let e = parse_definition(src).unwrap_err();
+        assert_eq!(&src[e.span.start..e.span.end], "/*");
+        assert!(e.message.contains("never closed"), "{}", e.message);
+        for src in ["o = h[-1];", "o = h[:-1];", "o = h[-2:];"] {
+            let e = parse_definition(src).unwrap_err();
+            assert_eq!(e.message, "negative indices are not supported");
+            assert!(src[e.span.start..e.span.end].starts_with('['), "{e:?}");
+            assert!(e.help.unwrap().contains("`h[last]`"));
+        }
     }
 }

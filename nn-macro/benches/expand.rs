@@ -45,16 +45,18 @@
 
 #[path = "../src/autodiff.rs"]
 mod autodiff;
-#[path = "../src/emit.rs"]
+#[path = "../src/emit/mod.rs"]
 mod emit;
-#[path = "../src/emit_batch.rs"]
-mod emit_batch;
 #[path = "../src/expand.rs"]
 mod expand;
 #[path = "../src/ir.rs"]
 mod ir;
-#[path = "../src/lower.rs"]
+#[path = "../src/limits.rs"]
+mod limits;
+#[path = "../src/lower/mod.rs"]
 mod lower;
+#[path = "../src/ops/mod.rs"]
+mod ops;
 #[path = "../src/opt/mod.rs"]
 mod opt;
 #[path = "../src/scalar.rs"]

@@ -1,8 +1,9 @@
-//! The pipeline, in one function: read -> parse -> lower -> optimise ->
-//! differentiate -> optimise -> emit.
+//! The pipeline, in one function: read -> parse -> lower -> tidy ->
+//! differentiate -> optimise -> emit, once for the per-sample passes and
+//! once, from the same lowering, for the batched ones.
 
-use crate::emit::{emit_network, Items};
-use crate::ir::Graph;
+use crate::emit::emit_network;
+use crate::ir::{Dtype, Graph};
 use crate::source::{read_args, Origin, Source};
 use crate::{autodiff, lower, opt};
 use nn_grammar::Diagnostic;
@@ -34,15 +35,9 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return fallback(&item, e),
     };
     let rebuild = rebuild_on_change(&source);
-    let graph = compile(&source);
-    let result = match (graph, shape_error.or(generics_error)) {
-        (Ok(g), None) => {
-            let batch = compile_batch(&source.text, source.dtype).and_then(|bg| {
-                let params_ty = quote::format_ident!("{}Params", item.ident);
-                crate::emit_batch::emit_batch(&bg, &item.ident, &item.vis, &params_ty)
-            });
-            emit_network(&g, &Items { item, batch })
-        }
+    let compiled = compile_both(&source.text, source.dtype).map_err(|ds| combine(&source, &ds));
+    let result = match (compiled, shape_error.or(generics_error)) {
+        (Ok((g, batch)), None) => emit_network(&g, batch.as_ref(), &item),
         (Ok(_), Some(e)) => fallback(&item, e),
         (Err(mut e), other) => {
             if let Some(o) = other {
@@ -54,34 +49,32 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
     quote!(#rebuild #result)
 }
 
-/// Parses, lowers, differentiates and optimises a definition.
-pub fn compile(source: &Source) -> Result<Graph, syn::Error> {
-    compile_text(&source.text, source.dtype).map_err(|ds| combine(source, &ds))
-}
-
-/// The pipeline on a definition's text, with diagnostics as plain data
-/// (no proc-macro context needed: this is what the tests drive).
-pub fn compile_text(text: &str, dtype: Option<crate::ir::Dtype>) -> Result<Graph, Vec<Diagnostic>> {
+/// The pipeline on a definition's text, with diagnostics as plain data (no
+/// proc-macro context needed): the per-sample graph, and for a feed-forward
+/// definition the batched one, where per-sample contributions to shared
+/// values are summed over the batch. One parse and one lowering serve both.
+pub fn compile_both(
+    text: &str,
+    dtype: Option<Dtype>,
+) -> Result<(Graph, Option<Graph>), Vec<Diagnostic>> {
     let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
-    let g = lower::lower_definition(&def, dtype)?;
-    let g = opt::tidy(g);
-    let g = autodiff::diff_graph(g);
-    Ok(opt::optimise(g))
+    let lowered = lower::lower_definition(&def, dtype)?;
+    let tidied = opt::tidy(lowered);
+    let batch = tidied.steps.is_none().then(|| {
+        let mut b = tidied.clone();
+        b.batch = true;
+        opt::optimise(autodiff::diff_graph(b))
+    });
+    let sample = opt::optimise(autodiff::diff_graph(tidied));
+    Ok((sample, batch))
 }
 
-/// The pipeline for the mini-batch form: the same definition, differentiated
-/// with per-sample contributions to shared values summed over the batch.
-/// `None` when it does not compile that way (the per-sample form reports errors).
-pub fn compile_batch(text: &str, dtype: Option<crate::ir::Dtype>) -> Option<Graph> {
-    let def = nn_grammar::parse_definition(text).ok()?;
-    let mut g = lower::lower_definition(&def, dtype).ok()?;
-    if g.steps.is_some() {
-        return None;
-    }
-    g.batch = true;
-    let g = opt::tidy(g);
-    let g = autodiff::diff_graph(g);
-    Some(opt::optimise(g))
+/// The per-sample graph alone (what most tests look at).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn compile_text(text: &str, dtype: Option<Dtype>) -> Result<Graph, Vec<Diagnostic>> {
+    let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
+    let lowered = lower::lower_definition(&def, dtype)?;
+    Ok(opt::optimise(autodiff::diff_graph(opt::tidy(lowered))))
 }
 
 fn combine(source: &Source, ds: &[Diagnostic]) -> syn::Error {

@@ -12,7 +12,9 @@ pub struct Run {
 }
 
 /// Evaluates every node of `g` (forward and backward) for the given inputs,
-/// targets and parameters (each flat, row-major; a class target is its index).
+/// targets and parameters (each flat, row-major; a class target is its
+/// index): leaves are given, every other node is its op's reference value
+/// from the op table (`ops::eval`).
 pub fn run(g: &Graph, inputs: &[Vec<f64>], targets: &[Vec<f64>], params: &[Vec<f64>]) -> Run {
     assert!(
         g.steps.is_none(),
@@ -24,144 +26,23 @@ pub fn run(g: &Graph, inputs: &[Vec<f64>], targets: &[Vec<f64>], params: &[Vec<f
         if !live[id] {
             continue;
         }
-        let shape = &node.shape;
-        let len = shape.len();
-        let cols = |s: &Shape| if s.rank() == 2 { s.0[1] } else { 1 };
         let val = match &node.op {
             Op::Input(k) => inputs[*k].clone(),
             Op::Target(k) => targets[*k].clone(),
             Op::Param(k) => params[*k].clone(),
-            Op::Map { args, bcast, body } => {
-                let c = cols(shape);
-                (0..len)
-                    .map(|e| {
-                        let (i, j) = (e / c, e % c);
-                        let ops: Vec<f64> = args
-                            .iter()
-                            .zip(bcast)
-                            .map(|(&a, b)| match b {
-                                Bcast::Full => v[a][e],
-                                Bcast::Scalar => v[a][0],
-                                Bcast::Col => v[a][i],
-                                Bcast::Row => v[a][j],
-                            })
-                            .collect();
-                        body.eval(&ops, f64::NAN)
-                    })
-                    .collect()
-            }
-            Op::MatVec(w, x) => matmul(&v[*w], &v[*x], len, g.nodes[*x].shape.len(), 1),
-            Op::MatVecT(w, d) => {
-                let (m, k) = (g.nodes[*w].shape.0[0], g.nodes[*w].shape.0[1]);
-                matmul(&transpose(&v[*w], m, k), &v[*d], k, m, 1)
-            }
-            Op::VecMat(x, b) => {
-                let (k, n) = (g.nodes[*b].shape.0[0], g.nodes[*b].shape.0[1]);
-                matmul(&v[*x], &v[*b], 1, k, n)
-            }
-            Op::MatMul(a, b) => {
-                let sa = &g.nodes[*a].shape;
-                matmul(&v[*a], &v[*b], sa.0[0], sa.0[1], g.nodes[*b].shape.0[1])
-            }
-            Op::MatMulNT(d, b) => {
-                let (m, n) = (g.nodes[*d].shape.0[0], g.nodes[*d].shape.0[1]);
-                let k = g.nodes[*b].shape.0[0];
-                matmul(&v[*d], &transpose(&v[*b], k, n), m, n, k)
-            }
-            Op::MatMulTN(a, d) => {
-                let (m, k) = (g.nodes[*a].shape.0[0], g.nodes[*a].shape.0[1]);
-                let n = g.nodes[*d].shape.0[1];
-                matmul(&transpose(&v[*a], m, k), &v[*d], k, m, n)
-            }
-            Op::Outer(u, w) => {
-                let n = v[*w].len();
-                (0..len).map(|e| v[*u][e / n] * v[*w][e % n]).collect()
-            }
-            Op::Sum(a) => vec![v[*a].iter().sum()],
-            Op::SumCols(a) => {
-                let c = cols(&g.nodes[*a].shape);
-                (0..len)
-                    .map(|i| v[*a][i * c..(i + 1) * c].iter().sum())
-                    .collect()
-            }
-            Op::SumRows(a) => {
-                let c = cols(&g.nodes[*a].shape);
-                (0..len)
-                    .map(|j| v[*a].iter().skip(j).step_by(c).sum())
-                    .collect()
-            }
-            Op::LogSoftmax(z) => {
-                let lse = logsumexp(&v[*z]);
-                v[*z].iter().map(|x| x - lse).collect()
-            }
-            Op::LogSumExp(a) => vec![logsumexp(&v[*a])],
-            Op::Pick(a, t) => vec![v[*a][v[*t][0] as usize]],
-            Op::OneHot(t, d) => {
-                let mut out = vec![0.0; len];
-                out[v[*t][0] as usize] = v[*d][0];
-                out
-            }
-            Op::LogSoftmaxGrad(y, d) => {
-                let total: f64 = v[*d].iter().sum();
-                (0..len)
-                    .map(|i| v[*d][i] - v[*y][i].exp() * total)
-                    .collect()
-            }
-            Op::AddN(parts) => (0..len)
-                .map(|e| parts.iter().map(|&p| v[p][e]).sum())
-                .collect(),
-            Op::Transpose(a) => {
-                let sa = &g.nodes[*a].shape;
-                transpose(&v[*a], sa.0[0], sa.0[1])
-            }
-            Op::Slice(a, start) => v[*a][*start..*start + len].to_vec(),
-            Op::Pad(a, start) => {
-                let mut out = vec![0.0; len];
-                out[*start..*start + v[*a].len()].copy_from_slice(&v[*a]);
-                out
-            }
-            Op::Concat(a, b) => v[*a].iter().chain(&v[*b]).copied().collect(),
-            Op::StatePrev(_)
-            | Op::StepSum(_)
-            | Op::Last(_)
-            | Op::Carry(_)
-            | Op::EachStep(_)
-            | Op::AtLast(_)
-            | Op::BatchSum(_) => {
-                unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
-            }
+            _ => crate::ops::eval(g, id, &v),
         };
         assert_eq!(
             val.len(),
-            len.max(1),
-            "node {id} {} has {} values for shape {shape}",
+            node.shape.len().max(1),
+            "node {id} {} has {} values for shape {}",
             node.name,
-            val.len()
+            val.len(),
+            node.shape
         );
         v[id] = val;
     }
     Run { values: v }
-}
-
-fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
-    let mut c = vec![0.0; m * n];
-    for i in 0..m {
-        for p in 0..k {
-            for j in 0..n {
-                c[i * n + j] += a[i * k + p] * b[p * n + j];
-            }
-        }
-    }
-    c
-}
-
-fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
-    (0..m * n).map(|e| a[(e % m) * n + e / m]).collect()
-}
-
-fn logsumexp(x: &[f64]) -> f64 {
-    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
 }
 
 /// The largest relative difference between the graph's gradients and central

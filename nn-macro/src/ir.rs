@@ -22,9 +22,11 @@ impl Shape {
     pub fn rank(&self) -> usize {
         self.0.len()
     }
-    /// Number of elements.
+    /// Number of elements (saturating: lowering rejects shapes above
+    /// [`MAX_ELEMENTS`](crate::limits::MAX_ELEMENTS), so later stages never
+    /// see one that overflows).
     pub fn len(&self) -> usize {
-        self.0.iter().product()
+        self.0.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
     /// Whether this is `[]`.
     pub fn is_scalar(&self) -> bool {
@@ -487,12 +489,9 @@ impl Graph {
         r
     }
 
-    /// Replaces every use of `from` (in nodes and roots) by `to`.
-    pub fn replace_uses(&mut self, from: NodeId, to: NodeId) {
-        let f = |a: NodeId| if a == from { to } else { a };
-        for node in &mut self.nodes {
-            node.op.map_args(f);
-        }
+    /// Rewrites every root (loss, output, gradients, state updates and
+    /// adjoints) through `f`.
+    pub fn map_roots(&mut self, f: impl Fn(NodeId) -> NodeId) {
         self.loss = f(self.loss);
         self.output = f(self.output);
         for g in self.grads.iter_mut().flatten() {

@@ -12,16 +12,18 @@ use proc_macro::TokenStream;
 
 mod autodiff;
 mod emit;
-mod emit_batch;
 mod expand;
 #[cfg(test)]
 mod interp;
 mod ir;
+mod limits;
 mod lower;
+mod ops;
 mod opt;
 #[cfg(test)]
 mod robustness;
 mod scalar;
+
 mod source;
 mod symbol;
 

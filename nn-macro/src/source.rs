@@ -142,8 +142,10 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
 }
 
 /// Writes each token's text, separated by spaces, recording its byte range.
+/// Walks nested groups with an explicit stack: a deeply nested attribute
+/// never recurses (the parser reports nesting beyond its limit).
 fn flatten(ts: TokenStream, text: &mut String, map: &mut Vec<(usize, usize, Span)>) {
-    let push = |s: &str, span: Span, text: &mut String, map: &mut Vec<(usize, usize, Span)>| {
+    let mut push = |s: &str, span: Span| {
         if !text.is_empty() {
             text.push(' ');
         }
@@ -151,7 +153,16 @@ fn flatten(ts: TokenStream, text: &mut String, map: &mut Vec<(usize, usize, Span
         text.push_str(s);
         map.push((start, text.len(), span));
     };
-    for tt in ts {
+    // each level: the rest of a group's tokens, and its closing delimiter
+    let mut stack: Vec<(proc_macro2::token_stream::IntoIter, Option<(&str, Span)>)> =
+        vec![(ts.into_iter(), None)];
+    while let Some((tokens, _)) = stack.last_mut() {
+        let Some(tt) = tokens.next() else {
+            if let Some((_, Some((close, span)))) = stack.pop() {
+                push(close, span);
+            }
+            continue;
+        };
         match tt {
             TokenTree::Group(g) => {
                 let (open, close) = match g.delimiter() {
@@ -161,16 +172,14 @@ fn flatten(ts: TokenStream, text: &mut String, map: &mut Vec<(usize, usize, Span
                     Delimiter::None => ("", ""),
                 };
                 if !open.is_empty() {
-                    push(open, g.span_open(), text, map);
+                    push(open, g.span_open());
                 }
-                flatten(g.stream(), text, map);
-                if !close.is_empty() {
-                    push(close, g.span_close(), text, map);
-                }
+                let close = (!close.is_empty()).then(|| (close, g.span_close()));
+                stack.push((g.stream().into_iter(), close));
             }
-            TokenTree::Ident(i) => push(&i.to_string(), i.span(), text, map),
-            TokenTree::Punct(p) => push(&p.as_char().to_string(), p.span(), text, map),
-            TokenTree::Literal(l) => push(&l.to_string(), l.span(), text, map),
+            TokenTree::Ident(i) => push(&i.to_string(), i.span()),
+            TokenTree::Punct(p) => push(&p.as_char().to_string(), p.span()),
+            TokenTree::Literal(l) => push(&l.to_string(), l.span()),
         }
     }
 }

@@ -142,7 +142,7 @@ fn batched<N, const B: usize>(
     g.bench_function("generated/step", |bench| {
         bench.iter(|| {
             let loss = net.forward_batch(black_box(inputs), targets, &mut tape);
-            net.backward_batch(&tape, &mut grads);
+            net.backward_batch(&mut tape, &mut grads);
             update(&mut sgd, &mut net, &mut grads);
             black_box(loss)
         })
@@ -154,7 +154,7 @@ fn batched<N, const B: usize>(
     net.forward_batch(inputs, targets, &mut tape);
     g.throughput(Throughput::Elements(b * N::BACKWARD_FLOPS));
     g.bench_function("generated/backward_batch", |bench| {
-        bench.iter(|| net.backward_batch(black_box(&*tape), &mut grads))
+        bench.iter(|| net.backward_batch(black_box(&mut *tape), &mut grads))
     });
 }
 

@@ -61,7 +61,7 @@ pub trait Batched<const B: usize>: Network {
         tape: &mut Self::BatchTape,
     ) -> Self::Scalar;
     /// `net.backward_batch::<B>(..)`: adds the batch's summed gradient.
-    fn backward_batch(&self, tape: &Self::BatchTape, grads: &mut Self::Params);
+    fn backward_batch(&self, tape: &mut Self::BatchTape, grads: &mut Self::Params);
 }
 
 macro_rules! batched {
@@ -79,7 +79,7 @@ macro_rules! batched {
             ) -> f32 {
                 $net::forward_batch::<B>(self, inputs, targets, tape)
             }
-            fn backward_batch(&self, tape: &$tape<B>, grads: &mut <Self as Network>::Params) {
+            fn backward_batch(&self, tape: &mut $tape<B>, grads: &mut <Self as Network>::Params) {
                 $net::backward_batch::<B>(self, tape, grads)
             }
         }

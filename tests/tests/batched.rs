@@ -51,7 +51,7 @@ macro_rules! same_as_per_sample {
         for _ in 0..2 {
             let mut bgrads = <$net>::new_grads();
             let bloss = net.forward_batch(&inputs, &targets, &mut btape);
-            net.backward_batch(&btape, &mut bgrads);
+            net.backward_batch(&mut btape, &mut bgrads);
             assert!(
                 (bloss - loss).abs() <= 1e-10 * loss.abs().max(1.0),
                 "loss: batched {bloss}, per sample {loss}"

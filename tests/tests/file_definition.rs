@@ -30,3 +30,17 @@ fn the_dtype_option_makes_an_f64_twin_with_the_same_initial_weights() {
     let loss: f64 = b.forward(&[0.0, 1.0], &[1.0], &mut tape);
     assert!(loss > 0.0);
 }
+
+/// A file saved with a byte-order mark (as some editors write one) reads
+/// like any other; an initialiser with arguments is accepted in `dense`.
+#[network(file = "nets/bom.nn")]
+pub struct FromBomFile;
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let net = FromBomFile::new(3);
+    assert_eq!(FromBomFile::PARAMS, 4 * 2 + 4 + 4 + 1);
+    // `normal(0, 0.5)`: the hidden weights are not Glorot-uniform's
+    assert!(net.params.h_weight.iter().flatten().any(|w| w.abs() > 0.2));
+    assert!(net.predict(&[0.5, 0.5])[0].is_finite());
+}

@@ -107,7 +107,7 @@ fn mlp_check<N, const I: usize, const H: usize, const O: usize, const B: usize>(
     let mut btape = <N as Batched<B>>::new_batch_tape();
     let mut g_gen_batch = N::new_grads();
     let loss_gen_batch = net.forward_batch(&xa, &labels, &mut btape);
-    net.backward_batch(&btape, &mut g_gen_batch);
+    net.backward_batch(&mut btape, &mut g_gen_batch);
     assert!(
         (loss_gen_batch - loss_batch).abs() <= 1e-4 * loss_batch.abs(),
         "{what}: loss generated batched {loss_gen_batch} vs hand-written batched {loss_batch}"
@@ -129,7 +129,7 @@ fn mlp_check<N, const I: usize, const H: usize, const O: usize, const B: usize>(
     Optimizer::<f32>::init(&mut sgd, N::PARAMS);
     let mut g_step = N::new_grads();
     net.forward_batch(&xa, &labels, &mut btape);
-    net.backward_batch(&btape, &mut g_step);
+    net.backward_batch(&mut btape, &mut g_step);
     sgd.step(net.params_mut().as_mut_slice(), g_step.as_slice());
     g_step.as_mut_slice().fill(0.0);
     assert!(hg.to_flat().iter().all(|&g| g == 0.0));

@@ -1,25 +1,34 @@
 //! Common-subexpression elimination: two nodes with the same op, operands
-//! and shape become one, across passes too, so the backward pass reuses a
+//! and shape become one, across passes too, so the backward pass reads a
 //! forward value instead of recomputing it.
 
 use crate::ir::*;
 use std::collections::HashMap;
 
-/// Replaces each node that repeats an earlier one by that earlier one.
-pub fn share_common(g: &mut Graph) {
+/// Replaces each node that repeats an earlier one by that earlier one, in
+/// one pass (returns whether it found any): operands come before their users, so a node's operands are
+/// already rewritten when its own key is taken.
+pub fn share_common(g: &mut Graph) -> bool {
     let live = g.live_from(&g.roots());
+    let mut alias: Vec<NodeId> = (0..g.nodes.len()).collect();
     let mut seen: HashMap<String, NodeId> = HashMap::new();
+    let mut changed = false;
     for id in 0..g.nodes.len() {
+        if g.nodes[id].op.args().iter().any(|&a| alias[a] != a) {
+            g.nodes[id].op.map_args(|a| alias[a]);
+            changed = true;
+        }
         if !live[id] {
             continue;
         }
         let node = &g.nodes[id];
         let key = format!("{:?} {:?}", node.op, node.shape);
         match seen.get(&key) {
-            Some(&first) => g.replace_uses(id, first),
+            Some(&first) => alias[id] = first,
             None => {
                 seen.insert(key, id);
             }
         }
     }
+    changed | crate::opt::simplify::remap_roots(g, &alias)
 }

@@ -1,6 +1,7 @@
 //! Optimisation passes over the graph, one per file, chained here. Each pass
-//! keeps the graph's meaning; dead nodes are simply left unreachable from the
-//! roots and never emitted.
+//! keeps the graph's meaning, runs in one walk over the nodes, and says
+//! whether it changed anything; dead nodes are simply left unreachable from
+//! the roots and never emitted.
 
 pub mod cse;
 pub mod fuse;
@@ -14,10 +15,8 @@ use crate::ir::Graph;
 /// tape rather than recomputed).
 pub fn tidy(mut g: Graph) -> Graph {
     for _ in 0..64 {
-        let before = g.clone();
-        simplify::simplify_graph(&mut g);
-        cse::share_common(&mut g);
-        if g == before {
+        let changed = simplify::simplify_graph(&mut g) | cse::share_common(&mut g);
+        if !changed {
             break;
         }
     }
@@ -30,11 +29,9 @@ pub fn tidy(mut g: Graph) -> Graph {
 /// fused away: it stays a stored node.
 pub fn optimise(mut g: Graph) -> Graph {
     for _ in 0..64 {
-        let before = g.clone();
-        simplify::simplify_graph(&mut g);
-        fuse::fuse_maps(&mut g);
-        cse::share_common(&mut g);
-        if g == before {
+        let changed =
+            simplify::simplify_graph(&mut g) | fuse::fuse_maps(&mut g) | cse::share_common(&mut g);
+        if !changed {
             break;
         }
     }

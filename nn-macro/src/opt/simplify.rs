@@ -5,9 +5,16 @@
 // `(a, S::Const(z)) if z == 0.0` says "the constant zero" more plainly than a float pattern.
 #![allow(clippy::redundant_guards)]
 
-use crate::autodiff::compact;
 use crate::ir::*;
+use crate::ops::elementwise::compact;
 use crate::scalar::{build::*, pow_value, S};
+
+/// A folded constant, or `None` when folding would produce a value the
+/// generated code cannot hold as a literal (non-finite, or beyond `f32`'s
+/// range): the operation is then kept as written and computed at run time.
+fn folded(v: f64) -> Option<S> {
+    (v.is_finite() && v.abs() <= crate::limits::F32_MAX).then_some(S::Const(v))
+}
 
 /// Simplifies a scalar expression bottom-up.
 pub fn simplify(s: &S) -> S {
@@ -22,7 +29,7 @@ pub fn simplify(s: &S) -> S {
             a => neg(a),
         },
         S::Add(a, b) => match (simplify(a), simplify(b)) {
-            (S::Const(x), S::Const(y)) => c(x + y),
+            (S::Const(x), S::Const(y)) if folded(x + y).is_some() => c(x + y),
             (S::Const(z), a) | (a, S::Const(z)) if z == 0.0 => a,
             // a + -b = a - b
             (a, S::Neg(b)) => sub(a, *b),
@@ -34,7 +41,7 @@ pub fn simplify(s: &S) -> S {
             (a, b) => add(a, b),
         },
         S::Sub(a, b) => match (simplify(a), simplify(b)) {
-            (S::Const(x), S::Const(y)) => c(x - y),
+            (S::Const(x), S::Const(y)) if folded(x - y).is_some() => c(x - y),
             (a, S::Const(z)) if z == 0.0 => a,
             (S::Const(z), b) if z == 0.0 => simplify(&neg(b)),
             // a - -b = a + b
@@ -43,7 +50,7 @@ pub fn simplify(s: &S) -> S {
             (a, b) => sub(a, b),
         },
         S::Mul(a, b) => match (simplify(a), simplify(b)) {
-            (S::Const(x), S::Const(y)) => c(x * y),
+            (S::Const(x), S::Const(y)) if folded(x * y).is_some() => c(x * y),
             (S::Const(z), _) | (_, S::Const(z)) if z == 0.0 => c(0.0),
             (S::Const(o), a) | (a, S::Const(o)) if o == 1.0 => a,
             (S::Const(m), a) | (a, S::Const(m)) if m == -1.0 => simplify(&neg(a)),
@@ -58,7 +65,9 @@ pub fn simplify(s: &S) -> S {
             (S::Neg(a), b) => simplify(&neg(mul(*a, b))),
             (a, S::Neg(b)) => simplify(&neg(mul(a, *b))),
             // c1 (c2 a) = (c1 c2) a
-            (S::Const(x), S::Mul(y, a)) | (S::Mul(y, a), S::Const(x)) if y.as_const().is_some() => {
+            (S::Const(x), S::Mul(y, a)) | (S::Mul(y, a), S::Const(x))
+                if y.as_const().and_then(|y| folded(x * y)).is_some() =>
+            {
                 simplify(&mul(c(x * y.as_const().unwrap_or(1.0)), *a))
             }
             // constants first: 2 * x
@@ -66,8 +75,10 @@ pub fn simplify(s: &S) -> S {
             (a, b) => mul(a, b),
         },
         S::Div(a, b) => match (simplify(a), simplify(b)) {
-            (S::Const(x), S::Const(y)) if y != 0.0 => c(x / y),
-            (S::Const(z), _) if z == 0.0 => c(0.0),
+            (S::Const(x), S::Const(y)) if folded(x / y).is_some() => c(x / y),
+            // 0 / b = 0 for a variable b (a constant b is folded above, or,
+            // for 0 / 0, kept: its NaN is not ours to hide)
+            (S::Const(z), b) if z == 0.0 && b.as_const().is_none() => c(0.0),
             (a, S::Const(o)) if o == 1.0 => a,
             (S::Neg(a), b) => simplify(&neg(div(*a, b))),
             (a, b) => div(a, b),
@@ -75,13 +86,13 @@ pub fn simplify(s: &S) -> S {
         S::Pow(a, e) => match (simplify(a), *e) {
             (_, e) if e == 0.0 => c(1.0),
             (a, e) if e == 1.0 => a,
-            (S::Const(x), e) => c(pow_value(x, e)),
+            (S::Const(x), e) if folded(pow_value(x, e)).is_some() => c(pow_value(x, e)),
             // (a^p)^q = a^(pq) for integer exponents
             (S::Pow(a, p), q) if p.fract() == 0.0 && q.fract() == 0.0 => pow(*a, p * q),
             (a, e) => pow(a, e),
         },
         S::Call(f, a) => match simplify(a) {
-            S::Const(x) => c(f.eval(x)),
+            S::Const(x) if folded(f.eval(x)).is_some() => c(f.eval(x)),
             a => call(*f, a),
         },
         S::Cmp(op, a, b) => match (simplify(a), simplify(b)) {
@@ -120,21 +131,68 @@ fn is_branch_free(a: &S, b: &S) -> bool {
     a.as_const().is_some() && b.as_const().is_some()
 }
 
-/// Simplifies every elementwise node of the graph; a sum of elementwise
-/// contributions becomes one elementwise sum, so fusion can merge it.
-pub fn simplify_graph(g: &mut Graph) {
+/// A sum of adjoint contributions becomes one elementwise sum (which fusion
+/// can then merge) when it has at most this many distinct parts.
+const MAX_SUM_AS_MAP: usize = 16;
+
+/// Simplifies every elementwise node of the graph, in one pass in graph
+/// order: constant operands are folded into their users, an identity map is
+/// replaced by its operand (through `alias`, so each replacement costs
+/// nothing more), and a sum of elementwise contributions (or of one value
+/// several times) becomes one elementwise sum. Returns whether anything changed.
+pub fn simplify_graph(g: &mut Graph) -> bool {
+    let mut alias: Vec<NodeId> = (0..g.nodes.len()).collect();
+    let mut changed = false;
     for id in 0..g.nodes.len() {
+        // operands come before their users: their aliases are final
+        if g.nodes[id].op.args().iter().any(|&a| alias[a] != a) {
+            g.nodes[id].op.map_args(|a| alias[a]);
+            changed = true;
+        }
         if let Op::AddN(parts) = &g.nodes[id].op {
+            let mut distinct: Vec<(NodeId, usize)> = vec![];
+            for &p in parts {
+                match distinct.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, n)) => *n += 1,
+                    None => distinct.push((p, 1)),
+                }
+                if distinct.len() > MAX_SUM_AS_MAP {
+                    break;
+                }
+            }
             let all_maps = parts.iter().all(|&p| {
                 matches!(g.nodes[p].op, Op::Map { .. }) && g.nodes[p].shape == g.nodes[id].shape
             });
-            if all_maps {
-                let body = (1..parts.len()).fold(S::Arg(0), |acc, k| add(acc, S::Arg(k)));
+            let repeats = distinct.len() < parts.len();
+            if distinct.len() <= MAX_SUM_AS_MAP && (all_maps || repeats) {
+                let term = |k: usize, n: usize| {
+                    if n == 1 {
+                        S::Arg(k)
+                    } else {
+                        mul(c(n as f64), S::Arg(k))
+                    }
+                };
+                let body = (1..distinct.len()).fold(term(0, distinct[0].1), |acc, k| {
+                    add(acc, term(k, distinct[k].1))
+                });
                 g.nodes[id].op = Op::Map {
-                    args: parts.clone(),
-                    bcast: vec![Bcast::Full; parts.len()],
+                    args: distinct.iter().map(|d| d.0).collect(),
+                    bcast: vec![Bcast::Full; distinct.len()],
                     body,
                 };
+                changed = true;
+            }
+        }
+        // a sum of zeros is zero (a comparison's derivative, summed)
+        if let Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) | Op::BatchSum(a) = g.nodes[id].op {
+            if matches!(&g.nodes[a].op, Op::Map { args, body, .. } if args.is_empty() && body.as_const() == Some(0.0))
+            {
+                g.nodes[id].op = Op::Map {
+                    args: vec![],
+                    bcast: vec![],
+                    body: c(0.0),
+                };
+                changed = true;
             }
         }
         let Op::Map { args, bcast, body } = &g.nodes[id].op else {
@@ -152,12 +210,24 @@ pub fn simplify_graph(g: &mut Graph) {
         let body = simplify(&body.substitute(&subst));
         let (args, bcast, body) = compact(args.clone(), bcast.clone(), body);
         let identity = body == S::Arg(0) && bcast.first() == Some(&Bcast::Full);
-        let alias = identity.then(|| args[0]);
-        g.nodes[id].op = Op::Map { args, bcast, body };
-        if let Some(a) = alias {
-            g.replace_uses(id, a);
+        // (the users' operands are rewritten as they come: that is the change)
+        if identity {
+            alias[id] = args[0];
+        }
+        let op = Op::Map { args, bcast, body };
+        if op != g.nodes[id].op {
+            g.nodes[id].op = op;
+            changed = true;
         }
     }
+    changed | remap_roots(g, &alias)
+}
+
+/// Rewrites the roots through `alias`; whether any changed.
+pub fn remap_roots(g: &mut Graph, alias: &[NodeId]) -> bool {
+    let before = g.roots();
+    g.map_roots(|a| alias[a]);
+    g.roots() != before
 }
 
 #[cfg(test)]
@@ -188,7 +258,7 @@ mod tests {
             (sub(x(), x()), "0"),
             (add(x(), neg(S::Arg(1))), "($0 - $1)"),
             (sub(x(), neg(S::Arg(1))), "($0 + $1)"),
-            (call(Func::Exp, c(0.0)), "1"),
+            (call(Func::EXP, c(0.0)), "1"),
             (div(x(), c(1.0)), "$0"),
             (
                 mul(select(S::Arg(1), c(1.0), c(0.0)), x()),
@@ -214,12 +284,12 @@ mod tests {
     #[test]
     fn simplified_derivatives_reuse_the_output() {
         // d/dx sigmoid(x) -> out * (1 - out)
-        let f = call(Func::Sigmoid, S::Arg(0));
+        let f = call(Func::SIGMOID, S::Arg(0));
         assert_eq!(
             simplify(&f.diff(0).reuse_output(&f)).to_string(),
             "(out * (1 - out))"
         );
-        let t = call(Func::Tanh, S::Arg(0));
+        let t = call(Func::TANH, S::Arg(0));
         assert_eq!(
             simplify(&t.diff(0).reuse_output(&t)).to_string(),
             "(1 - (out ^ 2))"

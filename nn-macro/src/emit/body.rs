@@ -1,0 +1,404 @@
+//! One generated function's body: the live nodes of its pass, region by
+//! region (before, inside and after the time loop), each written to its
+//! place (a local, a tape field, the gradient buffer), then the result.
+//! The same walk writes the per-sample functions (`predict`, `forward`,
+//! `backward`, `step`) and the batched ones (`forward_batch`,
+//! `backward_batch`, whose intermediates live in the batch tape).
+
+use super::ex::Ex;
+use super::plan::Plan;
+use super::{loop_index, loops, recurrent, Mode, Place};
+use crate::ir::*;
+use proc_macro2::TokenStream;
+use quote::quote;
+use std::collections::HashMap;
+
+/// Which function is emitted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Which {
+    /// Inference: the output.
+    Predict,
+    /// The forward pass: the loss, and the tape.
+    Forward,
+    /// The backward pass: gradients into `grads`.
+    Backward,
+    /// One time step of a recurrent network, with its state passed in and out.
+    Step,
+}
+
+/// The state of one function while it is emitted.
+pub struct Fx {
+    /// Which function.
+    pub which: Which,
+    /// The pass its nodes belong to.
+    pub pass: Pass,
+    /// The nodes it computes or reads.
+    pub live: Vec<bool>,
+    /// Where each value lives.
+    pub place: HashMap<NodeId, Place>,
+    /// The statements so far.
+    pub stmts: Vec<TokenStream>,
+}
+
+/// The body of one function of `plan`'s graph.
+pub fn function(plan: &Plan, which: Which) -> TokenStream {
+    let g = plan.g;
+    let pass = if which == Which::Backward {
+        Pass::Backward
+    } else {
+        Pass::Forward
+    };
+    let mut roots: Vec<NodeId> = match which {
+        Which::Predict | Which::Step => vec![g.output],
+        Which::Forward => vec![g.loss],
+        Which::Backward => g.grads.iter().flatten().copied().collect(),
+    };
+    if which == Which::Backward {
+        // carried state adjoints flow into learned initial states and the norms
+        roots.extend(g.state_adjoints.iter().flatten());
+    }
+    let mut fx = Fx {
+        which,
+        pass,
+        live: live_with_states(g, roots),
+        place: HashMap::new(),
+        stmts: vec![],
+    };
+    bind_leaves(plan, &mut fx);
+    emit_region(plan, &mut fx, Region::Before);
+    match (g.steps, which) {
+        (Some(_), Which::Step) => {
+            emit_region(plan, &mut fx, Region::Step);
+            recurrent::update_states(plan, &mut fx);
+        }
+        (Some(steps), _) => recurrent::emit_loop(plan, &mut fx, steps),
+        (None, _) => {}
+    }
+    emit_region(plan, &mut fx, Region::After);
+    finish(plan, &mut fx);
+    let stmts = fx.stmts;
+    quote!(#(#stmts)*)
+}
+
+/// Nodes live for `roots`, following states: a live previous value makes
+/// its update live too (the next step reads it).
+pub fn live_with_states(g: &Graph, mut roots: Vec<NodeId>) -> Vec<bool> {
+    loop {
+        let live = g.live_from(&roots);
+        let more: Vec<NodeId> = g
+            .states
+            .iter()
+            .filter(|st| live[st.prev] && !live[st.update])
+            .map(|st| st.update)
+            .collect();
+        if more.is_empty() {
+            return live;
+        }
+        roots.extend(more);
+    }
+}
+
+/// Binds inputs, targets and parameters, and places tape values.
+fn bind_leaves(plan: &Plan, fx: &mut Fx) {
+    let g = plan.g;
+    let which = fx.which;
+    if which == Which::Backward {
+        for &id in &plan.tape {
+            if plan.live[id] {
+                fx.place.insert(id, plan.tape_place(id));
+            }
+        }
+    } else if plan.batch {
+        load_samples(plan, fx);
+    } else {
+        let stmt = bind_decls(plan, quote!(input), &g.inputs, Op::Input, fx);
+        fx.stmts.push(stmt);
+        if which == Which::Forward {
+            let stmt = bind_decls(plan, quote!(target), &g.targets, Op::Target, fx);
+            fx.stmts.push(stmt);
+            // inputs and targets the backward pass reads are copied to the tape
+            for &id in &plan.tape {
+                if matches!(g.nodes[id].op, Op::Input(_) | Op::Target(_)) {
+                    let n = &plan.ident[id];
+                    fx.stmts.push(quote!(tape.#n = *#n;));
+                }
+            }
+        }
+    }
+    let pass = fx.pass;
+    let state_init = |id: NodeId| {
+        g.states
+            .iter()
+            .any(|st| matches!(st.init, StateInit::Param(p) if g.nodes[id].op == Op::Param(p)))
+    };
+    let read_here = |id: NodeId| {
+        plan.users[id]
+            .iter()
+            .any(|&u| fx.live[u] && g.nodes[u].pass == pass)
+            || (matches!(which, Which::Predict | Which::Step) && g.output == id)
+            || (which == Which::Backward && !plan.grad_of[id].is_empty())
+            || (matches!(which, Which::Predict | Which::Forward)
+                && g.steps.is_some()
+                && state_init(id))
+    };
+    let used: Vec<proc_macro2::Ident> = plan
+        .param_node
+        .iter()
+        .filter(|&&id| read_here(id))
+        .map(|&id| {
+            fx.place.insert(id, Place::Ref(plan.ident[id].clone()));
+            plan.ident[id].clone()
+        })
+        .collect();
+    let mut prelude = vec![quote!(
+        use ::nn_runtime::__private::Activations as _;
+    )];
+    if !used.is_empty() {
+        let pty = &plan.params_ty;
+        prelude.push(quote!(let #pty { #(#used,)* .. } = params;));
+    }
+    fx.stmts.splice(0..0, prelude);
+}
+
+/// Per-sample code: `let x = input;` (or a tuple of several), each
+/// declaration bound to its node.
+fn bind_decls(
+    plan: &Plan,
+    src: TokenStream,
+    decls: &[TensorDecl],
+    op: impl Fn(usize) -> Op,
+    fx: &mut Fx,
+) -> TokenStream {
+    let g = plan.g;
+    // `step` takes the per-step inputs of one step only
+    let ids: Vec<(Option<NodeId>, &TensorDecl)> = (0..decls.len())
+        .map(|k| (g.nodes.iter().position(|n| n.op == op(k)), &decls[k]))
+        .filter(|(_, d)| fx.which != Which::Step || d.per_step)
+        .collect();
+    for (id, decl) in &ids {
+        let Some(id) = id else { continue };
+        let p = if decl.per_step && fx.which != Which::Step {
+            Place::RefStep(plan.ident[*id].clone())
+        } else {
+            Place::Ref(plan.ident[*id].clone())
+        };
+        fx.place.insert(*id, p);
+    }
+    let names: Vec<TokenStream> = ids
+        .iter()
+        .map(|(id, _)| match id {
+            Some(id) if fx.live[*id] || (fx.which == Which::Forward && plan.on_tape[*id]) => {
+                let n = &plan.ident[*id];
+                quote!(#n)
+            }
+            _ => quote!(_),
+        })
+        .collect();
+    match names.as_slice() {
+        [] => quote!(),
+        [one] => quote!(let #one = #src;),
+        many => quote!(let (#(#many,)*) = #src;),
+    }
+}
+
+/// Batched code: each sample's input and target into its column of the
+/// batch tape.
+fn load_samples(plan: &Plan, fx: &mut Fx) {
+    let g = plan.g;
+    for (src, decls, is_input) in [
+        (quote!(inputs), &g.inputs, true),
+        (quote!(targets), &g.targets, false),
+    ] {
+        if !is_input && fx.which == Which::Predict {
+            continue;
+        }
+        for (k, d) in decls.iter().enumerate() {
+            let op = if is_input {
+                Op::Input(k)
+            } else {
+                Op::Target(k)
+            };
+            let Some(id) = g.nodes.iter().position(|n| n.op == op) else {
+                continue;
+            };
+            if !plan.live[id] {
+                continue;
+            }
+            let n = &plan.ident[id];
+            let sample = if decls.len() == 1 {
+                quote!(#src[j])
+            } else {
+                let i = syn::Index::from(k);
+                quote!(#src[j].#i)
+            };
+            fx.stmts.push(match d.shape.rank() {
+                0 => quote!(for j in 0..B { tape.#n[j] = #sample; }),
+                _ => {
+                    let len = proc_macro2::Literal::usize_unsuffixed(d.shape.len());
+                    quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample[i]; } })
+                }
+            });
+            fx.place.insert(id, Place::Tape(n.clone()));
+        }
+    }
+}
+
+/// Computes the live nodes of this function's pass in one region, in order.
+pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
+    let g = plan.g;
+    let looped = g.steps.is_some() && fx.which != Which::Step;
+    for id in 0..g.nodes.len() {
+        let node = &g.nodes[id];
+        if !fx.live[id] || node.pass != fx.pass || plan.regions[id] != region {
+            continue;
+        }
+        match node.op {
+            Op::Input(_) | Op::Target(_) | Op::Param(_) => continue,
+            // registers and accumulators set up around the loop
+            Op::StatePrev(_) | Op::Carry(_) | Op::StepSum(_) | Op::Last(_) if looped => continue,
+            Op::StatePrev(k) => {
+                // `step`: the previous value is the caller's state
+                let f = quote::format_ident!("{}", super::names::sanitize(&g.states[k].name));
+                fx.place.insert(id, Place::State(f));
+                continue;
+            }
+            Op::EachStep(d) => {
+                // the same value at every step: read it where it is
+                if let Some(p) = fx.place.get(&d).cloned() {
+                    fx.place.insert(id, p);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if plan.absorbed[id] {
+            continue;
+        }
+        if fx.which == Which::Backward && plan.grad_direct(id) {
+            // only the gradient reads it: compute straight into the gradient buffer
+            let dest = Place::Grad(plan.param_field(plan.grad_of[id][0]));
+            emit_node(plan, fx, id, &dest, Mode::Accumulate);
+            continue;
+        }
+        let dest = dest_for(plan, fx, id);
+        if let Place::Local(n) = &dest {
+            let ty = plan.ty(id);
+            if node.shape.is_scalar() && !plan.batched[id] && matches!(node.op, Op::Map { .. }) {
+                let e = Ex {
+                    plan,
+                    place: &fx.place,
+                    out: &mut vec![],
+                    id,
+                }
+                .map_elem(id);
+                fx.stmts.push(quote!(let #n: #ty = #e;));
+                fx.place.insert(id, dest);
+                continue;
+            }
+            let zero = plan.zero(id);
+            fx.stmts.push(quote!(let mut #n: #ty = #zero;));
+        } else if !crate::ops::overwrites(&node.op) {
+            // a reused tape holds the last sample's values: clear before
+            // accumulating into it
+            fx.stmts.push(clear(plan, &dest, id));
+        }
+        emit_node(plan, fx, id, &dest, Mode::Assign);
+        fx.place.insert(id, dest);
+    }
+}
+
+/// Emits node `id` into `dest` through its op's rule.
+pub fn emit_node(plan: &Plan, fx: &mut Fx, id: NodeId, dest: &Place, mode: Mode) {
+    let mut ex = Ex {
+        plan,
+        place: &fx.place,
+        out: &mut fx.stmts,
+        id,
+    };
+    crate::ops::emit(&mut ex, dest, mode);
+}
+
+/// Where a computed node goes: the tape (forward, if backward reads it),
+/// the batch tape (every intermediate of the batched passes), or a local.
+fn dest_for(plan: &Plan, fx: &Fx, id: NodeId) -> Place {
+    let scalar_let = plan.g.nodes[id].shape.is_scalar()
+        && !plan.batched[id]
+        && matches!(plan.g.nodes[id].op, Op::Map { .. });
+    if plan.batch && (plan.on_tape[id] || !scalar_let) {
+        Place::Tape(plan.ident[id].clone())
+    } else if fx.which == Which::Forward && plan.on_tape[id] {
+        plan.tape_place(id)
+    } else {
+        Place::Local(plan.ident[id].clone())
+    }
+}
+
+/// Sets a stored value to zeros in place (no temporary array on the stack).
+pub fn clear(plan: &Plan, dest: &Place, id: NodeId) -> TokenStream {
+    let v = dest.value();
+    let rank = plan.g.nodes[id].shape.rank() + usize::from(plan.batched[id]);
+    match rank {
+        0 => quote!(#v = 0.0;),
+        1 => quote!(#v.fill(0.0);),
+        _ => quote!(#v.as_flattened_mut().fill(0.0);),
+    }
+}
+
+/// Copies (or adds) a value of `shape` between two places of per-sample code.
+pub fn copy_shape(shape: &Shape, src: &Place, dest: &Place, mode: Mode) -> TokenStream {
+    let idx = loop_index(shape);
+    let (lhs, rhs) = if shape.is_scalar() {
+        (dest.value(), src.value())
+    } else {
+        (dest.index(&idx), src.index(&idx))
+    };
+    loops(shape, Ex::put(mode, lhs, rhs))
+}
+
+/// The statements after the last region: gradients of stored values, and the result.
+fn finish(plan: &Plan, fx: &mut Fx) {
+    let g = plan.g;
+    match fx.which {
+        Which::Backward => {
+            // gradients that are stored values (several users, or forward values)
+            for (k, gr) in g.grads.iter().enumerate() {
+                let Some(gr) = *gr else { continue };
+                if plan.grad_direct(gr) {
+                    continue;
+                }
+                let dest = Place::Grad(plan.param_field(k));
+                let src = fx
+                    .place
+                    .get(&gr)
+                    .cloned()
+                    .unwrap_or_else(|| Place::Ref(plan.ident[gr].clone()));
+                fx.stmts.push(copy_shape(
+                    &g.nodes[gr].shape,
+                    &src,
+                    &dest,
+                    Mode::Accumulate,
+                ));
+            }
+        }
+        Which::Predict if g.steps.is_some() && plan.regions[g.output] == Region::Step => {
+            fx.stmts.push(quote!(output_seq));
+        }
+        Which::Predict | Which::Step => {
+            let v = fx.place[&g.output].value();
+            fx.stmts.push(quote!(#v));
+        }
+        Which::Forward if plan.batch => {
+            let v = fx.place[&g.loss].value();
+            let t = &plan.t;
+            fx.stmts.push(if plan.batched[g.loss] {
+                quote!(let mut total: #t = 0.0; for j in 0..B { total += #v[j]; } total)
+            } else {
+                quote!(B as #t * #v)
+            });
+        }
+        Which::Forward => {
+            let v = fx.place[&g.loss].value();
+            fx.stmts.push(quote!(#v));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The doc comments of the generated passes: what each computes, one line
+//! of maths per value, in the definition's names.
+
+use super::body::{live_with_states, Which};
+use super::plan::Plan;
+use crate::ir::*;
+
+/// A node's name as the user reads it in docs (parameters as `h.weight`).
+pub fn math_name(plan: &Plan, id: NodeId) -> String {
+    match plan.g.nodes[id].op {
+        Op::Param(k) => plan.g.params[k].name.clone(),
+        _ => plan.ident[id].to_string(),
+    }
+}
+
+/// The doc comment of a generated function: an introduction, then one line
+/// of maths per value computed, then (backward) where each gradient goes.
+pub fn doc(plan: &Plan, which: Which) -> String {
+    let g = plan.g;
+    let batch = plan.batch;
+    let (intro, pass, roots): (&str, Pass, Vec<NodeId>) = match which {
+        Which::Predict => ("Inference: the output for one input; stores nothing.", Pass::Forward, vec![g.output]),
+        Which::Forward if batch => (
+            "Forward pass for a mini-batch of `B` samples as matrix-matrix work, each per-sample vector a matrix with one column per sample: returns the sum of the samples' losses and stores in `tape` what `backward_batch` reads (`[n, B]` below is a vector `[n]` for each sample).",
+            Pass::Forward,
+            vec![g.loss],
+        ),
+        Which::Forward => (
+            "Forward pass for one sample: returns the loss and stores in `tape` what `backward` reads.",
+            Pass::Forward,
+            vec![g.loss],
+        ),
+        Which::Backward if batch => (
+            "Backward pass for the mini-batch last passed to `forward_batch`: adds the sum over the samples of `∂loss/∂θ` into `grads` (a weight gradient is one `dZ Xᵀ` product), exactly what `B` calls of `backward` add; the batch tape is its workspace.",
+            Pass::Backward,
+            g.grads.iter().flatten().copied().collect(),
+        ),
+        Which::Backward => (
+            if g.steps.is_some() {
+                "Backward pass through time for the sequence last passed to `forward`: steps `t = T-1 .. 0`, each layer last first, carrying each state's adjoint back one step; adds `∂loss/∂θ`, summed over the steps, into `grads` (`+=`, so a batch accumulates)."
+            } else {
+                "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates)."
+            },
+            Pass::Backward,
+            g.grads.iter().flatten().chain(g.state_adjoints.iter().flatten()).copied().collect(),
+        ),
+        Which::Step => (
+            "One time step for inference: reads `state` (the states' values at the previous step), returns this step's output and leaves the new values in `state`.",
+            Pass::Forward,
+            vec![g.output],
+        ),
+    };
+    let live = live_with_states(g, roots);
+    let mut lines = vec![intro.to_string(), String::new(), "```text".to_string()];
+    let name = |a: NodeId| math_name(plan, a);
+    for (id, node) in g.nodes.iter().enumerate() {
+        // a per-sample outer product is only ever summed over the batch:
+        // the sum's line says it
+        let summed_outer = matches!(node.op, Op::Outer(..)) && plan.batched[id];
+        if !live[id]
+            || node.pass != pass
+            || summed_outer
+            || matches!(node.op, Op::Input(_) | Op::Target(_) | Op::Param(_))
+        {
+            continue;
+        }
+        let shape = if batch && plan.batched[id] {
+            let mut dims = node.shape.0.clone();
+            let text: Vec<String> = dims.drain(..).map(|d| d.to_string()).collect();
+            let mut text = text;
+            text.push("B".into());
+            format!(" [{}]", text.join(", "))
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "{}{shape} = {}",
+            plan.ident[id],
+            crate::ops::math(g, id, &name)
+        ));
+    }
+    if which == Which::Backward {
+        for (p, gr) in g.params.iter().zip(&g.grads) {
+            match gr {
+                Some(gr) => lines.push(format!("∂loss/∂{} += {}", p.name, plan.ident[*gr])),
+                None => lines.push(format!(
+                    "∂loss/∂{} += 0 (the loss does not depend on it)",
+                    p.name
+                )),
+            }
+        }
+    }
+    lines.push("```".to_string());
+    lines.join("\n")
+}

@@ -1,0 +1,298 @@
+//! What every generated function of one graph shares: identifiers,
+//! liveness, uses and users, which values the tape stores, which values are
+//! computed inside their only user, and, for the batched graph, which
+//! values hold one column per sample.
+
+use super::names::assign_idents;
+use super::{dims, Place};
+use crate::ir::*;
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::quote;
+
+/// The facts about one graph (the per-sample one, or the batched one) that
+/// its functions' emission reads; computed once, in linear time.
+pub struct Plan<'g> {
+    /// The graph.
+    pub g: &'g Graph,
+    /// `f32` or `f64`.
+    pub t: TokenStream,
+    /// The batched graph: per-sample values have a column per sample.
+    pub batch: bool,
+    /// Unique Rust identifier of every node.
+    pub ident: Vec<Ident>,
+    /// Nodes some root depends on.
+    pub live: Vec<bool>,
+    /// How many live nodes use each node (repeats counted), plus one per root.
+    pub uses: Vec<usize>,
+    /// Each node's live users, in graph order.
+    pub users: Vec<Vec<NodeId>>,
+    /// Nodes holding one value per sample (all `false` for the per-sample graph).
+    pub batched: Vec<bool>,
+    /// Each node's place relative to its pass's time loop.
+    pub regions: Vec<Region>,
+    /// Forward values (and inputs, targets) the backward pass reads.
+    pub on_tape: Vec<bool>,
+    /// The same, in graph order (the tape struct's fields).
+    pub tape: Vec<NodeId>,
+    /// The parameters whose gradient each node is.
+    pub grad_of: Vec<Vec<usize>>,
+    /// Each parameter's node.
+    pub param_node: Vec<NodeId>,
+    /// The parameter struct's name.
+    pub params_ty: Ident,
+    /// Nodes computed inside their only user, never stored: a part of a
+    /// sum of adjoints, an elementwise value under a reduction, a
+    /// per-sample product under a batch sum, a per-step value under a sum
+    /// over the steps.
+    pub absorbed: Vec<bool>,
+}
+
+impl<'g> Plan<'g> {
+    /// The plan of `g`, whose parameters are the struct `params_ty`.
+    pub fn new(g: &'g Graph, params_ty: Ident) -> Self {
+        let n = g.nodes.len();
+        let live = g.live_from(&g.roots());
+        let uses = g.use_counts(&live);
+        let mut users = vec![vec![]; n];
+        for (u, node) in g.nodes.iter().enumerate() {
+            if live[u] {
+                for a in node.op.args() {
+                    if users[a].last() != Some(&u) {
+                        users[a].push(u);
+                    }
+                }
+            }
+        }
+        let mut grad_of = vec![vec![]; n];
+        for (k, gr) in g.grads.iter().enumerate() {
+            if let Some(gr) = gr {
+                grad_of[*gr].push(k);
+            }
+        }
+        let mut param_node = vec![usize::MAX; g.params.len()];
+        for (id, node) in g.nodes.iter().enumerate() {
+            if let Op::Param(k) = node.op {
+                param_node[k] = id;
+            }
+        }
+        let on_tape: Vec<bool> = (0..n)
+            .map(|id| {
+                let node = &g.nodes[id];
+                live[id]
+                    && node.pass == Pass::Forward
+                    && !matches!(node.op, Op::Param(_))
+                    && (!grad_of[id].is_empty()
+                        || users[id].iter().any(|&u| g.nodes[u].pass == Pass::Backward))
+            })
+            .collect();
+        let tape = (0..n).filter(|&id| on_tape[id]).collect();
+        let batched = if g.batch { g.batched() } else { vec![false; n] };
+        let mut plan = Plan {
+            g,
+            t: match g.dtype {
+                Dtype::F32 => quote!(f32),
+                Dtype::F64 => quote!(f64),
+            },
+            batch: g.batch,
+            ident: assign_idents(g, &live),
+            live,
+            uses,
+            users,
+            batched,
+            regions: g.regions(),
+            on_tape,
+            tape,
+            grad_of,
+            param_node,
+            params_ty,
+            absorbed: vec![],
+        };
+        plan.absorbed = (0..n).map(|id| plan.computes_in_user(id)).collect();
+        plan
+    }
+
+    /// Whether node `id` is computed inside its only user (see `absorbed`).
+    fn computes_in_user(&self, id: NodeId) -> bool {
+        let g = self.g;
+        let node = &g.nodes[id];
+        if !self.live[id]
+            || self.uses[id] != 1
+            || matches!(node.op, Op::Input(_) | Op::Target(_) | Op::Param(_))
+        {
+            return false;
+        }
+        let [u] = self.users[id][..] else {
+            return false;
+        };
+        let user = &g.nodes[u];
+        if user.pass != node.pass {
+            return false;
+        }
+        let is_map = matches!(node.op, Op::Map { .. });
+        match &user.op {
+            Op::AddN(parts) => parts.contains(&id) && self.regions[u] == self.regions[id],
+            Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) => is_map,
+            // a shared operand (the same for every sample) is B times itself: computed once
+            Op::BatchSum(_) => self.batched[id] && (is_map || matches!(node.op, Op::Outer(..))),
+            Op::StepSum(_) => {
+                self.regions[id] == Region::Step
+                    && g.steps.is_some()
+                    && !matches!(node.op, Op::EachStep(_) | Op::Carry(_) | Op::StatePrev(_))
+            }
+            _ => false,
+        }
+    }
+
+    /// The field of parameter `k` (in the parameter struct and in gradients).
+    pub fn param_field(&self, k: usize) -> Ident {
+        self.ident[self.param_node[k]].clone()
+    }
+
+    /// A backward node that is one parameter's gradient and read by nothing
+    /// else: computed straight into the gradient buffer.
+    pub fn grad_direct(&self, id: NodeId) -> bool {
+        let node = &self.g.nodes[id];
+        node.pass == Pass::Backward
+            && self.grad_of[id].len() == 1
+            && self.uses[id] == 1
+            && !self.batched[id]
+    }
+
+    /// Whether the batched graph can be emitted: every live node has a
+    /// batched form (no per-sample matrices, no recurrences, inputs and
+    /// targets at most vectors).
+    pub fn supported(&self) -> bool {
+        let g = self.g;
+        let decls_ok = g
+            .inputs
+            .iter()
+            .chain(&g.targets)
+            .all(|d| d.shape.rank() <= 1 && !d.per_step);
+        decls_ok
+            && g.steps.is_none()
+            && (0..g.nodes.len()).all(|id| {
+                if !self.live[id] {
+                    return true;
+                }
+                let node = &g.nodes[id];
+                if self.batched[id] && node.shape.rank() > 1 {
+                    // a per-sample matrix would need a third dimension; only
+                    // a weight gradient's outer product, summed, is allowed
+                    return matches!(node.op, Op::Outer(..)) && self.absorbed[id];
+                }
+                crate::ops::batches(&node.op, &|a| self.batched[a])
+            })
+    }
+
+    /// Nodes of the batched graph kept in the batch tape though no other
+    /// pass reads them: every intermediate a function materialises (the
+    /// batch tape is the passes' workspace, so nothing large is on the stack).
+    pub fn scratch(&self) -> Vec<NodeId> {
+        (0..self.g.nodes.len())
+            .filter(|&id| self.materialises(id) && !self.on_tape[id])
+            .collect()
+    }
+
+    /// Whether a function computing `id` stores it somewhere of its own
+    /// (a local, a tape field), as opposed to computing it inside its user,
+    /// into a gradient, or as a shared scalar `let`.
+    pub fn materialises(&self, id: NodeId) -> bool {
+        let node = &self.g.nodes[id];
+        self.live[id]
+            && !matches!(
+                node.op,
+                Op::Input(_)
+                    | Op::Target(_)
+                    | Op::Param(_)
+                    | Op::StatePrev(_)
+                    | Op::Carry(_)
+                    | Op::EachStep(_)
+            )
+            && !self.absorbed[id]
+            && !self.grad_direct(id)
+            && !self.scalar_let(id)
+    }
+
+    /// A shared scalar computed by an elementwise expression: one `let`.
+    pub fn scalar_let(&self, id: NodeId) -> bool {
+        let node = &self.g.nodes[id];
+        node.shape.is_scalar()
+            && !self.batched[id]
+            && !self.on_tape[id]
+            && matches!(node.op, Op::Map { .. })
+    }
+
+    /// The Rust type of one value of `shape`.
+    pub fn shape_ty(&self, shape: &Shape) -> TokenStream {
+        let t = &self.t;
+        match dims(shape).as_slice() {
+            [] => quote!(#t),
+            [n] => quote!([#t; #n]),
+            [r, c] => quote!([[#t; #c]; #r]),
+            _ => unreachable!("lowering rejects rank > 2"),
+        }
+    }
+
+    /// A node's type: `usize` for a class index, a column per sample when batched.
+    pub fn ty(&self, id: NodeId) -> TokenStream {
+        let node = &self.g.nodes[id];
+        let class = matches!(node.op, Op::Target(k) if self.g.targets[k].classes.is_some());
+        let t = &self.t;
+        let elem = if class { quote!(usize) } else { quote!(#t) };
+        match (self.batched[id], dims(&node.shape).as_slice()) {
+            (true, []) => quote!([#elem; B]),
+            (true, [n]) => quote!([[#elem; B]; #n]),
+            (false, []) => elem,
+            (false, [n]) => quote!([#elem; #n]),
+            (false, [r, c]) => quote!([[#elem; #c]; #r]),
+            _ => unreachable!("a batched value is a vector or a scalar per sample"),
+        }
+    }
+
+    /// A node's zero value (or a class index's 0).
+    pub fn zero(&self, id: NodeId) -> TokenStream {
+        let node = &self.g.nodes[id];
+        let class = matches!(node.op, Op::Target(k) if self.g.targets[k].classes.is_some());
+        let z = if class { quote!(0) } else { quote!(0.0) };
+        match (self.batched[id], dims(&node.shape).as_slice()) {
+            (true, []) => quote!([#z; B]),
+            (true, [n]) => quote!([[#z; B]; #n]),
+            (false, []) => z,
+            (false, [n]) => quote!([#z; #n]),
+            (false, [r, c]) => quote!([[#z; #c]; #r]),
+            _ => unreachable!("a batched value is a vector or a scalar per sample"),
+        }
+    }
+
+    /// A node's type in the per-sample tape: `[x; T]` for a per-step value.
+    pub fn tape_ty(&self, id: NodeId) -> TokenStream {
+        let one = self.ty(id);
+        match (self.regions[id], self.g.steps) {
+            (Region::Step, Some(steps)) => {
+                let n = Literal::usize_unsuffixed(steps.count);
+                quote!([#one; #n])
+            }
+            _ => one,
+        }
+    }
+
+    /// Where a stored value lives: a tape field, per step inside the loop.
+    pub fn tape_place(&self, id: NodeId) -> Place {
+        if self.regions[id] == Region::Step && self.g.steps.is_some() {
+            Place::TapeStep(self.ident[id].clone())
+        } else {
+            Place::Tape(self.ident[id].clone())
+        }
+    }
+
+    /// A tensor of `shape` filled with `c`.
+    pub fn fill(&self, shape: &Shape, c: f64) -> TokenStream {
+        let v = Literal::f64_unsuffixed(c);
+        match dims(shape).as_slice() {
+            [] => quote!(#v),
+            [n] => quote!([#v; #n]),
+            [r, cc] => quote!([[#v; #cc]; #r]),
+            _ => unreachable!("lowering rejects rank > 2"),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The softmax family, computed stably through log-sum-exp: `softmax`,
+//! `log_softmax`, `logsumexp`; the graph's `LogSoftmax`, its adjoint
+//! `LogSoftmaxGrad`, and `LogSumExp`. Per sample they call the runtime's
+//! kernels; in the batched code each sample's column is reduced on its own.
+
+use super::{Builtin, Lower, Vjp};
+use crate::emit::ex::Ex;
+use crate::emit::{Mode, Place};
+use crate::ir::*;
+use crate::lower::{Cx, Lowered, Reported, Value};
+use crate::scalar::{build::*, Func, S};
+use nn_grammar::{Diagnostic, Expr, Span};
+use proc_macro2::Literal;
+use quote::quote;
+
+/// The softmax built-ins.
+pub static BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "softmax",
+        min_args: 1,
+        max_args: 1,
+        signature: "softmax(x)",
+        lower: Lower::Custom(lower_softmax),
+    },
+    Builtin {
+        name: "log_softmax",
+        min_args: 1,
+        max_args: 1,
+        signature: "log_softmax(x)",
+        lower: Lower::Custom(lower_softmax),
+    },
+    Builtin {
+        name: "logsumexp",
+        min_args: 1,
+        max_args: 1,
+        signature: "logsumexp(x)",
+        lower: Lower::Custom(lower_logsumexp),
+    },
+];
+
+fn lower_softmax(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Lowered {
+    let x = cx.tensor(&args[0])?;
+    let shape = cx.shape(x);
+    if shape.rank() != 1 {
+        cx.error(Diagnostic::new(
+            args[0].span(),
+            format!("`{name}` needs a vector, found shape {shape}"),
+        ));
+        return Err(Reported);
+    }
+    let ls = cx.node(Op::LogSoftmax(x), shape, span);
+    if name == "log_softmax" {
+        return Ok(Value::Node(ls));
+    }
+    // softmax = exp(log_softmax), stable for large inputs
+    Ok(Value::Node(cx.unary(
+        ls,
+        call(Func::EXP, S::Arg(0)),
+        "softmax",
+        span,
+    )))
+}
+
+fn lower_logsumexp(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered {
+    let x = cx.tensor(&args[0])?;
+    Ok(Value::Node(cx.node(
+        Op::LogSumExp(x),
+        Shape::scalar(),
+        span,
+    )))
+}
+
+/// `y = log_softmax(z)`: `d_z = d - softmax(z) Σ d = d - exp(y) Σ d`; when
+/// `d` is one-hot (`s` at `t`: the cross-entropy of a class target), that
+/// is `s (onehot(t) - softmax(z))`, emitted as such (no one-hot array, no
+/// sum). `out = logsumexp(a)`: `d_a = d softmax(a) = d exp(a - out)`.
+pub fn vjp(v: &mut Vjp, op: &Op) {
+    let (id, d) = (v.id, v.d);
+    match *op {
+        Op::LogSoftmax(z) if v.needs(z) => {
+            if let Op::OneHot(t, s) = v.g.nodes[d].op {
+                let name = format!("d_{}_softmax", v.g.nodes[z].name);
+                let spread = v.push(
+                    Op::Map {
+                        args: vec![s, id],
+                        bcast: vec![Bcast::Scalar, Bcast::Full],
+                        body: neg(mul(S::Arg(0), call(Func::EXP, S::Arg(1)))),
+                    },
+                    v.shape(z),
+                    name,
+                );
+                let name = format!("d_{}_label", v.g.nodes[z].name);
+                let label = v.push(Op::OneHot(t, s), v.shape(z), name);
+                v.add(z, Op::AddN(vec![spread, label]));
+            } else {
+                v.add(z, Op::LogSoftmaxGrad(id, d));
+            }
+        }
+        Op::LogSumExp(a) if v.needs(a) => {
+            let body = mul(S::Arg(0), call(Func::EXP, sub(S::Arg(1), S::Arg(2))));
+            v.add(
+                a,
+                Op::Map {
+                    args: vec![d, a, id],
+                    bcast: vec![Bcast::Scalar, Bcast::Full, Bcast::Scalar],
+                    body,
+                },
+            );
+        }
+        Op::LogSoftmax(_) | Op::LogSumExp(_) => {}
+        _ => unreachable!("backward-only ops are never differentiated (no second derivatives)"),
+    }
+}
+
+/// One kernel call per sample; in the batched code a loop over the samples'
+/// columns, each shifted by its own maximum so large logits do not overflow.
+pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
+    let k = Ex::kernels();
+    let n = Literal::usize_unsuffixed(ex.node().shape.len());
+    match *op {
+        Op::LogSoftmax(z) if ex.batched(z) => {
+            let zp = ex.place(z);
+            let (z0, zi) = (zp.index(&quote!([0][j])), zp.index(&quote!([i][j])));
+            let oi = dest.index(&quote!([i][j]));
+            ex.out.push(quote!(
+                for j in 0..B {
+                    let mut m = #z0;
+                    for i in 1..#n { m = m.max(#zi); }
+                    let mut s = 0.0;
+                    for i in 0..#n { s += (#zi - m).exp(); }
+                    let lse = m + s.ln();
+                    for i in 0..#n { #oi = #zi - lse; }
+                }
+            ));
+        }
+        Op::LogSoftmax(z) => {
+            let (z, d) = (ex.place(z).borrow(), dest.borrow_mut());
+            ex.out.push(quote!(#k::log_softmax(#z, #d);));
+        }
+        Op::LogSoftmaxGrad(y, dd) if ex.batched(y) => {
+            let (yp, dp) = (ex.place(y), ex.place(dd));
+            let (yi, di, oi) = (
+                yp.index(&quote!([i][j])),
+                dp.index(&quote!([i][j])),
+                dest.index(&quote!([i][j])),
+            );
+            ex.out.push(quote!(
+                for j in 0..B {
+                    let mut total = 0.0;
+                    for i in 0..#n { total += #di; }
+                    for i in 0..#n { #oi += #di - #yi.exp() * total; }
+                }
+            ));
+        }
+        Op::LogSoftmaxGrad(y, dd) => {
+            let (y, dd, d) = (
+                ex.place(y).borrow(),
+                ex.place(dd).borrow(),
+                dest.borrow_mut(),
+            );
+            ex.out.push(quote!(#k::log_softmax_grad_acc(#y, #dd, #d);));
+        }
+        Op::LogSumExp(a) if ex.batched(a) => {
+            let ap = ex.place(a);
+            let n = Literal::usize_unsuffixed(ex.g().nodes[a].shape.len());
+            let (a0, ai) = (ap.index(&quote!([0][j])), ap.index(&quote!([i][j])));
+            let lhs = dest.index(&quote!([j]));
+            let v = quote!({
+                let mut m = #a0;
+                for i in 1..#n { m = m.max(#ai); }
+                let mut s = 0.0;
+                for i in 0..#n { s += (#ai - m).exp(); }
+                m + s.ln()
+            });
+            let body = Ex::put(mode, lhs, v);
+            ex.out.push(quote!(for j in 0..B { #body }));
+        }
+        Op::LogSumExp(a) => {
+            let flat = crate::emit::flat_view(ex.place(a).borrow(), &ex.g().nodes[a].shape);
+            let stmt = Ex::put(mode, dest.value(), quote!(#k::logsumexp(#flat)));
+            ex.out.push(stmt);
+        }
+        _ => unreachable!("not a softmax op"),
+    }
+}
+
+/// About four operations per element (max, subtract, exp, add).
+pub fn flops(g: &Graph, id: NodeId) -> u64 {
+    let node = &g.nodes[id];
+    match node.op {
+        Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) => 4 * node.shape.len() as u64,
+        Op::LogSumExp(a) => 3 * g.nodes[a].shape.len() as u64,
+        _ => 0,
+    }
+}
+
+/// In the operands' names.
+pub fn math(op: &Op, n: &dyn Fn(NodeId) -> String) -> String {
+    match *op {
+        Op::LogSoftmax(a) => format!("{0} - logsumexp({0})", n(a)),
+        Op::LogSoftmaxGrad(y, d) => format!("{1} - exp({0}) · Σ {1}", n(y), n(d)),
+        Op::LogSumExp(a) => format!("logsumexp({})", n(a)),
+        _ => unreachable!("not a softmax op"),
+    }
+}
+
+/// Stable log-sum-exp in f64.
+#[cfg(test)]
+pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
+    let lse = |x: &[f64]| {
+        let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        m + x.iter().map(|a| (a - m).exp()).sum::<f64>().ln()
+    };
+    match g.nodes[id].op {
+        Op::LogSoftmax(z) => {
+            let l = lse(&v[z]);
+            v[z].iter().map(|x| x - l).collect()
+        }
+        Op::LogSumExp(a) => vec![lse(&v[a])],
+        Op::LogSoftmaxGrad(y, d) => {
+            let total: f64 = v[d].iter().sum();
+            v[d].iter()
+                .zip(&v[y])
+                .map(|(di, yi)| di - yi.exp() * total)
+                .collect()
+        }
+        _ => unreachable!("not a softmax op"),
+    }
+}
