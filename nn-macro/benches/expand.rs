@@ -1,6 +1,6 @@
-//! Compile-time cost of `#[network]` (performance issue, item 5): how long
-//! the macro's expansion takes for each benchmark network, and how big the
-//! generated code is.
+//! Compile-time cost of `#[network]`: how long the macro's expansion takes
+//! for each benchmark network, how big the generated code is, and how both
+//! grow with the size of a definition (chains of bindings, long sums).
 //!
 //! Entries per network (`xor`, `digits`, `mnist`, `rnn`):
 //! - `expand/<net>`: the whole expansion, `expand::network(definition, item)`
@@ -72,7 +72,7 @@ use quote::quote;
 use std::hint::black_box;
 use std::time::Duration;
 
-/// The performance issue's networks, as written inside `#[network { ... }]`.
+/// The benchmark networks, as written inside `#[network { ... }]`.
 const NETS: &[(&str, &str)] = &[
     (
         "xor",
@@ -223,5 +223,66 @@ fn expansion(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sizes, expansion);
+/// `n` elementwise bindings, each using the previous value twice
+/// (`h1 = sigmoid(h0) * h0; ...`): what fusion must not duplicate.
+fn chain(n: usize) -> String {
+    let mut d = String::from("input x[8]; target y[8]; h0 = dense(x, 8);");
+    for k in 1..=n {
+        d += &format!(" h{k} = sigmoid(h{}) * h{};", k - 1, k - 1);
+    }
+    d + &format!(" loss = mse(h{n}, y);")
+}
+
+/// One binding summing `n` terms: kept flat, lowered and emitted in loops.
+fn sum(n: usize) -> String {
+    let mut d = String::from("input x[8]; target y[8]; h = dense(x, 8); s = h");
+    for k in 1..n {
+        d += if k % 2 == 0 { " + h" } else { " - x" };
+    }
+    d + "; loss = mse(s, y);"
+}
+
+/// Expansion time and generated size against the definition's size: a
+/// table (one expansion each, the largest sizes included), then criterion
+/// on the sizes that run in well under a second.
+fn scaling(c: &mut Criterion) {
+    println!("expansion against definition size (one run each; time per unit in brackets):");
+    let cases: Vec<(String, usize, String)> = [10, 100, 1000]
+        .iter()
+        .map(|&n| ("chain".to_string(), n, chain(n)))
+        .chain(
+            [10, 100, 1000, 10_000, 100_000]
+                .iter()
+                .map(|&n| ("sum".to_string(), n, sum(n))),
+        )
+        .collect();
+    for (kind, n, def) in &cases {
+        let t = std::time::Instant::now();
+        let out = expand::network(tokens(def), item());
+        let took = t.elapsed();
+        let bytes = out.to_string().len();
+        println!(
+            "  {kind:<5} {n:>7}: {took:>10.2?} ({:>7.2?} per unit), {bytes:>9} bytes ({:>5} per unit)",
+            took / *n as u32,
+            bytes / n
+        );
+    }
+    let mut g = c.benchmark_group("scaling");
+    g.warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    for (kind, n, def) in cases.iter().filter(|c| c.1 <= 1000) {
+        let def_tokens = tokens(def);
+        g.bench_function(format!("{kind}/{n}"), |b| {
+            b.iter_batched(
+                || (def_tokens.clone(), item()),
+                |(d, i)| black_box(expand::network(d, i)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, sizes, scaling, expansion);
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //! product per op, appended to the same graph as backward nodes.
 //!
 //! The walk goes from the loss back to the inputs, last node first (the
-//! reference text's "backwards error flow"); a node used several times gets
+//! error flows backwards); a node used several times gets
 //! the sum of its users' contributions (`AddN`), and each parameter's
 //! gradient is its adjoint.
 //!
@@ -13,7 +13,7 @@
 //! previous value is what is carried on to step `t - 1`. A contribution from
 //! a per-step node to a value computed outside the loop (a parameter) is
 //! summed over the steps (`StepSum`): every parameter's gradient is the sum
-//! over time steps, as the reference text's BPTT says.
+//! over the time steps.
 
 use crate::ir::*;
 use crate::ops;

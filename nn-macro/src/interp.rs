@@ -165,6 +165,9 @@ mod tests {
              input x[3]; target y[2]; param w[2, 3]; loss = sum(huber(swish2(w @ x), y));",
             "fn f(a) = g(a) * a; fn g(b) = tanh(b) + 1; param w[3]; input x[3]; loss = sum(f(w + x) + f(w));",
             "input x[3]; param w[3]; h = w * x; loss = sum(h * h + h);",
+            // log1p, expm1, hardtanh, hard_sigmoid, mish (away from the kinks of the hard ones)
+            "input x[4]; param w[4]; loss = sum(log1p(w * w + x * x) + expm1(w * x) + mish(w - x));",
+            "input x[4]; param w[4]; loss = sum(hardtanh(w * x) * w + hard_sigmoid(4 * w + x) * x);",
         ];
         for def in cases {
             check(def, &mut rng);

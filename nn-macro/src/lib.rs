@@ -14,15 +14,16 @@ mod autodiff;
 mod emit;
 mod expand;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod interp;
 mod ir;
 mod limits;
 mod lower;
 mod ops;
 mod opt;
-#[cfg(test)]
-mod robustness;
 mod scalar;
+
 
 mod source;
 mod symbol;

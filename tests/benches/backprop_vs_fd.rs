@@ -1,4 +1,4 @@
-//! The reference text's claim in numbers: all gradients by one forward and
+//! Backpropagation's claim in numbers: all gradients by one forward and
 //! one backward pass, against finite differences (two forward passes per
 //! parameter, central differences), as the parameter count grows.
 //!

@@ -1,4 +1,4 @@
-//! The performance issue's networks, generated vs hand-written, side by side.
+//! The benchmark networks, generated vs hand-written, side by side.
 //!
 //! Each group (`xor`, `digits_b1`, `digits_b32`, `mnist_b1`, `mnist_b64`) holds:
 //! - `generated/step`: one training step = forward + backward for the whole

@@ -1,4 +1,4 @@
-//! The performance issue's recurrent network, generated vs hand-written, side
+//! The benchmark recurrent network, generated vs hand-written, side
 //! by side: an Elman net (input 8, 32 tanh units, a linear output per step),
 //! 16 steps, MSE summed over the steps, full backpropagation through time,
 //! f32, one sequence per step.

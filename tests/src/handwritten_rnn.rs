@@ -25,7 +25,7 @@ pub const I: usize = 8;
 /// Hidden (state) units.
 pub const H: usize = 32;
 
-/// `rnn`, generated: the performance issue's recurrent benchmark network.
+/// `rnn`, generated: the recurrent benchmark network.
 #[network {
     steps 16;
     input  x[t][8];

@@ -118,3 +118,72 @@ pub struct AxisReductions;
 fn sums_and_means_along_an_axis() {
     check::<AxisReductions>([0.5, -1.0, 2.0], [0.1, 0.2, 0.3, 0.4]);
 }
+
+// The elementwise functions added as single table entries: log1p(u) = ln(1 + u)
+// (∂ = 1 / (1 + u)), expm1(u) = eᵘ - 1 (∂ = eᵘ), mish(u) = u tanh(softplus(u))
+// (∂ = tanh(sp) + u sech²(sp) σ(u)), hardtanh(u) = clamp(u, -1, 1) (∂ = 1 inside,
+// 0 outside), hard_sigmoid(u) = clamp(u / 6 + 1/2, 0, 1) (∂ = 1/6 inside).
+#[network { dtype f64; input x[4]; target y[3]; param w[3, 4];
+    z = w @ x / 4;
+    out = log1p(z * z) + expm1(z) + mish(z) + hardtanh(2 * z) + hard_sigmoid(9 * z);
+    loss = mse(out, y); }]
+pub struct TableActivations;
+
+#[test]
+fn log1p_expm1_mish_hardtanh_hard_sigmoid() {
+    check::<TableActivations>(X4, [0.3, -2.5, 1.0]);
+}
+
+#[network { dtype f64; input x[2]; target y[4];
+    out = concat(log1p(x) - x, expm1(x) - x); loss = mse(out, y); }]
+pub struct NearZero;
+
+#[network { dtype f64; input x[5]; target y[5]; param s = constant(1);
+    out = hardtanh(s * x) + 10 * hard_sigmoid(s * x) + 100 * mish(s * x); loss = sum(out * y); }]
+pub struct Hard5;
+
+/// Values against closed forms, and the derivative at the saturation
+/// points is 0 (PyTorch's convention for `hardtanh` and `hardsigmoid`).
+#[test]
+fn table_activations_take_their_closed_form_values() {
+    let xs = [-3.0, -1.0, 0.25, 1.0, 3.0];
+    let net = Hard5::new(0);
+    let out = net.predict(&xs);
+    for (x, o) in xs.iter().zip(out) {
+        let mish = x * (1.0f64 + x.exp()).ln().tanh();
+        let want = x.clamp(-1.0, 1.0) + 10.0 * (x / 6.0 + 0.5).clamp(0.0, 1.0) + 100.0 * mish;
+        assert!((o - want).abs() < 1e-12, "at {x}: {o} vs {want}");
+    }
+    // ∂loss/∂s = Σ y_i x_i (hardtanh'(x_i) + 10 hard_sigmoid'(x_i) + 100 mish'(x_i));
+    // with y = e_k, only x_k's term: at ±1 and ±3 the hard functions add 0
+    for (k, x) in xs.iter().enumerate() {
+        let mut y = [0.0; 5];
+        y[k] = 1.0;
+        let mut tape = Hard5::new_tape();
+        let mut g = Hard5::new_grads();
+        net.forward(&xs, &y, &mut tape);
+        net.backward(&tape, &mut g);
+        let (sp, s) = ((1.0f64 + x.exp()).ln(), 1.0 / (1.0 + (-x).exp()));
+        let dmish = sp.tanh() + x * (1.0 - sp.tanh().powi(2)) * s;
+        let inside = |lo: f64, hi: f64| if *x > lo && *x < hi { 1.0 } else { 0.0 };
+        let want = x * (inside(-1.0, 1.0) + 10.0 * inside(-3.0, 3.0) / 6.0 + 100.0 * dmish);
+        assert!((g.s - want).abs() < 1e-9, "at {x}: {} vs {want}", g.s);
+    }
+    // log1p and expm1 keep their digits near 0, where ln(1 + x) and eˣ - 1
+    // lose them: log1p(x) - x ≈ -x²/2 and expm1(x) - x ≈ x²/2 to 1e-6 relative
+    let tiny = [1e-10, -3e-9];
+    let out = NearZero::new(0).predict(&tiny);
+    for (k, x) in tiny.iter().enumerate() {
+        let half = x * x / 2.0;
+        assert!(
+            (out[k] + half).abs() < 1e-6 * half,
+            "log1p at {x}: {}",
+            out[k]
+        );
+        assert!(
+            (out[k + 2] - half).abs() < 1e-6 * half,
+            "expm1 at {x}: {}",
+            out[k + 2]
+        );
+    }
+}

@@ -177,8 +177,10 @@ impl<'g> Plan<'g> {
                 let node = &g.nodes[id];
                 if self.batched[id] && node.shape.rank() > 1 {
                     // a per-sample matrix would need a third dimension; only
-                    // a weight gradient's outer product, summed, is allowed
-                    return matches!(node.op, Op::Outer(..)) && self.absorbed[id];
+                    // a weight gradient's outer product of two per-sample
+                    // vectors, summed over the batch, is allowed
+                    return matches!(node.op, Op::Outer(u, v) if self.batched[u] && self.batched[v])
+                        && self.absorbed[id];
                 }
                 crate::ops::batches(&node.op, &|a| self.batched[a])
             })

@@ -186,14 +186,15 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
 /// batched code).
 pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     match *op {
-        Op::Pick(a, t) if ex.batched(a) => {
+        // the sample's own class (the logits may be shared by all samples)
+        Op::Pick(a, t) if ex.batched(t) => {
             let (ap, tp) = (ex.place(a), ex.place(t));
-            let tj = if ex.batched(t) {
-                tp.index(&quote!([j]))
+            let tj = tp.index(&quote!([j]));
+            let v = if ex.batched(a) {
+                ap.index(&quote!([#tj][j]))
             } else {
-                tp.value()
+                ap.index(&quote!([#tj]))
             };
-            let v = ap.index(&quote!([#tj][j]));
             let body = Ex::put(mode, dest.index(&quote!([j])), v);
             ex.out.push(quote!(for j in 0..B { #body }));
         }

@@ -183,15 +183,20 @@ pub fn simplify_graph(g: &mut Graph) -> bool {
                 changed = true;
             }
         }
-        // a sum of zeros is zero (a comparison's derivative, summed)
-        if let Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) | Op::BatchSum(a) = g.nodes[id].op {
-            if matches!(&g.nodes[a].op, Op::Map { args, body, .. } if args.is_empty() && body.as_const() == Some(0.0))
-            {
-                g.nodes[id].op = Op::Map {
-                    args: vec![],
-                    bcast: vec![],
-                    body: c(0.0),
-                };
+        // zeros through linear operations are zeros (a comparison's
+        // derivative, summed, multiplied, sliced...)
+        if zero_result(g, id) {
+            g.nodes[id].op = Op::Map {
+                args: vec![],
+                bcast: vec![],
+                body: c(0.0),
+            };
+            changed = true;
+        }
+        if let Op::AddN(parts) = &g.nodes[id].op {
+            let kept: Vec<NodeId> = parts.iter().copied().filter(|&p| !is_zero(g, p)).collect();
+            if kept.len() < parts.len() && !kept.is_empty() {
+                g.nodes[id].op = Op::AddN(kept);
                 changed = true;
             }
         }
@@ -221,6 +226,39 @@ pub fn simplify_graph(g: &mut Graph) -> bool {
         }
     }
     changed | remap_roots(g, &alias)
+}
+
+/// Whether node `id` is a constant zero (elementwise, no operands).
+fn is_zero(g: &Graph, id: NodeId) -> bool {
+    matches!(&g.nodes[id].op, Op::Map { args, body, .. } if args.is_empty() && body.as_const() == Some(0.0))
+}
+
+/// Whether a linear operation's result is zero because an operand it is
+/// linear in is: a product with a zero factor, a sum or part of zeros.
+fn zero_result(g: &Graph, id: NodeId) -> bool {
+    let z = |a: NodeId| is_zero(g, a);
+    match g.nodes[id].op {
+        Op::MatVec(a, b)
+        | Op::MatVecT(a, b)
+        | Op::VecMat(a, b)
+        | Op::MatMul(a, b)
+        | Op::MatMulNT(a, b)
+        | Op::MatMulTN(a, b)
+        | Op::Outer(a, b) => z(a) || z(b),
+        Op::Sum(a)
+        | Op::SumCols(a)
+        | Op::SumRows(a)
+        | Op::BatchSum(a)
+        | Op::Transpose(a)
+        | Op::Slice(a, _)
+        | Op::Pad(a, _)
+        | Op::StepSum(a)
+        | Op::OneHot(_, a)
+        | Op::LogSoftmaxGrad(_, a) => z(a),
+        Op::Concat(a, b) => z(a) && z(b),
+        Op::AddN(ref parts) => parts.iter().all(|&p| z(p)),
+        _ => false,
+    }
 }
 
 /// Rewrites the roots through `alias`; whether any changed.
