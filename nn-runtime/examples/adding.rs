@@ -122,7 +122,7 @@ where
             );
         }
     }
-    let mse = evaluate(net, test).loss;
+    let mse = evaluate(net, test)?.loss;
     println!("  {name}: test MSE {mse:.4} after {:.1?}", start.elapsed());
     Ok(mse)
 }

@@ -107,7 +107,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     reloaded.load_checkpoint(&checkpoint)?;
     assert_eq!(reloaded.params().as_slice(), net.params().as_slice());
 
-    let test_eval = evaluate(&reloaded, &test);
+    let test_eval = evaluate(&reloaded, &test)?;
     println!(
         "held-out: loss {:.4}, accuracy {:.2}% ({} of {})",
         test_eval.loss,

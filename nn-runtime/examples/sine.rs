@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     let trained = start.elapsed();
-    let (train_mse, test_mse) = (evaluate(&net, &train).loss, evaluate(&net, &test).loss);
+    let (train_mse, test_mse) = (evaluate(&net, &train)?.loss, evaluate(&net, &test)?.loss);
     println!(
         "next-step MSE: train {train_mse:.5}, test {test_mse:.5}; repeating the last value: \
          train {:.5}, test {:.5} (training took {trained:.1?})",

@@ -10,9 +10,20 @@
 //!
 //! Loading validates every name, shape and dtype before it changes anything,
 //! and lists every difference, naming the file. Saving is atomic: the bytes
-//! go to a temporary file in the same directory, which is flushed to disk
-//! and then renamed over the target, so a failed save (a full disk, a crash)
-//! leaves the previous checkpoint as it was.
+//! go to a temporary file in the same directory (`.<name>.tmp-<pid>-<n>`),
+//! which is flushed to disk and then renamed over the target, so a failed
+//! save (a full disk, a crash) leaves the previous checkpoint as it was.
+//!
+//! A save that is killed (`kill -9`, a power cut) leaves its temporary file
+//! behind; the next save of the same checkpoint removes such leftovers. A
+//! save holds an exclusive lock ([`File::lock`]) on its temporary file until
+//! the rename, and the clean-up only removes temporaries it can lock (the
+//! operating system drops a dead process's locks), so it never touches one
+//! that another save, in this process or another, is still writing.
+//!
+//! Checkpoints hold finite numbers only: saving a NaN or infinite parameter
+//! or optimiser state is an error (the previous file stays), and so is
+//! loading one (the network stays as it was).
 
 use crate::float::Float;
 use crate::network::{Flat, Network};
@@ -25,6 +36,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Metadata key of the optimiser's name.
 pub const OPTIMIZER_KEY: &str = "nn.optimizer";
@@ -124,6 +136,21 @@ pub enum CheckpointError {
         /// Each difference, parameters in definition order first.
         problems: Vec<Mismatch>,
     },
+    /// A value to save, or a value in the file, is NaN or infinite; nothing
+    /// was written (the previous file is intact) or loaded (the network and
+    /// optimiser are unchanged).
+    NonFinite {
+        /// The checkpoint's path.
+        path: PathBuf,
+        /// The tensor (`h.weight`, or `optim.m.h.weight` for optimiser state).
+        tensor: String,
+        /// Row-major index of the element within the tensor.
+        index: usize,
+        /// The value.
+        value: f64,
+        /// `true` when saving, `false` when loading.
+        saving: bool,
+    },
 }
 
 impl fmt::Display for CheckpointError {
@@ -145,6 +172,25 @@ impl fmt::Display for CheckpointError {
                     write!(f, "\n  {p}")?;
                 }
                 Ok(())
+            }
+            CheckpointError::NonFinite {
+                path,
+                tensor,
+                index,
+                value,
+                saving,
+            } => {
+                write!(
+                    f,
+                    "{}: tensor `{tensor}` element {index} is {value}; checkpoints hold finite \
+                     numbers only, ",
+                    path.display()
+                )?;
+                if *saving {
+                    write!(f, "so nothing was saved (the previous file is intact)")
+                } else {
+                    write!(f, "so nothing was loaded (the network is unchanged)")
+                }
             }
         }
     }
@@ -200,12 +246,50 @@ type Expected = (
     Option<usize>,
 );
 
-/// The serialised checkpoint of `net` (and optionally an optimiser's state).
+/// The first non-finite value of `values` as an error, if any.
+fn check_finite<N: Network>(
+    path: &Path,
+    tensor: impl Fn(&str) -> String,
+    values: impl Fn(core::ops::Range<usize>) -> Option<(usize, f64)>,
+    saving: bool,
+) -> Result<(), CheckpointError> {
+    for info in N::PARAM_INFO {
+        if let Some((index, value)) = values(info.range()) {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_owned(),
+                tensor: tensor(info.name),
+                index,
+                value,
+                saving,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The first non-finite element of `values` and its index.
+fn first_non_finite(values: impl Iterator<Item = f64>) -> Option<(usize, f64)> {
+    values.enumerate().find(|(_, v)| !v.is_finite())
+}
+
+/// The serialised checkpoint of `net` (and optionally an optimiser's state),
+/// refused if any value is not finite.
 fn serialize<N: Network>(
     net: &N,
     optimizer: Option<OptimizerState<'_>>,
-) -> Result<Vec<u8>, String> {
+    path: &Path,
+) -> Result<Vec<u8>, CheckpointError> {
     let params = net.params().as_slice();
+    check_finite::<N>(
+        path,
+        str::to_owned,
+        |r| first_non_finite(params[r].iter().map(|v| v.to_f64())),
+        true,
+    )?;
+    let format_err = |message: String| CheckpointError::Format {
+        path: path.to_owned(),
+        message,
+    };
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for info in N::PARAM_INFO {
         let mut bytes = Vec::new();
@@ -220,12 +304,20 @@ fn serialize<N: Network>(
         metadata.insert(STEPS_KEY.to_owned(), steps.to_string());
         for (buffer, values) in state {
             if values.len() != params.len() {
-                return Err(format!(
+                return Err(format_err(format!(
                     "optimizer state `{buffer}` has {} values for {} parameters",
                     values.len(),
                     params.len()
-                ));
+                )));
             }
+            check_finite::<N>(
+                path,
+                |name| format!("optim.{buffer}.{name}"),
+                // Stored in the network's scalar type: an `f64` state beyond
+                // the `f32` range would be saved as infinity.
+                |r| first_non_finite(values[r].iter().map(|&v| N::Scalar::from_f64(v).to_f64())),
+                true,
+            )?;
             for info in N::PARAM_INFO {
                 let mut bytes = Vec::new();
                 to_bytes::<N::Scalar>(values[info.range()].iter().copied(), &mut bytes);
@@ -243,18 +335,76 @@ fn serialize<N: Network>(
         .map(|(name, shape, bytes)| {
             TensorView::new(dtype, shape.clone(), bytes)
                 .map(|v| (name.as_str(), v))
-                .map_err(|e| e.to_string())
+                .map_err(|e| format_err(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+    safetensors::serialize(views, Some(metadata)).map_err(|e| format_err(e.to_string()))
 }
 
 static TEMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// An unlocked temporary file younger than this and still empty may belong
+/// to a save that has just created it and not yet locked it: left alone.
+const FRESH: Duration = Duration::from_secs(60);
+
+/// The prefix of the temporary files of checkpoint `file_name`.
+fn temp_prefix(file_name: &std::ffi::OsStr) -> String {
+    format!(".{}.tmp-", file_name.to_string_lossy())
+}
+
+/// Whether `rest` (a temporary's name after the prefix) is `<pid>-<n>`.
+fn is_temp_suffix(rest: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    rest.split_once('-')
+        .is_some_and(|(pid, n)| digits(pid) && digits(n))
+}
+
+/// Removes the temporary files of checkpoint `file_name` in `dir` that a
+/// killed save left behind: those no live save holds locked. Best effort:
+/// any error (an unreadable directory, a file that cannot be locked) leaves
+/// the file alone.
+pub(crate) fn remove_stale_temporaries(dir: &Path, file_name: &std::ffi::OsStr) {
+    let prefix = temp_prefix(file_name);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.strip_prefix(&prefix).is_some_and(is_temp_suffix) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        // A live save holds its temporary locked until the rename.
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // Nobody holds it: the save that made it is gone, unless it has
+        // only just created it (then the file is empty and new).
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        let fresh = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_none_or(|age| age < FRESH);
+        if meta.len() == 0 && fresh {
+            continue;
+        }
+        let _ = fs::remove_file(&path);
+    }
+}
+
 /// Writes `bytes` to `path` atomically through `write` (the seam tests use
-/// to inject a failure): a temporary file in the same directory, flushed to
-/// disk, renamed over `path`, and the directory flushed. On any failure the
-/// temporary file is removed and `path` is untouched.
+/// to inject a failure): first removes what killed saves of `path` left
+/// behind, then writes a temporary file in the same directory (locked while
+/// it is written), flushes it to disk, renames it over `path`, and flushes
+/// the directory. On any failure the temporary file is removed and `path`
+/// is untouched.
 pub(crate) fn write_atomic(
     path: &Path,
     bytes: &[u8],
@@ -274,18 +424,38 @@ pub(crate) fn write_atomic(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    remove_stale_temporaries(dir, file_name);
+    // The temporary this save created, once it has (only that one is
+    // removed on failure).
+    let mut tmp: Option<PathBuf> = None;
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // A name of its own: a leftover of a killed process that had the
+        // same id (and was not removed above) only moves this one on.
+        let mut attempts = 0;
+        let (mut file, name) = loop {
+            let name = dir.join(format!(
+                "{}{}-{}",
+                temp_prefix(file_name),
+                std::process::id(),
+                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            match OpenOptions::new().write(true).create_new(true).open(&name) {
+                Ok(file) => break (file, name),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let tmp = tmp.insert(name);
+        // Held until the file is renamed and closed, so that no other save's
+        // clean-up takes it for a leftover. Where the file system cannot
+        // lock, the clean-up cannot either and removes nothing.
+        let _ = file.lock();
         write(&mut file, bytes)?;
         file.sync_all()?;
+        fs::rename(&*tmp, path)?;
         drop(file);
-        fs::rename(&tmp, path)?;
         // Make the rename itself durable; not every platform can open a
         // directory, so this is best effort.
         if let Ok(d) = File::open(dir) {
@@ -294,7 +464,9 @@ pub(crate) fn write_atomic(
         Ok(())
     })();
     if let Err(error) = result {
-        let _ = fs::remove_file(&tmp);
+        if let Some(tmp) = tmp {
+            let _ = fs::remove_file(tmp);
+        }
         return Err(io_err(error));
     }
     Ok(())
@@ -306,10 +478,7 @@ fn save_impl<N: Network>(
     path: &Path,
     write: &mut dyn FnMut(&mut File, &[u8]) -> io::Result<()>,
 ) -> Result<(), CheckpointError> {
-    let bytes = serialize(net, optimizer).map_err(|message| CheckpointError::Format {
-        path: path.to_owned(),
-        message,
-    })?;
+    let bytes = serialize(net, optimizer, path)?;
     write_atomic(path, &bytes, write)
 }
 
@@ -320,7 +489,8 @@ fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
 /// Saves `net`'s parameters to `path` (atomically; see the module docs).
 ///
 /// # Errors
-/// If the file cannot be written; the previous file at `path`, if any, is then intact.
+/// If the file cannot be written, or a parameter is NaN or infinite; the
+/// previous file at `path`, if any, is then intact.
 pub fn save<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     save_impl(net, None, path.as_ref(), &mut write_all)
 }
@@ -347,8 +517,9 @@ where
 /// then `net` is unchanged.
 ///
 /// # Errors
-/// If the file cannot be read or parsed, or any tensor is missing,
-/// unexpected, or of another shape or dtype (all are listed).
+/// If the file cannot be read or parsed, any tensor is missing,
+/// unexpected, or of another shape or dtype (all are listed), or a value
+/// is NaN or infinite.
 pub fn load<N: Network>(net: &mut N, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     load_impl::<N, crate::optim::Sgd>(net, None, path.as_ref())
 }
@@ -463,6 +634,22 @@ where
             problems,
         });
     }
+    for (view, range, buffer) in &matched {
+        if let Some((index, value)) = first_non_finite(from_bytes(view.dtype(), view.data())) {
+            let info = N::PARAM_INFO.iter().find(|p| p.range() == *range);
+            let name = info.map_or("?", |p| p.name);
+            return Err(CheckpointError::NonFinite {
+                path: path.to_owned(),
+                tensor: match buffer {
+                    None => name.to_owned(),
+                    Some(b) => format!("optim.{}.{name}", buffers[*b]),
+                },
+                index,
+                value,
+                saving: false,
+            });
+        }
+    }
     let steps = match (&optimizer, header.metadata()) {
         (Some(_), Some(meta)) => match meta.get(STEPS_KEY) {
             Some(s) => s.parse::<u64>().map_err(|_| {
@@ -508,6 +695,7 @@ mod tests {
     use super::*;
     use crate::optim::Adam;
     use crate::testnet::Linear;
+    use safetensors::Dtype;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("nn-ckpt-{name}-{}", std::process::id()));
@@ -609,6 +797,152 @@ mod tests {
         assert_eq!(net.params.w, [1.0, 2.0]);
         let e = load(&mut net, d.join("absent.safetensors")).unwrap_err();
         assert!(matches!(e, CheckpointError::Io { .. }));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn names_in(d: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn nothing_non_finite_is_saved_or_loaded() {
+        let d = dir("nonfinite");
+        let path = d.join("lin.safetensors");
+        let good = Linear::with([1.0, 2.0], 3.0);
+        save(&good, &path).unwrap();
+        let old = fs::read(&path).unwrap();
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let net = Linear::with([1.0, bad], 3.0);
+            let e = save(&net, &path).unwrap_err();
+            assert!(
+                matches!(&e, CheckpointError::NonFinite { tensor, index: 1, saving: true, .. } if tensor == "w"),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{}: tensor `w` element 1 is {bad}; checkpoints hold finite numbers only, \
+                     so nothing was saved (the previous file is intact)",
+                    path.display()
+                )
+            );
+            assert_eq!(fs::read(&path).unwrap(), old);
+        }
+        // Optimiser state too.
+        let mut adam = Adam::new(0.1);
+        Optimizer::<f64>::init(&mut adam, 3);
+        Optimizer::<f64>::state_mut(&mut adam)[1].1[2] = f64::NAN;
+        let e = save_with_optimizer(&good, &adam, &path).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("tensor `optim.v.b` element 0 is NaN"),
+            "{e}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), old);
+        assert_eq!(names_in(&d), ["lin.safetensors"]);
+
+        // A file with a NaN in it (written by another tool) is not loaded.
+        let w = [1.0f64, f64::NAN].map(f64::to_le_bytes).concat();
+        let b = 3.0f64.to_le_bytes();
+        let views = vec![
+            ("w", TensorView::new(Dtype::F64, vec![2], &w).unwrap()),
+            ("b", TensorView::new(Dtype::F64, vec![1], &b).unwrap()),
+        ];
+        let nan_file = d.join("nan.safetensors");
+        fs::write(&nan_file, safetensors::serialize(views, None).unwrap()).unwrap();
+        let mut net = Linear::with([5.0, 6.0], 7.0);
+        let e = load(&mut net, &nan_file).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: tensor `w` element 1 is NaN; checkpoints hold finite numbers only, \
+                 so nothing was loaded (the network is unchanged)",
+                nan_file.display()
+            )
+        );
+        assert_eq!(*net.params, *Linear::with([5.0, 6.0], 7.0).params);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_save_removes_what_killed_saves_left_but_not_live_ones() {
+        let d = dir("stale");
+        let path = d.join("lin.safetensors");
+        let net = Linear::with([1.0, 2.0], 3.0);
+        save(&net, &path).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let p = d.join(name);
+            fs::write(&p, bytes).unwrap();
+            p
+        };
+        // What a save killed half-way leaves: a partial temporary, unlocked.
+        write(".lin.safetensors.tmp-4242-0", &[7u8; 1000]);
+        write(".lin.safetensors.tmp-4242-1", &[7u8; 10]);
+        // An empty one an hour old: a save killed right after creating it.
+        let old_empty = write(".lin.safetensors.tmp-4243-0", b"");
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&old_empty)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        // An empty new one: possibly a save that has not locked it yet.
+        write(".lin.safetensors.tmp-4244-0", b"");
+        // A live save in progress: its temporary is locked.
+        let live = write(".lin.safetensors.tmp-4245-0", &[1u8; 100]);
+        let holder = File::open(&live).unwrap();
+        holder.lock().unwrap();
+        // Other files are never touched: another checkpoint's temporary,
+        // names that only look similar, the user's own files.
+        write(".other.safetensors.tmp-4242-0", b"x");
+        write(".lin.safetensors.tmp-notes", b"x");
+        write(".lin.safetensors.tmp-12", b"x");
+        write("lin.safetensors.tmp-1-1", b"x");
+
+        save(&net, &path).unwrap();
+        assert_eq!(
+            names_in(&d),
+            [
+                ".lin.safetensors.tmp-12",
+                ".lin.safetensors.tmp-4244-0",
+                ".lin.safetensors.tmp-4245-0",
+                ".lin.safetensors.tmp-notes",
+                ".other.safetensors.tmp-4242-0",
+                "lin.safetensors",
+                "lin.safetensors.tmp-1-1",
+            ]
+        );
+        // A leftover with the very name this save would take next (a killed
+        // process with the same id; empty and new, so not removed): the save
+        // moves on to another name and leaves it alone.
+        let next = TEMP_COUNTER.load(Ordering::SeqCst);
+        let taken: Vec<PathBuf> = (next..next + 3)
+            .map(|n| {
+                write(
+                    &format!(".lin.safetensors.tmp-{}-{n}", std::process::id()),
+                    b"",
+                )
+            })
+            .collect();
+        save(&net, &path).unwrap();
+        for t in &taken {
+            assert!(t.exists(), "{}", t.display());
+            fs::remove_file(t).unwrap();
+        }
+        // Once the live save is gone (its lock released), the next save
+        // removes its leftover too.
+        drop(holder);
+        save(&net, &path).unwrap();
+        assert!(!live.exists());
+        let mut back = Linear::with([0.0, 0.0], 0.0);
+        load(&mut back, &path).unwrap();
+        assert_eq!(*back.params, *net.params);
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -253,6 +253,25 @@ pub enum DataError {
         /// The underlying error.
         error: std::io::Error,
     },
+    /// Reading a line failed part-way through the file (e.g. a corrupt
+    /// compressed stream).
+    Read {
+        /// The line being read.
+        at: Location,
+        /// The underlying error.
+        error: std::io::Error,
+    },
+    /// A line that is not valid UTF-8 text.
+    NotUtf8 {
+        /// Where.
+        at: Location,
+        /// 1-based field number of the first invalid byte.
+        field: usize,
+        /// The first invalid byte.
+        byte: u8,
+        /// 1-based byte position of that byte in the line.
+        column: usize,
+    },
     /// No data rows.
     Empty {
         /// The file name or source name.
@@ -348,6 +367,17 @@ impl fmt::Display for DataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DataError::Io { source, error } => write!(f, "{source}: {error}"),
+            DataError::Read { at, error } => write!(f, "{at}: {error}"),
+            DataError::NotUtf8 {
+                at,
+                field,
+                byte,
+                column,
+            } => write!(
+                f,
+                "{at}, field {field}: byte 0x{byte:02x} (byte {column} of the line) is not \
+                 valid UTF-8; save the file as UTF-8 text"
+            ),
             DataError::Empty { source } => write!(f, "{source}: no data rows"),
             DataError::FieldCount {
                 at,
@@ -355,7 +385,7 @@ impl fmt::Display for DataError {
                 found,
             } => write!(f, "{at}: expected {expected} fields, found {found}"),
             DataError::NotANumber { at, field, cell } => {
-                write!(f, "{at}, field {field}: `{cell}` is not a number")
+                write!(f, "{at}, field {field}: `{}` is not a number", Shown(cell))
             }
             DataError::LabelNotInteger { at, field, value } => write!(
                 f,
@@ -370,9 +400,11 @@ impl fmt::Display for DataError {
                 f,
                 "{at}, field {field}: class label {label} is out of range for {classes} classes (0..{classes})"
             ),
-            DataError::NotFinite { at, field, cell } => {
-                write!(f, "{at}, field {field}: `{cell}` is not a finite number")
-            }
+            DataError::NotFinite { at, field, cell } => write!(
+                f,
+                "{at}, field {field}: `{}` is not a finite number",
+                Shown(cell)
+            ),
             DataError::NoSuchColumnName {
                 source,
                 name,
@@ -417,11 +449,35 @@ impl fmt::Display for DataError {
 impl std::error::Error for DataError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DataError::Io { error, .. } => Some(error),
+            DataError::Io { error, .. } | DataError::Read { error, .. } => Some(error),
             _ => None,
         }
     }
 }
+
+/// A cell's text with invisible characters (control characters, a byte
+/// order mark, other format characters) written as `\u{..}` escapes, so
+/// an error message shows why the text is not a number.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        for c in self.0.chars() {
+            let invisible = c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}');
+            if invisible {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The UTF-8 byte order mark some editors put at the start of a text file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// A table of numbers read from CSV: rows of equal length, each remembering
 /// its line in the source for error messages.
@@ -642,11 +698,11 @@ impl Table {
     }
 }
 
-/// CSV reader options: numbers only, one record per line.
+/// CSV reader options: numbers only, one record per line, UTF-8 text.
 ///
 /// Cells are trimmed; a cell wrapped in double quotes is unwrapped; blank
-/// lines are skipped. Quoted delimiters are not supported (numeric data
-/// has none).
+/// lines are skipped; a byte order mark at the start of the file is
+/// skipped. Quoted delimiters are not supported (numeric data has none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Csv {
     delimiter: char,
@@ -694,20 +750,41 @@ impl Csv {
             lines: Vec::new(),
         };
         let mut reader = BufReader::new(reader);
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         let mut line_no = 0;
         let mut want_header = self.header;
         loop {
             buf.clear();
-            let n = reader.read_line(&mut buf).map_err(|error| DataError::Io {
+            let location = |line| Location {
                 source: source.to_owned(),
-                error,
-            })?;
+                line,
+            };
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|error| DataError::Read {
+                    at: location(line_no + 1),
+                    error,
+                })?;
             if n == 0 {
                 break;
             }
             line_no += 1;
-            let line = buf.trim_end_matches(['\n', '\r']);
+            let bytes = match buf.strip_prefix(BOM) {
+                Some(rest) if line_no == 1 => rest,
+                _ => &buf[..],
+            };
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                let valid = e.valid_up_to();
+                // The bytes before the bad one are valid UTF-8.
+                let before = std::str::from_utf8(&bytes[..valid]).unwrap_or("");
+                DataError::NotUtf8 {
+                    at: location(line_no),
+                    field: before.matches(self.delimiter).count() + 1,
+                    byte: bytes[valid],
+                    column: valid + 1,
+                }
+            })?;
+            let line = text.trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
             }
@@ -979,9 +1056,89 @@ mod tests {
             read_csv("".as_bytes(), "e.csv"),
             Err(DataError::Empty { .. })
         ));
-        // Not UTF-8: an I/O error naming the source.
-        let e = read_csv(&[b'1', b',', 0xff, b'\n'][..], "bin.csv").unwrap_err();
-        assert!(e.to_string().starts_with("bin.csv: "), "{e}");
+        // Not UTF-8: the line, field and byte.
+        let e = read_csv(&b"1,2\n3,4\n1,\xff\n"[..], "bin.csv").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bin.csv line 3, field 2: byte 0xff (byte 3 of the line) is not valid UTF-8; \
+             save the file as UTF-8 text"
+        );
+    }
+
+    #[test]
+    fn encodings_byte_order_marks_and_invisible_characters() {
+        // A byte order mark at the start is skipped, with a header or without.
+        let t = read_csv(&b"\xef\xbb\xbf1,2\n3,4\n"[..], "bom.csv").unwrap();
+        assert_eq!(t.row(0), [1.0, 2.0]);
+        let t = Csv::new()
+            .header(true)
+            .read(&b"\xef\xbb\xbfpx,label\n1,0\n"[..], "bom.csv")
+            .unwrap();
+        assert_eq!(t.column_index("px").unwrap(), 0);
+        // Anywhere else it is a character that is not a number, and shown.
+        assert_eq!(
+            err("1,2\n\u{feff}3,4\n"),
+            "digits.csv line 2, field 1: `\\u{feff}3` is not a number"
+        );
+        assert_eq!(
+            err("1,2\t\u{0}\n"),
+            "digits.csv line 1, field 2: `2\\u{9}\\u{0}` is not a number"
+        );
+        // Not UTF-8 (Latin-1 `é`): line and field, in the header too.
+        let e = Csv::new()
+            .header(true)
+            .read(&b"a,caf\xe9\n1,2\n"[..], "latin1.csv")
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            DataError::NotUtf8 {
+                field: 2,
+                byte: 0xe9,
+                column: 6,
+                ..
+            }
+        ));
+        assert!(
+            e.to_string()
+                .starts_with("latin1.csv line 1, field 2: byte 0xe9 (byte 6 of the line)"),
+            "{e}"
+        );
+        // UTF-16 (what some spreadsheets export): the first byte.
+        let e = read_csv(&b"\xff\xfe1\x00"[..], "utf16.csv").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("utf16.csv line 1, field 1: byte 0xff"),
+            "{e}"
+        );
+        // Another delimiter counts fields by it.
+        let e = Csv::new()
+            .delimiter(';')
+            .read(&b"1;2;\x80\n"[..], "semi.csv")
+            .unwrap_err();
+        assert!(matches!(e, DataError::NotUtf8 { field: 3, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_read_failing_part_way_names_the_line() {
+        /// Yields `good`, then fails.
+        struct Failing<'a>(&'a [u8]);
+        impl Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("corrupt deflate stream"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let e = read_csv(Failing(b"1,2\n3,4\n5,"), "digits.csv.gz").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "digits.csv.gz line 3: corrupt deflate stream"
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use crate::data::Dataset;
 use crate::float::Float;
-use crate::network::{Flat, Network, ParamInfo};
+use crate::network::{Flat, Network, ParamInfo, TargetError};
+use crate::optim::SettingError;
 use std::fmt;
 
 /// How to check: the step, the floor under relative errors, and the tolerance.
@@ -48,6 +49,86 @@ impl GradCheckOptions {
             Self::f32()
         } else {
             Self::default()
+        }
+    }
+
+    /// Checks the options (the gradient checks call it first).
+    ///
+    /// # Errors
+    /// An `h` or `floor` that is not a finite number above 0 (`floor = 0`
+    /// would divide zero by zero where both gradients are 0), or a NaN or
+    /// negative `tolerance`.
+    pub fn check(&self) -> Result<(), SettingError> {
+        if !(self.h.is_finite() && self.h > 0.0) {
+            return Err(SettingError::new(
+                "GradCheckOptions::h",
+                self.h,
+                "a finite number > 0 (e.g. 1e-6 for f64, 1e-2 for f32)",
+            ));
+        }
+        if !(self.floor.is_finite() && self.floor > 0.0) {
+            return Err(SettingError::new(
+                "GradCheckOptions::floor",
+                self.floor,
+                "a finite number > 0 (e.g. 1e-3)",
+            ));
+        }
+        if self.tolerance.is_nan() || self.tolerance < 0.0 {
+            return Err(SettingError::new(
+                "GradCheckOptions::tolerance",
+                self.tolerance,
+                "a number >= 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a gradient check could not run; nothing was computed.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum GradCheckError {
+    /// The options are out of range.
+    InvalidOption(SettingError),
+    /// `inputs` and `targets` differ in length.
+    LengthMismatch {
+        /// Number of inputs.
+        inputs: usize,
+        /// Number of targets.
+        targets: usize,
+    },
+    /// A sample's target does not fit the network ([`Network::check_target`]).
+    InvalidTarget {
+        /// 0-based index of the sample.
+        sample: usize,
+        /// What is wrong with the target.
+        error: TargetError,
+    },
+}
+
+impl fmt::Display for GradCheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GradCheckError::InvalidOption(e) => write!(f, "gradient check: {e}"),
+            GradCheckError::LengthMismatch { inputs, targets } => write!(
+                f,
+                "gradient check: {inputs} inputs but {targets} targets; give one target per input"
+            ),
+            GradCheckError::InvalidTarget { sample, error } => write!(
+                f,
+                "gradient check sample {sample}: {error}; class indices must be in 0..{}",
+                error.classes
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GradCheckError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GradCheckError::InvalidOption(e) => Some(e),
+            GradCheckError::InvalidTarget { error, .. } => Some(error),
+            GradCheckError::LengthMismatch { .. } => None,
         }
     }
 }
@@ -202,12 +283,16 @@ pub(crate) fn locate_param(infos: &[ParamInfo], k: usize) -> (&'static str, usiz
 ///
 /// The analytic gradient is accumulated into a buffer that is not zero, so
 /// a `backward` that assigns instead of adding fails the check.
+///
+/// # Errors
+/// Invalid options, or a target the network does not accept
+/// ([`Network::check_target`]); checked before any pass runs.
 pub fn check_gradients<N: Network>(
     net: &mut N,
     input: &N::Input,
     target: &N::Target,
     opts: GradCheckOptions,
-) -> GradCheckReport {
+) -> Result<GradCheckReport, GradCheckError> {
     check_gradients_batch(
         net,
         core::slice::from_ref(input),
@@ -219,21 +304,24 @@ pub fn check_gradients<N: Network>(
 /// [`check_gradients`] for the summed loss of several samples: `backward`
 /// runs once per sample into the same buffer, as in training.
 ///
-/// # Panics
-/// If `inputs` and `targets` differ in length.
+/// # Errors
+/// As [`check_gradients`], and `inputs` and `targets` of different lengths.
 pub fn check_gradients_batch<N: Network>(
     net: &mut N,
     inputs: &[N::Input],
     targets: &[N::Target],
     opts: GradCheckOptions,
-) -> GradCheckReport {
-    assert_eq!(
-        inputs.len(),
-        targets.len(),
-        "check_gradients_batch: {} inputs but {} targets",
-        inputs.len(),
-        targets.len()
-    );
+) -> Result<GradCheckReport, GradCheckError> {
+    opts.check().map_err(GradCheckError::InvalidOption)?;
+    if inputs.len() != targets.len() {
+        return Err(GradCheckError::LengthMismatch {
+            inputs: inputs.len(),
+            targets: targets.len(),
+        });
+    }
+    for (sample, target) in targets.iter().enumerate() {
+        N::check_target(target).map_err(|error| GradCheckError::InvalidTarget { sample, error })?;
+    }
     let mut tape = N::new_tape();
     let total_loss = |net: &N, tape: &mut N::Tape| -> f64 {
         inputs
@@ -330,28 +418,32 @@ pub fn check_gradients_batch<N: Network>(
             analytic_norm: norm(&analytic[range]),
         });
     }
-    report
+    Ok(report)
 }
 
 /// [`check_gradients_batch`] over a whole data set.
+///
+/// # Errors
+/// As [`check_gradients_batch`].
 pub fn check_gradients_dataset<N: Network>(
     net: &mut N,
     data: &Dataset<N::Input, N::Target>,
     opts: GradCheckOptions,
-) -> GradCheckReport {
+) -> Result<GradCheckReport, GradCheckError> {
     check_gradients_batch(net, &data.inputs, &data.targets, opts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testnet::{linear_data, Bug, Linear};
+    use crate::testnet::{class_data, linear_data, Bug, Linear, SeqSoftmax3, Softmax3};
 
     fn check(bug: Bug) -> GradCheckReport {
         let mut net = Linear::with([0.7, -1.3], 0.2);
         net.bug = bug;
         let before = *net.params;
-        let r = check_gradients(&mut net, &[0.5, 2.0], &[1.5], GradCheckOptions::default());
+        let r =
+            check_gradients(&mut net, &[0.5, 2.0], &[1.5], GradCheckOptions::default()).unwrap();
         assert_eq!(*net.params, before, "parameters restored");
         r
     }
@@ -367,7 +459,9 @@ mod tests {
         // Summed over a batch, too.
         let data = linear_data(5, 3);
         let mut net = Linear::with([0.7, -1.3], 0.2);
-        check_gradients_dataset(&mut net, &data, GradCheckOptions::default()).assert_ok();
+        check_gradients_dataset(&mut net, &data, GradCheckOptions::default())
+            .unwrap()
+            .assert_ok();
     }
 
     #[test]
@@ -436,5 +530,96 @@ mod tests {
             GradCheckOptions::for_scalar::<f32>(),
             GradCheckOptions::f32()
         );
+    }
+
+    #[test]
+    fn bad_targets_lengths_and_options_are_errors_not_panics() {
+        // The class network's gradient is right ...
+        let data = class_data(6, 4);
+        let mut net = Softmax3::new(3);
+        check_gradients_dataset(&mut net, &data, GradCheckOptions::default())
+            .unwrap()
+            .assert_ok();
+        // ... and a label beyond its classes is named before any pass runs
+        // (`forward` would index out of bounds).
+        let before = *net.params;
+        let err =
+            check_gradients(&mut net, &[0.1, 0.2], &3, GradCheckOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gradient check sample 0: class label 3 of `label` is not below its 3 classes; \
+             class indices must be in 0..3"
+        );
+        let mut bad = data.clone();
+        bad.targets[5] = 10;
+        let err = check_gradients_dataset(&mut net, &bad, GradCheckOptions::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GradCheckError::InvalidTarget {
+                    sample: 5,
+                    error: TargetError { value: 10, .. }
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(*net.params, before);
+        let mut seq = SeqSoftmax3::new(1);
+        let err = check_gradients(
+            &mut seq,
+            &[[0.0; 2]; 3],
+            &[0, 9, 1],
+            GradCheckOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`label` at step 1"), "{err}");
+
+        let err = check_gradients_batch(
+            &mut net,
+            &data.inputs,
+            &data.targets[..2],
+            GradCheckOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gradient check: 6 inputs but 2 targets; give one target per input"
+        );
+        for (opts, setting) in [
+            (
+                GradCheckOptions {
+                    h: 0.0,
+                    ..GradCheckOptions::default()
+                },
+                "GradCheckOptions::h",
+            ),
+            (
+                GradCheckOptions {
+                    h: f64::NAN,
+                    ..GradCheckOptions::default()
+                },
+                "GradCheckOptions::h",
+            ),
+            (
+                GradCheckOptions {
+                    floor: 0.0,
+                    ..GradCheckOptions::default()
+                },
+                "GradCheckOptions::floor",
+            ),
+            (
+                GradCheckOptions {
+                    tolerance: f64::NAN,
+                    ..GradCheckOptions::default()
+                },
+                "GradCheckOptions::tolerance",
+            ),
+        ] {
+            let err = check_gradients(&mut net, &[0.1, 0.2], &1, opts).unwrap_err();
+            match err {
+                GradCheckError::InvalidOption(e) => assert_eq!(e.setting, setting),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

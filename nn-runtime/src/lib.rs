@@ -42,18 +42,18 @@ pub use checkpoint::CheckpointError;
 pub use data::{argmax, read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
 pub use float::Float;
 pub use gradcheck::{
-    check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckOptions,
-    GradCheckReport,
+    check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckError,
+    GradCheckOptions, GradCheckReport,
 };
 pub use init::Init;
 pub use metrics::{accuracy, mean_squared_error, ConfusionMatrix};
-pub use network::{Flat, Network, ParamInfo, Zeroable};
+pub use network::{Flat, Network, ParamInfo, TargetError, Zeroable};
 pub use nn_macro::network;
-pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, Sgd};
+pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
 pub use rng::Rng;
 pub use train::{
-    evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport, Trainer,
-    Training,
+    evaluate, max_threads, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport,
+    Trainer, Training, MAX_CHUNKS, MAX_THREADS_PER_CORE,
 };
 
 /// What a user of the library usually needs in scope.
@@ -62,13 +62,13 @@ pub mod prelude {
     pub use crate::data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
     pub use crate::float::Float;
     pub use crate::gradcheck::{
-        check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckOptions,
-        GradCheckReport,
+        check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckError,
+        GradCheckOptions, GradCheckReport,
     };
     pub use crate::metrics::{accuracy, mean_squared_error, ConfusionMatrix};
     pub use crate::network;
-    pub use crate::network::{Flat, Network, ParamInfo};
-    pub use crate::optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, Sgd};
+    pub use crate::network::{Flat, Network, ParamInfo, TargetError};
+    pub use crate::optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
     pub use crate::train::{
         evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport, Trainer,
         Training,
@@ -82,7 +82,7 @@ pub mod __private {
     pub use crate::float::Float;
     pub use crate::init::Init;
     pub use crate::kernels;
-    pub use crate::network::{Flat, Network, ParamInfo, Zeroable};
+    pub use crate::network::{Flat, Network, ParamInfo, TargetError, Zeroable};
     pub use crate::rng::Rng;
     pub use std::boxed::Box;
 }

@@ -2,6 +2,35 @@
 //! runtime (training loop, optimisers, gradient check) drives.
 
 use crate::float::Float;
+use std::fmt;
+
+/// A target that does not fit the network's declaration: a class index at or
+/// above the class count of a `target label: class[n]` (indexing with it
+/// would read outside the network's arrays).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetError {
+    /// The target's name in the definition (`label`).
+    pub target: &'static str,
+    /// For a per-step target (`label[t]`), the step `t` (0-based, the index
+    /// into the target's array); `None` for a target of the whole sample.
+    pub step: Option<usize>,
+    /// The class index found.
+    pub value: usize,
+    /// The number of classes declared.
+    pub classes: usize,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "class label {} of `{}`", self.value, self.target)?;
+        if let Some(step) = self.step {
+            write!(f, " at step {step}")?;
+        }
+        write!(f, " is not below its {} classes", self.classes)
+    }
+}
+
+impl std::error::Error for TargetError {}
 
 /// One parameter tensor of a network, as named in its definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +182,25 @@ pub trait Network: Sized + Send + Sync {
     /// thresholded at one half against a 0/1 target.
     fn is_correct(output: &Self::Output, target: &Self::Target) -> bool;
 
+    /// Checks one target against the network's declaration (a class index must be below its class count).
+    fn check_target(target: &Self::Target) -> Result<(), TargetError> {
+        let _ = target;
+        Ok(())
+    }
+
+    /// Exchanges the network's parameters with `other` (the trainer's second
+    /// parameter buffer, into which the optimiser wrote the next values).
+    /// The default swaps the contents, element by element, through no
+    /// temporary copy (a `core::mem::swap` of the whole struct needs a
+    /// stack slot its size in debug builds: 400 KB for an MNIST-sized
+    /// network); a network that keeps its parameters in a `Box` overrides
+    /// it to swap the boxes, which costs nothing.
+    fn swap_params(&mut self, other: &mut Box<Self::Params>) {
+        self.params_mut()
+            .as_mut_slice()
+            .swap_with_slice(other.as_mut_slice());
+    }
+
     /// A zeroed tape on the heap.
     fn new_tape() -> Box<Self::Tape> {
         Self::Tape::zeroed_box()
@@ -198,5 +246,30 @@ pub trait Network: Sized + Send + Sync {
         tape: &mut Self::Tape,
     ) -> Self::Scalar {
         self.forward(input, target, tape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_errors_name_the_target_the_step_and_the_classes() {
+        let e = TargetError {
+            target: "label",
+            step: None,
+            value: 12,
+            classes: 10,
+        };
+        assert_eq!(
+            e.to_string(),
+            "class label 12 of `label` is not below its 10 classes"
+        );
+        let e = TargetError { step: Some(4), ..e };
+        assert_eq!(
+            e.to_string(),
+            "class label 12 of `label` at step 4 is not below its 10 classes"
+        );
+        let _: &dyn std::error::Error = &e;
     }
 }

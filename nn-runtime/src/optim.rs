@@ -2,19 +2,101 @@
 //! the learning-rate schedules and gradient clipping around them.
 //!
 //! Every optimiser sizes its state (momentum buffers, moment estimates) once,
-//! in [`Optimizer::init`]; [`Optimizer::step`] allocates nothing. The update
-//! rules follow PyTorch's `torch.optim` (same defaults, same placement of
-//! `ε` and of weight decay), so hyper-parameters carry over.
+//! in [`Optimizer::init`]; [`Optimizer::step`] and [`Optimizer::step_into`]
+//! allocate nothing. The update rules follow PyTorch's `torch.optim` (same
+//! defaults, same placement of `ε` and of weight decay), so hyper-parameters
+//! carry over.
+//!
+//! # Rejected steps
+//!
+//! The trainer updates through [`Optimizer::step_into`]: the optimiser reads
+//! the current parameters and writes the new ones into a second buffer,
+//! checking in the same loop that every new value is finite. Only a finite
+//! step is kept. The built-in optimisers keep their state (momentum, moment
+//! estimates) double-buffered the same way, so a rejected step leaves them
+//! exactly as before it: same state, same step count.
 
 use crate::float::Float;
 use std::fmt;
 
+/// A hyper-parameter outside the range where it makes sense (a NaN or
+/// negative learning rate, `β` outside `[0, 1)`, `ε = 0`, ...), found before
+/// training starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingError {
+    /// The setting, as the API names it: `Adam::eps`, `Trainer::threads`.
+    pub setting: &'static str,
+    /// The value given, as text.
+    pub value: String,
+    /// What the value must be.
+    pub expected: String,
+}
+
+impl SettingError {
+    /// `setting` has `value`, but must be `expected`.
+    pub fn new(
+        setting: &'static str,
+        value: impl fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        SettingError {
+            setting,
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is {}; it must be {}",
+            self.setting, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// `Ok` if `value` is finite and `>= 0`.
+fn non_negative(setting: &'static str, value: f64) -> Result<(), SettingError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(SettingError::new(setting, value, "a finite number >= 0"))
+    }
+}
+
+/// `Ok` if `value` is finite and `> 0`.
+fn positive(setting: &'static str, value: f64, example: &str) -> Result<(), SettingError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(SettingError::new(
+            setting,
+            value,
+            format!("a finite number > 0 (e.g. {example})"),
+        ))
+    }
+}
+
+/// `Ok` if `value` is in `[0, 1)` (a decay or momentum factor).
+fn decay(setting: &'static str, value: f64) -> Result<(), SettingError> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(SettingError::new(setting, value, "in [0, 1)"))
+    }
+}
+
 /// Updates a network's flat parameter vector from the gradient of one batch.
 ///
-/// The trainer calls [`init`](Optimizer::init) once with the parameter count
-/// before training, then [`step`](Optimizer::step) once per batch, after the
-/// whole batch's backward passes. An optimiser with state (momentum, Adam's
-/// moments) allocates it in `init`; `step` must not allocate.
+/// The trainer calls [`check_settings`](Optimizer::check_settings) and
+/// [`init`](Optimizer::init) once before training, then
+/// [`step_into`](Optimizer::step_into) once per batch, after the whole
+/// batch's backward passes. An optimiser with state (momentum, Adam's
+/// moments) allocates it in `init`; `step` and `step_into` must not allocate.
 pub trait Optimizer<T: Float> {
     /// Prepares for training `n_params` parameters: sizes (and resets) any
     /// per-parameter state. The default does nothing.
@@ -22,18 +104,49 @@ pub trait Optimizer<T: Float> {
         let _ = n_params;
     }
 
-    /// Applies one update. `grads` is the gradient of the mean loss over the
-    /// batch (the caller has already divided the summed gradient by the batch
-    /// size); `params` and `grads` have the same length.
+    /// Applies one update in place. `grads` is the gradient of the mean loss
+    /// over the batch (the caller has already divided the summed gradient
+    /// by the batch size); `params` and `grads` have the same length.
+    /// Nothing is checked: the new values may be infinite or NaN (the
+    /// trainer uses [`step_into`](Optimizer::step_into), which checks).
     fn step(&mut self, params: &mut [T], grads: &[T]);
+
+    /// Applies one update from `params` into `out` (same length), leaving
+    /// `params` as they are, and returns whether the step is finite: every
+    /// value written to `out`, and every new value of the optimiser's state,
+    /// is finite. On `false` the caller discards `out`, and the optimiser's
+    /// state and step count must be as before the call (the step did not
+    /// happen).
+    ///
+    /// The default copies `params` into `out`, runs [`step`](Optimizer::step)
+    /// on `out` and checks `out`: right for stateless optimisers. An
+    /// optimiser with state should implement it directly (writing its new
+    /// state into a second buffer, as the built-in ones do); with the
+    /// default, a rejected step may leave the state advanced.
+    #[must_use = "a `false` step must be discarded"]
+    fn step_into(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
+        out.copy_from_slice(params);
+        self.step(out, grads);
+        out.iter().all(|v| v.is_finite())
+    }
+
+    /// Checks the hyper-parameters (the trainer calls it before training):
+    /// an error names the first setting outside its range. The default
+    /// accepts everything.
+    ///
+    /// # Errors
+    /// The first invalid setting, with its value and the valid range.
+    fn check_settings(&self) -> Result<(), SettingError> {
+        Ok(())
+    }
 
     /// The current learning rate, if the optimiser has one (schedules need it).
     fn learning_rate(&self) -> Option<f64> {
         None
     }
 
-    /// Sets the learning rate used by the next [`step`](Optimizer::step)
-    /// (schedules call this before each step). The default ignores it.
+    /// Sets the learning rate used by the next step (schedules call this
+    /// before each step). The default ignores it.
     fn set_learning_rate(&mut self, lr: f64) {
         let _ = lr;
     }
@@ -57,7 +170,8 @@ pub trait Optimizer<T: Float> {
         Vec::new()
     }
 
-    /// Number of steps taken since `init` (Adam's bias correction uses it).
+    /// Number of steps taken since `init` (Adam's bias correction uses it);
+    /// rejected steps do not count.
     fn steps(&self) -> u64 {
         0
     }
@@ -84,6 +198,108 @@ fn check_lengths<T>(who: &str, params: &[T], grads: &[T], state: usize) {
     );
 }
 
+fn check_out<T>(who: &str, params: &[T], out: &[T]) {
+    assert_eq!(
+        params.len(),
+        out.len(),
+        "{who}::step_into: {} parameters but an output of {}",
+        params.len(),
+        out.len()
+    );
+}
+
+/// Elements per block of a checked update loop.
+const LANES: usize = 16;
+
+/// The loop of a checked update (`step_into`): runs `$body` for every
+/// element of equally long slices, bound by name to the element read
+/// (`read`) or a `&mut` to the element written (`write`), and evaluates to
+/// whether every value `$body` returns is finite. `$body` returns the new
+/// parameter (`T`) and a new state value (`f64`, `0.0` if none needs
+/// checking).
+///
+/// The slices are walked in blocks of [`LANES`] (`as_chunks`: each block is
+/// an array, so the compiler vectorises the block's loop); finiteness is
+/// summed per lane as `x · 0`, which stays 0 while every `x` is finite and
+/// becomes NaN after a NaN or an infinity, with no branch and no reduction
+/// across lanes in the loop (a `finite &= x.is_finite()` there halves the
+/// speed of plain SGD).
+macro_rules! checked_loop {
+    ($T:ty; read $($r:ident = $rs:expr),+; write $($w:ident = $ws:expr),+; $body:expr) => {{
+        $( let $r = $rs.as_chunks::<LANES>(); )+
+        $( let $w = $ws.as_chunks_mut::<LANES>(); )+
+        let blocks = [$( $r.0.len() ),+][0];
+        let rest = [$( $r.1.len() ),+][0];
+        let mut acc = [<$T as Float>::ZERO; LANES];
+        let mut acc_state = [0.0f64; LANES];
+        for c in 0..blocks {
+            for k in 0..LANES {
+                $( let $r = $r.0[c][k]; )+
+                $( let $w = &mut $w.0[c][k]; )+
+                let (value, state): ($T, f64) = $body;
+                acc[k] += value * <$T as Float>::ZERO;
+                acc_state[k] += state * 0.0;
+            }
+        }
+        let mut finite = acc.iter().all(|a| *a == <$T as Float>::ZERO)
+            && acc_state.iter().all(|a| *a == 0.0);
+        for i in 0..rest {
+            $( let $r = $r.1[i]; )+
+            $( let $w = &mut $w.1[i]; )+
+            let (value, state): ($T, f64) = $body;
+            finite &= value.is_finite() && state.is_finite();
+        }
+        finite
+    }};
+}
+
+/// A per-parameter state buffer kept twice: [`step_into`](Optimizer::step_into)
+/// reads the current one and writes the other, which becomes current only
+/// when the step is kept, so a rejected step leaves the state untouched.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Buffers {
+    bufs: [Vec<f64>; 2],
+    cur: usize,
+}
+
+impl Buffers {
+    /// Both buffers `n` zeros (or empty for `n = 0`); the first is current.
+    fn reset(&mut self, n: usize) {
+        for b in &mut self.bufs {
+            b.clear();
+            b.resize(n, 0.0);
+        }
+        self.cur = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.bufs[0].len()
+    }
+
+    fn current(&self) -> &[f64] {
+        &self.bufs[self.cur]
+    }
+
+    fn current_mut(&mut self) -> &mut [f64] {
+        &mut self.bufs[self.cur]
+    }
+
+    /// The current buffer to read and the other to write.
+    fn split(&mut self) -> (&[f64], &mut [f64]) {
+        let [a, b] = &mut self.bufs;
+        if self.cur == 0 {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    /// Makes the written buffer current.
+    fn flip(&mut self) {
+        self.cur = 1 - self.cur;
+    }
+}
+
 /// Stochastic gradient descent, optionally with momentum (heavy ball or
 /// Nesterov) and L2 weight decay, as `torch.optim.SGD` (no dampening):
 ///
@@ -94,6 +310,9 @@ fn check_lengths<T>(who: &str, params: &[T], grads: &[T], state: usize) {
 /// θ ← θ - lr·(g + μ·b)           (Nesterov)
 /// θ ← θ - lr·g                   (μ = 0)
 /// ```
+///
+/// Valid settings: `lr` finite and `>= 0`, `momentum` in `[0, 1)`,
+/// `weight_decay` finite and `>= 0`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sgd {
     /// Learning rate (step size).
@@ -104,7 +323,7 @@ pub struct Sgd {
     pub nesterov: bool,
     /// L2 penalty `wd` added to the gradient as `wd·θ`.
     pub weight_decay: f64,
-    buf: Vec<f64>,
+    buf: Buffers,
     t: u64,
 }
 
@@ -116,7 +335,7 @@ impl Sgd {
             momentum: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-            buf: Vec::new(),
+            buf: Buffers::default(),
             t: 0,
         }
     }
@@ -140,14 +359,22 @@ impl Sgd {
     }
 }
 
+/// One element of SGD with momentum or weight decay, in `f64`: the new
+/// parameter and the new momentum buffer.
+#[inline(always)]
+fn sgd_elem(pv: f64, g: f64, b: f64, lr: f64, wd: f64, mu: f64, nesterov: bool) -> (f64, f64) {
+    let g = g + wd * pv;
+    let b = mu * b + g;
+    let d = if nesterov { g + mu * b } else { b };
+    (pv - lr * d, b)
+}
+
 // The state is kept in `f64` whatever `T` is, so one optimiser value serves
 // `f32` and `f64` networks.
 impl<T: Float> Optimizer<T> for Sgd {
     fn init(&mut self, n_params: usize) {
-        self.buf.clear();
-        if self.momentum != 0.0 {
-            self.buf.resize(n_params, 0.0);
-        }
+        self.buf
+            .reset(if self.momentum != 0.0 { n_params } else { 0 });
         self.t = 0;
     }
 
@@ -160,7 +387,7 @@ impl<T: Float> Optimizer<T> for Sgd {
             grads.len()
         );
         self.t += 1;
-        let (lr, wd, mu) = (self.lr, self.weight_decay, self.momentum);
+        let (lr, wd, mu, nesterov) = (self.lr, self.weight_decay, self.momentum, self.nesterov);
         if mu == 0.0 && wd == 0.0 {
             // Plain SGD in `T`, exactly `θ -= lr·g` as written by hand.
             let lr = T::from_f64(lr);
@@ -171,20 +398,72 @@ impl<T: Float> Optimizer<T> for Sgd {
         }
         if mu == 0.0 {
             for (p, &g) in params.iter_mut().zip(grads) {
-                let pv = p.to_f64();
-                let g = g.to_f64() + wd * pv;
-                *p = T::from_f64(pv - lr * g);
+                let (v, _) = sgd_elem(p.to_f64(), g.to_f64(), 0.0, lr, wd, 0.0, false);
+                *p = T::from_f64(v);
             }
             return;
         }
         check_lengths("Sgd", params, grads, self.buf.len());
-        for ((p, &g), b) in params.iter_mut().zip(grads).zip(&mut self.buf) {
-            let pv = p.to_f64();
-            let g = g.to_f64() + wd * pv;
-            *b = mu * *b + g;
-            let d = if self.nesterov { g + mu * *b } else { *b };
-            *p = T::from_f64(pv - lr * d);
+        for ((p, &g), b) in params.iter_mut().zip(grads).zip(self.buf.current_mut()) {
+            let (v, nb) = sgd_elem(p.to_f64(), g.to_f64(), *b, lr, wd, mu, nesterov);
+            *b = nb;
+            *p = T::from_f64(v);
         }
+    }
+
+    fn step_into(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
+        check_out("Sgd", params, out);
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "Sgd::step_into: {} parameters but {} gradients",
+            params.len(),
+            grads.len()
+        );
+        let (lr, wd, mu, nesterov) = (self.lr, self.weight_decay, self.momentum, self.nesterov);
+        let finite;
+        if mu == 0.0 && wd == 0.0 {
+            // As `step`: `θ - lr·g` in `T`, bit for bit.
+            let lr = T::from_f64(lr);
+            finite = checked_loop!(T; read p = params, g = grads; write o = out; {
+                let v = p - lr * g;
+                *o = v;
+                (v, 0.0)
+            });
+        } else if mu == 0.0 {
+            finite = checked_loop!(T; read p = params, g = grads; write o = out; {
+                let (v, _) = sgd_elem(p.to_f64(), g.to_f64(), 0.0, lr, wd, 0.0, false);
+                let v = T::from_f64(v);
+                *o = v;
+                (v, 0.0)
+            });
+        } else {
+            check_lengths("Sgd", params, grads, self.buf.len());
+            let (old, new) = self.buf.split();
+            // A non-finite momentum makes the parameter non-finite too
+            // (`lr` is finite and >= 0, and `lr·∞` is ∞ or NaN), so the
+            // parameter's check covers it.
+            finite = checked_loop!(T; read p = params, g = grads, b = old; write o = out, nb = new; {
+                let (v, b) = sgd_elem(p.to_f64(), g.to_f64(), b, lr, wd, mu, nesterov);
+                let v = T::from_f64(v);
+                *nb = b;
+                *o = v;
+                (v, 0.0)
+            });
+            if finite {
+                self.buf.flip();
+            }
+        }
+        if finite {
+            self.t += 1;
+        }
+        finite
+    }
+
+    fn check_settings(&self) -> Result<(), SettingError> {
+        non_negative("Sgd::lr", self.lr)?;
+        decay("Sgd::momentum", self.momentum)?;
+        non_negative("Sgd::weight_decay", self.weight_decay)
     }
 
     fn learning_rate(&self) -> Option<f64> {
@@ -213,6 +492,10 @@ impl<T: Float> Optimizer<T> for Sgd {
 /// v ← β₂·v + (1-β₂)·g²
 /// θ ← θ - lr · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
 /// ```
+///
+/// Valid settings: `lr` finite and `>= 0`, `beta1` and `beta2` in `[0, 1)`,
+/// `eps` finite and `> 0` (with `ε = 0` a zero gradient gives `0 / 0`),
+/// `weight_decay` finite and `>= 0`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Adam {
     /// Learning rate (default 1e-3).
@@ -226,9 +509,39 @@ pub struct Adam {
     /// L2 penalty added to the gradient (default 0).
     pub weight_decay: f64,
     decoupled: bool,
-    m: Vec<f64>,
-    v: Vec<f64>,
+    m: Buffers,
+    v: Buffers,
     t: u64,
+}
+
+/// The per-step constants of an Adam update.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    lr: f64,
+    b1: f64,
+    b2: f64,
+    eps: f64,
+    wd: f64,
+    c1: f64,
+    c2: f64,
+    decoupled: bool,
+}
+
+impl AdamStep {
+    /// One element: the new parameter and moments, in `f64`.
+    #[inline(always)]
+    fn elem(&self, pv: f64, g: f64, m: f64, v: f64) -> (f64, f64, f64) {
+        let (mut pv, mut g) = (pv, g);
+        if self.decoupled {
+            pv -= self.lr * self.wd * pv;
+        } else {
+            g += self.wd * pv;
+        }
+        let m = self.b1 * m + (1.0 - self.b1) * g;
+        let v = self.b2 * v + (1.0 - self.b2) * g * g;
+        pv -= self.lr * (m / self.c1) / ((v / self.c2).sqrt() + self.eps);
+        (pv, m, v)
+    }
 }
 
 impl Adam {
@@ -241,8 +554,8 @@ impl Adam {
             eps: 1e-8,
             weight_decay: 0.0,
             decoupled: false,
-            m: Vec::new(),
-            v: Vec::new(),
+            m: Buffers::default(),
+            v: Buffers::default(),
             t: 0,
         }
     }
@@ -266,31 +579,75 @@ impl Adam {
         self
     }
 
+    /// The constants of step `t` (1-based).
+    fn constants(&self, t: u64) -> AdamStep {
+        let t = t.min(i32::MAX as u64) as i32;
+        AdamStep {
+            lr: self.lr,
+            b1: self.beta1,
+            b2: self.beta2,
+            eps: self.eps,
+            wd: self.weight_decay,
+            c1: 1.0 - self.beta1.powi(t),
+            c2: 1.0 - self.beta2.powi(t),
+            decoupled: self.decoupled,
+        }
+    }
+
     fn update<T: Float>(&mut self, params: &mut [T], grads: &[T]) {
         check_lengths(self.label(), params, grads, self.m.len());
         self.t += 1;
-        let t = self.t.min(i32::MAX as u64) as i32;
-        let c1 = 1.0 - self.beta1.powi(t);
-        let c2 = 1.0 - self.beta2.powi(t);
-        let (lr, b1, b2, eps, wd) = (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
+        let k = self.constants(self.t);
         for (((p, &g), m), v) in params
             .iter_mut()
             .zip(grads)
-            .zip(&mut self.m)
-            .zip(&mut self.v)
+            .zip(self.m.current_mut())
+            .zip(self.v.current_mut())
         {
-            let mut pv = p.to_f64();
-            let mut g = g.to_f64();
-            if self.decoupled {
-                pv -= lr * wd * pv;
-            } else {
-                g += wd * pv;
-            }
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            pv -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+            let (pv, nm, nv) = k.elem(p.to_f64(), g.to_f64(), *m, *v);
+            (*m, *v) = (nm, nv);
             *p = T::from_f64(pv);
         }
+    }
+
+    fn update_into<T: Float>(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
+        check_lengths(self.label(), params, grads, self.m.len());
+        check_out(self.label(), params, out);
+        let k = self.constants(self.t + 1);
+        let (m_old, m_new) = self.m.split();
+        let (v_old, v_new) = self.v.split();
+        // A non-finite `m` makes the parameter non-finite; a non-finite `v`
+        // makes the step 0, so `v` is checked itself.
+        let finite = checked_loop!(T;
+            read p = params, g = grads, m = m_old, v = v_old;
+            write o = out, nm = m_new, nv = v_new;
+            {
+                let (pv, m, v) = k.elem(p.to_f64(), g.to_f64(), m, v);
+                let pv = T::from_f64(pv);
+                (*nm, *nv) = (m, v);
+                *o = pv;
+                (pv, v + m * 0.0)
+            }
+        );
+        if finite {
+            self.m.flip();
+            self.v.flip();
+            self.t += 1;
+        }
+        finite
+    }
+
+    fn check(&self) -> Result<(), SettingError> {
+        let w = self.decoupled;
+        let name = |adam: &'static str, adamw: &'static str| if w { adamw } else { adam };
+        non_negative(name("Adam::lr", "AdamW::lr"), self.lr)?;
+        decay(name("Adam::beta1", "AdamW::beta1"), self.beta1)?;
+        decay(name("Adam::beta2", "AdamW::beta2"), self.beta2)?;
+        positive(name("Adam::eps", "AdamW::eps"), self.eps, "1e-8")?;
+        non_negative(
+            name("Adam::weight_decay", "AdamW::weight_decay"),
+            self.weight_decay,
+        )
     }
 
     fn label(&self) -> &'static str {
@@ -307,14 +664,18 @@ macro_rules! adam_like_impl {
         impl<T: Float> Optimizer<T> for $ty {
             fn init(&mut self, n_params: usize) {
                 let a = &mut (*self)$($inner)*;
-                a.m.clear();
-                a.m.resize(n_params, 0.0);
-                a.v.clear();
-                a.v.resize(n_params, 0.0);
+                a.m.reset(n_params);
+                a.v.reset(n_params);
                 a.t = 0;
             }
             fn step(&mut self, params: &mut [T], grads: &[T]) {
                 (*self)$($inner)*.update(params, grads);
+            }
+            fn step_into(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
+                (*self)$($inner)*.update_into(params, grads, out)
+            }
+            fn check_settings(&self) -> Result<(), SettingError> {
+                (*self)$($inner)*.check()
             }
             fn learning_rate(&self) -> Option<f64> {
                 Some((*self)$($inner)*.lr)
@@ -327,11 +688,11 @@ macro_rules! adam_like_impl {
             }
             fn state(&self) -> Vec<(&'static str, &[f64])> {
                 let a = &(*self)$($inner)*;
-                vec![("m", &a.m[..]), ("v", &a.v[..])]
+                vec![("m", a.m.current()), ("v", a.v.current())]
             }
             fn state_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
                 let a = &mut (*self)$($inner)*;
-                vec![("m", &mut a.m[..]), ("v", &mut a.v[..])]
+                vec![("m", a.m.current_mut()), ("v", a.v.current_mut())]
             }
             fn steps(&self) -> u64 {
                 (*self)$($inner)*.t
@@ -347,7 +708,7 @@ adam_like_impl!(Adam,);
 
 /// AdamW (Loshchilov & Hutter), as `torch.optim.AdamW`: Adam with weight
 /// decay decoupled from the gradient, applied first as `θ ← θ - lr·wd·θ`
-/// (default `wd` 0.01).
+/// (default `wd` 0.01). Valid settings as [`Adam`]'s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamW(Adam);
 
@@ -389,6 +750,9 @@ adam_like_impl!(AdamW, .0);
 /// b ← μ·b + g / (√v + ε);  θ ← θ - lr·b     (momentum μ > 0)
 /// θ ← θ - lr · g / (√v + ε)                 (μ = 0)
 /// ```
+///
+/// Valid settings: `lr` finite and `>= 0`, `alpha` and `momentum` in
+/// `[0, 1)`, `eps` finite and `> 0`, `weight_decay` finite and `>= 0`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RmsProp {
     /// Learning rate (PyTorch's default is 1e-2).
@@ -401,8 +765,8 @@ pub struct RmsProp {
     pub momentum: f64,
     /// L2 penalty added to the gradient (default 0).
     pub weight_decay: f64,
-    v: Vec<f64>,
-    buf: Vec<f64>,
+    v: Buffers,
+    buf: Buffers,
     t: u64,
 }
 
@@ -415,8 +779,8 @@ impl RmsProp {
             eps: 1e-8,
             momentum: 0.0,
             weight_decay: 0.0,
-            v: Vec::new(),
-            buf: Vec::new(),
+            v: Buffers::default(),
+            buf: Buffers::default(),
             t: 0,
         }
     }
@@ -444,45 +808,88 @@ impl RmsProp {
         self.weight_decay = wd;
         self
     }
+
+    /// One element: the new parameter, squared-gradient average and
+    /// momentum buffer, in `f64`.
+    #[inline(always)]
+    fn elem(&self, pv: f64, g: f64, v: f64, b: f64) -> (f64, f64, f64) {
+        let g = g + self.weight_decay * pv;
+        let v = self.alpha * v + (1.0 - self.alpha) * g * g;
+        let d = g / (v.sqrt() + self.eps);
+        let (d, b) = if self.momentum > 0.0 {
+            let b = self.momentum * b + d;
+            (b, b)
+        } else {
+            (d, b)
+        };
+        (pv - self.lr * d, v, b)
+    }
 }
 
 impl<T: Float> Optimizer<T> for RmsProp {
     fn init(&mut self, n_params: usize) {
-        self.v.clear();
-        self.v.resize(n_params, 0.0);
-        self.buf.clear();
-        self.buf.resize(n_params, 0.0);
+        self.v.reset(n_params);
+        self.buf.reset(n_params);
         self.t = 0;
     }
 
     fn step(&mut self, params: &mut [T], grads: &[T]) {
         check_lengths("RmsProp", params, grads, self.v.len());
         self.t += 1;
-        let (lr, a, eps, mu, wd) = (
-            self.lr,
-            self.alpha,
-            self.eps,
-            self.momentum,
-            self.weight_decay,
-        );
+        // Out of `self` while `self.elem` reads the settings (moving a
+        // `Vec` allocates nothing).
+        let mut v_buf = core::mem::take(&mut self.v);
+        let mut b_buf = core::mem::take(&mut self.buf);
         for (((p, &g), v), b) in params
             .iter_mut()
             .zip(grads)
-            .zip(&mut self.v)
-            .zip(&mut self.buf)
+            .zip(v_buf.current_mut())
+            .zip(b_buf.current_mut())
         {
-            let pv = p.to_f64();
-            let g = g.to_f64() + wd * pv;
-            *v = a * *v + (1.0 - a) * g * g;
-            let d = g / (v.sqrt() + eps);
-            let d = if mu > 0.0 {
-                *b = mu * *b + d;
-                *b
-            } else {
-                d
-            };
-            *p = T::from_f64(pv - lr * d);
+            let (pv, nv, nb) = self.elem(p.to_f64(), g.to_f64(), *v, *b);
+            (*v, *b) = (nv, nb);
+            *p = T::from_f64(pv);
         }
+        self.v = v_buf;
+        self.buf = b_buf;
+    }
+
+    fn step_into(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
+        check_lengths("RmsProp", params, grads, self.v.len());
+        check_out("RmsProp", params, out);
+        let mut v_buf = core::mem::take(&mut self.v);
+        let mut b_buf = core::mem::take(&mut self.buf);
+        let (v_old, v_new) = v_buf.split();
+        let (b_old, b_new) = b_buf.split();
+        // As Adam's: the average `v` is checked itself, the momentum `b`
+        // through the parameter (and here too, to be sure).
+        let finite = checked_loop!(T;
+            read p = params, g = grads, v = v_old, b = b_old;
+            write o = out, nv = v_new, nb = b_new;
+            {
+                let (pv, v, b) = self.elem(p.to_f64(), g.to_f64(), v, b);
+                let pv = T::from_f64(pv);
+                (*nv, *nb) = (v, b);
+                *o = pv;
+                (pv, v + b * 0.0)
+            }
+        );
+        if finite {
+            v_buf.flip();
+            b_buf.flip();
+            self.t += 1;
+        }
+        self.v = v_buf;
+        self.buf = b_buf;
+        finite
+    }
+
+    fn check_settings(&self) -> Result<(), SettingError> {
+        non_negative("RmsProp::lr", self.lr)?;
+        decay("RmsProp::alpha", self.alpha)?;
+        positive("RmsProp::eps", self.eps, "1e-8")?;
+        decay("RmsProp::momentum", self.momentum)?;
+        non_negative("RmsProp::weight_decay", self.weight_decay)
     }
 
     fn learning_rate(&self) -> Option<f64> {
@@ -495,10 +902,13 @@ impl<T: Float> Optimizer<T> for RmsProp {
         "RmsProp"
     }
     fn state(&self) -> Vec<(&'static str, &[f64])> {
-        vec![("v", &self.v[..]), ("momentum", &self.buf[..])]
+        vec![("v", self.v.current()), ("momentum", self.buf.current())]
     }
     fn state_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
-        vec![("v", &mut self.v[..]), ("momentum", &mut self.buf[..])]
+        vec![
+            ("v", self.v.current_mut()),
+            ("momentum", self.buf.current_mut()),
+        ]
     }
     fn steps(&self) -> u64 {
         self.t
@@ -508,41 +918,59 @@ impl<T: Float> Optimizer<T> for RmsProp {
     }
 }
 
-impl<T: Float, O: Optimizer<T> + ?Sized> Optimizer<T> for &mut O {
-    fn init(&mut self, n_params: usize) {
-        (**self).init(n_params);
-    }
-    fn step(&mut self, params: &mut [T], grads: &[T]) {
-        (**self).step(params, grads);
-    }
-    fn learning_rate(&self) -> Option<f64> {
-        (**self).learning_rate()
-    }
-    fn set_learning_rate(&mut self, lr: f64) {
-        (**self).set_learning_rate(lr);
-    }
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    fn state(&self) -> Vec<(&'static str, &[f64])> {
-        (**self).state()
-    }
-    fn state_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
-        (**self).state_mut()
-    }
-    fn steps(&self) -> u64 {
-        (**self).steps()
-    }
-    fn set_steps(&mut self, steps: u64) {
-        (**self).set_steps(steps);
-    }
+/// Forwards every method to the optimiser behind a pointer: the trainer
+/// can borrow an optimiser (`Trainer::new(&mut adam)`) or take one chosen at
+/// run time (`Box<dyn Optimizer<f32> + Send>`).
+macro_rules! forward_impl {
+    ($($ptr:tt)*) => {
+        impl<T: Float, O: Optimizer<T> + ?Sized> Optimizer<T> for $($ptr)* {
+            fn init(&mut self, n_params: usize) {
+                (**self).init(n_params);
+            }
+            fn step(&mut self, params: &mut [T], grads: &[T]) {
+                (**self).step(params, grads);
+            }
+            fn step_into(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
+                (**self).step_into(params, grads, out)
+            }
+            fn check_settings(&self) -> Result<(), SettingError> {
+                (**self).check_settings()
+            }
+            fn learning_rate(&self) -> Option<f64> {
+                (**self).learning_rate()
+            }
+            fn set_learning_rate(&mut self, lr: f64) {
+                (**self).set_learning_rate(lr);
+            }
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            fn state(&self) -> Vec<(&'static str, &[f64])> {
+                (**self).state()
+            }
+            fn state_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
+                (**self).state_mut()
+            }
+            fn steps(&self) -> u64 {
+                (**self).steps()
+            }
+            fn set_steps(&mut self, steps: u64) {
+                (**self).set_steps(steps);
+            }
+        }
+    };
 }
+
+forward_impl!(&mut O);
+forward_impl!(Box<O>);
 
 /// A learning-rate schedule: the factor the base learning rate is multiplied
 /// by before optimiser step `t` (0-based, counted over the whole fit).
 ///
 /// The trainer applies it when given with [`Trainer::schedule`](crate::Trainer::schedule);
-/// by hand: `opt.set_learning_rate(base * schedule.factor(t))`.
+/// by hand: `opt.set_learning_rate(base * schedule.factor(t))`. Every valid
+/// schedule (see [`check`](Schedule::check)) has factors in `[0, 1]`, so it
+/// never raises the learning rate above the optimiser's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedule {
     /// Factor 1 throughout.
@@ -551,23 +979,24 @@ pub enum Schedule {
     Step {
         /// Steps between decays (at least 1).
         every: usize,
-        /// Multiplier per decay.
+        /// Multiplier per decay, in `(0, 1]`.
         gamma: f64,
     },
     /// `gamma^t`.
     Exponential {
-        /// Multiplier per step.
+        /// Multiplier per step, in `(0, 1]`.
         gamma: f64,
     },
     /// Linear warm-up from `1/warmup` to 1 over the first `warmup` steps,
     /// then a half cosine from 1 down to `min_factor` at step `total`, and
     /// `min_factor` after it.
     Cosine {
-        /// Warm-up steps (0 for none).
+        /// Warm-up steps (0 for none; at most `total`).
         warmup: usize,
-        /// Step at which the cosine reaches `min_factor` (warm-up included).
+        /// Step at which the cosine reaches `min_factor` (warm-up included;
+        /// at least 1).
         total: usize,
-        /// Final factor (0 decays to nothing).
+        /// Final factor, in `[0, 1]` (0 decays to nothing).
         min_factor: f64,
     },
 }
@@ -582,11 +1011,75 @@ impl Schedule {
         }
     }
 
+    /// Checks the parameters (the trainer calls it before training).
+    ///
+    /// # Errors
+    /// A zero `every` or `total`, a warm-up longer than `total`, a `gamma`
+    /// outside `(0, 1]`, or a `min_factor` outside `[0, 1]`.
+    pub fn check(&self) -> Result<(), SettingError> {
+        let gamma = |setting, gamma: f64| {
+            if gamma > 0.0 && gamma <= 1.0 {
+                Ok(())
+            } else {
+                Err(SettingError::new(
+                    setting,
+                    gamma,
+                    "in (0, 1] (a decay per step; 1 keeps the learning rate)",
+                ))
+            }
+        };
+        match *self {
+            Schedule::Constant => Ok(()),
+            Schedule::Step { every, gamma: g } => {
+                if every == 0 {
+                    return Err(SettingError::new(
+                        "Schedule::Step::every",
+                        every,
+                        "at least 1 (steps between decays)",
+                    ));
+                }
+                gamma("Schedule::Step::gamma", g)
+            }
+            Schedule::Exponential { gamma: g } => gamma("Schedule::Exponential::gamma", g),
+            Schedule::Cosine {
+                warmup,
+                total,
+                min_factor,
+            } => {
+                if total == 0 {
+                    return Err(SettingError::new(
+                        "Schedule::Cosine::total",
+                        total,
+                        "at least 1 (the step at which the cosine ends)",
+                    ));
+                }
+                if warmup > total {
+                    return Err(SettingError::new(
+                        "Schedule::Cosine::warmup",
+                        warmup,
+                        format!("at most `total` ({total})"),
+                    ));
+                }
+                if !(0.0..=1.0).contains(&min_factor) {
+                    return Err(SettingError::new(
+                        "Schedule::Cosine::min_factor",
+                        min_factor,
+                        "in [0, 1]",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The factor for step `t` (0-based).
     pub fn factor(&self, t: usize) -> f64 {
         match *self {
             Schedule::Constant => 1.0,
-            Schedule::Step { every, gamma } => gamma.powi((t / every.max(1)) as i32),
+            Schedule::Step { every, gamma } => {
+                let decays = i32::try_from(t / every.max(1)).unwrap_or(i32::MAX);
+                gamma.powi(decays)
+            }
             Schedule::Exponential { gamma } => gamma.powf(t as f64),
             Schedule::Cosine {
                 warmup,
@@ -613,14 +1106,26 @@ impl Schedule {
 /// Gradient clipping, applied to the batch's mean gradient before the step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Clip {
-    /// Each element clamped into `[-c, c]`.
+    /// Each element clamped into `[-c, c]` (`c` finite and `> 0`).
     Value(f64),
     /// The whole gradient scaled by `c / ‖g‖₂` when its global L2 norm
-    /// `‖g‖₂` exceeds `c` (as `torch.nn.utils.clip_grad_norm_`).
+    /// `‖g‖₂` exceeds `c` (as `torch.nn.utils.clip_grad_norm_`; `c` finite
+    /// and `> 0`).
     Norm(f64),
 }
 
 impl Clip {
+    /// Checks the limit (the trainer calls it before training).
+    ///
+    /// # Errors
+    /// A limit that is not a finite number above 0.
+    pub fn check(&self) -> Result<(), SettingError> {
+        match *self {
+            Clip::Value(c) => positive("Clip::Value", c, "1.0"),
+            Clip::Norm(c) => positive("Clip::Norm", c, "1.0"),
+        }
+    }
+
     /// Clips `grads` in place; returns the global L2 norm before clipping.
     /// Allocates nothing.
     pub fn apply<T: Float>(&self, grads: &mut [T]) -> f64 {
@@ -863,6 +1368,343 @@ mod tests {
         };
         close(&[c.factor(2), c.factor(9)], &[0.55, 0.1], 1e-15);
         assert_eq!(Schedule::Constant.factor(100), 1.0);
+    }
+
+    /// Every built-in optimiser in a configuration that uses its state.
+    fn all_optimisers() -> Vec<(&'static str, Box<dyn Optimizer<f64>>)> {
+        vec![
+            ("sgd", Box::new(Sgd::new(0.1))),
+            ("sgd+wd", Box::new(Sgd::new(0.1).weight_decay(0.01))),
+            ("momentum", Box::new(Sgd::new(0.1).momentum(0.9))),
+            (
+                "nesterov",
+                Box::new(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.1)),
+            ),
+            ("adam", Box::new(Adam::new(0.1).weight_decay(0.01))),
+            ("adamw", Box::new(AdamW::new(0.1, 0.01))),
+            ("rmsprop", Box::new(RmsProp::new(0.01))),
+            (
+                "rmsprop+momentum",
+                Box::new(RmsProp::new(0.01).momentum(0.5).weight_decay(0.1)),
+            ),
+        ]
+    }
+
+    /// More than two blocks of `LANES`, and a remainder.
+    const N: usize = 2 * LANES + 5;
+
+    fn grads(k: usize) -> Vec<f64> {
+        (0..N).map(|i| ((i + 3 * k) as f64 * 0.7).sin()).collect()
+    }
+
+    fn start() -> Vec<f64> {
+        (0..N).map(|i| (i as f64 * 0.37).cos()).collect()
+    }
+
+    #[test]
+    fn step_into_is_step_bit_for_bit_and_leaves_the_input_alone() {
+        for ((name, mut a), (_, mut b)) in all_optimisers().into_iter().zip(all_optimisers()) {
+            let mut p = start();
+            let mut q = p.clone();
+            let mut out = vec![0.0; N];
+            a.init(N);
+            b.init(N);
+            for k in 0..5 {
+                a.step(&mut p, &grads(k));
+                let before = q.clone();
+                assert!(b.step_into(&q, &grads(k), &mut out), "{name}");
+                assert_eq!(q, before, "{name}: step_into changed its input");
+                q.copy_from_slice(&out);
+                assert_eq!(p, q, "{name}, step {k}");
+                assert_eq!(a.steps(), b.steps(), "{name}");
+                assert_eq!(a.state(), b.state(), "{name}");
+            }
+        }
+        // In f32 as well (SGD's plain path computes in `T`).
+        let mut a = Sgd::new(0.3);
+        let mut b = Sgd::new(0.3);
+        let mut p: Vec<f32> = start().iter().map(|v| *v as f32).collect();
+        let g: Vec<f32> = grads(1).iter().map(|v| *v as f32).collect();
+        let q = p.clone();
+        let mut out = vec![0.0f32; N];
+        Optimizer::<f32>::step(&mut a, &mut p, &g);
+        assert!(b.step_into(&q, &g, &mut out));
+        assert_eq!(p, out);
+        // f32 overflow of an f64 update, in a block and in the remainder.
+        let mut big = Sgd::new(1e38);
+        for i in [7, N - 3] {
+            let mut g = vec![0.0f32; N];
+            g[i] = -10.0;
+            assert!(!big.step_into(&q, &g, &mut out));
+            assert_eq!(out[i], f32::INFINITY);
+        }
+    }
+
+    #[test]
+    fn a_rejected_step_changes_no_state() {
+        for (name, mut opt) in all_optimisers() {
+            let mut p = start();
+            let mut out = vec![0.0; N];
+            opt.init(N);
+            for k in 0..3 {
+                assert!(opt.step_into(&p, &grads(k), &mut out), "{name}");
+                p.copy_from_slice(&out);
+            }
+            let state: Vec<Vec<f64>> = opt.state().iter().map(|(_, s)| s.to_vec()).collect();
+            let steps = opt.steps();
+            // An infinite step, and a NaN in the gradient: both rejected.
+            opt.set_learning_rate(f64::INFINITY);
+            assert!(!opt.step_into(&p, &grads(3), &mut out), "{name}");
+            assert!(out.iter().any(|v| !v.is_finite()), "{name}: {out:?}");
+            opt.set_learning_rate(0.05);
+            // One NaN in a block, one in the remainder, one infinity each.
+            for (i, bad_value) in [
+                (2, f64::NAN),
+                (N - 2, f64::NAN),
+                (LANES + 3, f64::INFINITY),
+                (N - 1, f64::NEG_INFINITY),
+            ] {
+                let mut bad = grads(3);
+                bad[i] = bad_value;
+                assert!(!opt.step_into(&p, &bad, &mut out), "{name}: {i}");
+                assert!(!out[i].is_finite(), "{name}: {i}: {out:?}");
+            }
+            let after: Vec<Vec<f64>> = opt.state().iter().map(|(_, s)| s.to_vec()).collect();
+            assert_eq!(after, state, "{name}: state changed by a rejected step");
+            assert_eq!(opt.steps(), steps, "{name}");
+            // The next good step is the one it would have been without the
+            // rejected ones, bit for bit.
+            assert!(opt.step_into(&p, &grads(4), &mut out), "{name}");
+            let mut twin = all_optimisers()
+                .into_iter()
+                .find(|(n, _)| n == &name)
+                .unwrap()
+                .1;
+            let mut tp = start();
+            twin.init(N);
+            for k in 0..3 {
+                twin.step(&mut tp, &grads(k));
+            }
+            twin.set_learning_rate(0.05);
+            twin.step(&mut tp, &grads(4));
+            assert_eq!(out, tp, "{name}");
+            assert_eq!(opt.state(), twin.state(), "{name}");
+        }
+    }
+
+    #[test]
+    fn non_finite_state_rejects_the_step_even_with_finite_parameters() {
+        // f64, g = 1e200: v = (1 - β₂) g² overflows to infinity, and the
+        // update m̂ / (√v̂ + ε) is 0, so the parameter alone looks fine.
+        // In a block and in the remainder.
+        for i in [5, N - 1] {
+            let mut g = vec![0.5; N];
+            g[i] = 1e200;
+            let p = vec![1.0; N];
+            let mut out = vec![0.0; N];
+            let mut adam = Adam::new(0.1);
+            Optimizer::<f64>::init(&mut adam, N);
+            assert!(!adam.step_into(&p, &g, &mut out), "{i}");
+            assert!(out.iter().all(|v| v.is_finite()), "{i}");
+            assert_eq!(Optimizer::<f64>::steps(&adam), 0);
+            assert!(Optimizer::<f64>::state(&adam)[1]
+                .1
+                .iter()
+                .all(|v| *v == 0.0));
+            // RMSProp's squared-gradient average likewise.
+            let mut rms = RmsProp::new(0.1);
+            Optimizer::<f64>::init(&mut rms, N);
+            assert!(!rms.step_into(&p, &g, &mut out), "{i}");
+            assert!(out.iter().all(|v| v.is_finite()), "{i}");
+            assert_eq!(Optimizer::<f64>::steps(&rms), 0);
+            assert!(Optimizer::<f64>::state(&rms)[0].1.iter().all(|v| *v == 0.0));
+        }
+    }
+
+    #[test]
+    fn adam_without_eps_would_write_nan_and_is_caught() {
+        // ε = 0 and a zero gradient: 0 / (√0 + 0) = NaN. `check_settings`
+        // refuses ε = 0 before training; `step_into` catches it anyway.
+        let mut adam = Adam::new(0.1).eps(0.0);
+        assert_eq!(
+            Optimizer::<f32>::check_settings(&adam).unwrap_err().setting,
+            "Adam::eps"
+        );
+        Optimizer::<f32>::init(&mut adam, 2);
+        let mut out = [0.0f32; 2];
+        assert!(!adam.step_into(&[1.0f32, 2.0], &[0.0, 0.0], &mut out));
+        assert!(out[0].is_nan());
+        // The in-place `step` checks nothing (it is the unchecked primitive).
+        let mut p = [1.0f32, 2.0];
+        adam.step(&mut p, &[0.0, 0.0]);
+        assert!(p[0].is_nan());
+    }
+
+    #[test]
+    fn every_out_of_range_hyper_parameter_is_named() {
+        let check = |o: &dyn Optimizer<f64>| o.check_settings().map_err(|e| e.setting);
+        for (_, o) in all_optimisers() {
+            assert_eq!(check(&*o), Ok(()));
+        }
+        let nan = f64::NAN;
+        let inf = f64::INFINITY;
+        let bad: Vec<(Box<dyn Optimizer<f64>>, &str)> = vec![
+            (Box::new(Sgd::new(nan)), "Sgd::lr"),
+            (Box::new(Sgd::new(inf)), "Sgd::lr"),
+            (Box::new(Sgd::new(-0.1)), "Sgd::lr"),
+            (Box::new(Sgd::new(0.1).momentum(1.0)), "Sgd::momentum"),
+            (Box::new(Sgd::new(0.1).momentum(-0.5)), "Sgd::momentum"),
+            (Box::new(Sgd::new(0.1).momentum(nan)), "Sgd::momentum"),
+            (
+                Box::new(Sgd::new(0.1).weight_decay(-1e-4)),
+                "Sgd::weight_decay",
+            ),
+            (
+                Box::new(Sgd::new(0.1).weight_decay(nan)),
+                "Sgd::weight_decay",
+            ),
+            (Box::new(Adam::new(nan)), "Adam::lr"),
+            (Box::new(Adam::new(0.1).betas(1.0, 0.999)), "Adam::beta1"),
+            (Box::new(Adam::new(0.1).betas(0.9, -0.1)), "Adam::beta2"),
+            (Box::new(Adam::new(0.1).betas(0.9, nan)), "Adam::beta2"),
+            (Box::new(Adam::new(0.1).eps(0.0)), "Adam::eps"),
+            (Box::new(Adam::new(0.1).eps(-1e-8)), "Adam::eps"),
+            (Box::new(Adam::new(0.1).eps(inf)), "Adam::eps"),
+            (
+                Box::new(Adam::new(0.1).weight_decay(-1.0)),
+                "Adam::weight_decay",
+            ),
+            (Box::new(AdamW::new(-1.0, 0.01)), "AdamW::lr"),
+            (Box::new(AdamW::new(0.1, nan)), "AdamW::weight_decay"),
+            (
+                Box::new(AdamW::new(0.1, 0.01).betas(0.9, 1.5)),
+                "AdamW::beta2",
+            ),
+            (Box::new(AdamW::new(0.1, 0.01).eps(0.0)), "AdamW::eps"),
+            (Box::new(RmsProp::new(inf)), "RmsProp::lr"),
+            (Box::new(RmsProp::new(0.1).alpha(1.0)), "RmsProp::alpha"),
+            (Box::new(RmsProp::new(0.1).eps(0.0)), "RmsProp::eps"),
+            (
+                Box::new(RmsProp::new(0.1).momentum(1.0)),
+                "RmsProp::momentum",
+            ),
+            (
+                Box::new(RmsProp::new(0.1).weight_decay(-0.5)),
+                "RmsProp::weight_decay",
+            ),
+        ];
+        for (o, setting) in bad {
+            assert_eq!(check(&*o), Err(setting), "{o:?}", o = o.name());
+        }
+        // Through `&mut`, as the trainer borrows optimisers.
+        let mut sgd = Sgd::new(nan);
+        let r = &mut sgd;
+        let e = Optimizer::<f32>::check_settings(&r).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`Sgd::lr` is NaN; it must be a finite number >= 0"
+        );
+        assert_eq!(
+            Optimizer::<f32>::check_settings(&Adam::new(1e-3).eps(0.0))
+                .unwrap_err()
+                .to_string(),
+            "`Adam::eps` is 0; it must be a finite number > 0 (e.g. 1e-8)"
+        );
+    }
+
+    #[test]
+    fn schedules_and_clipping_check_their_parameters() {
+        let good = [
+            Schedule::Constant,
+            Schedule::Step {
+                every: 1,
+                gamma: 0.5,
+            },
+            Schedule::Exponential { gamma: 1.0 },
+            Schedule::cosine(0, 1),
+            Schedule::cosine(5, 5),
+        ];
+        for s in good {
+            assert_eq!(s.check(), Ok(()), "{s:?}");
+        }
+        let bad = [
+            (
+                Schedule::Step {
+                    every: 0,
+                    gamma: 0.5,
+                },
+                "Schedule::Step::every",
+            ),
+            (
+                Schedule::Step {
+                    every: 3,
+                    gamma: f64::NAN,
+                },
+                "Schedule::Step::gamma",
+            ),
+            (
+                Schedule::Step {
+                    every: 3,
+                    gamma: 0.0,
+                },
+                "Schedule::Step::gamma",
+            ),
+            (
+                Schedule::Exponential { gamma: 1.5 },
+                "Schedule::Exponential::gamma",
+            ),
+            (
+                Schedule::Exponential { gamma: -0.5 },
+                "Schedule::Exponential::gamma",
+            ),
+            (Schedule::cosine(0, 0), "Schedule::Cosine::total"),
+            (Schedule::cosine(10, 5), "Schedule::Cosine::warmup"),
+            (
+                Schedule::Cosine {
+                    warmup: 0,
+                    total: 10,
+                    min_factor: f64::NAN,
+                },
+                "Schedule::Cosine::min_factor",
+            ),
+            (
+                Schedule::Cosine {
+                    warmup: 0,
+                    total: 10,
+                    min_factor: -0.1,
+                },
+                "Schedule::Cosine::min_factor",
+            ),
+        ];
+        for (s, setting) in bad {
+            assert_eq!(s.check().map_err(|e| e.setting), Err(setting), "{s:?}");
+        }
+        assert_eq!(
+            Schedule::cosine(10, 5).check().unwrap_err().to_string(),
+            "`Schedule::Cosine::warmup` is 10; it must be at most `total` (5)"
+        );
+        // Far steps never wrap the exponent around (a huge factor).
+        let s = Schedule::Step {
+            every: 1,
+            gamma: 0.5,
+        };
+        for t in [1usize << 31, (1 << 32) + 3, usize::MAX] {
+            let f = s.factor(t);
+            assert!((0.0..=1.0).contains(&f), "{t}: {f}");
+        }
+        for c in [
+            Clip::Value(0.0),
+            Clip::Value(-1.0),
+            Clip::Norm(f64::NAN),
+            Clip::Norm(f64::INFINITY),
+        ] {
+            assert!(c.check().is_err(), "{c:?}");
+        }
+        assert_eq!(Clip::Norm(1.0).check(), Ok(()));
+        assert_eq!(
+            Clip::Norm(-2.0).check().unwrap_err().to_string(),
+            "`Clip::Norm` is -2; it must be a finite number > 0 (e.g. 1.0)"
+        );
     }
 
     #[test]

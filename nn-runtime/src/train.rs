@@ -10,13 +10,27 @@
 //! summed sample by sample into its own buffer, and the parts' buffers are
 //! added in part order. Which thread computes a part changes nothing, so the
 //! same seed gives bitwise the same weights with 1 thread and with N.
+//!
+//! # Bad settings, bad data, non-finite numbers
+//!
+//! Everything that can be checked before training is checked by
+//! [`Trainer::train`] (and so by `fit`), before any work: every setting of
+//! the trainer and the optimiser ([`TrainError::InvalidSetting`] names the
+//! setting and its value), the data sets (empty, uneven) and every target
+//! against the network ([`Network::check_target`]: a class index at or above
+//! the class count is [`TrainError::InvalidTarget`], naming the set and the
+//! sample). During training, a non-finite loss, gradient or update stops
+//! training with an error naming the epoch and the step; the network then
+//! holds the last finite parameters (those before the failing step), and no
+//! checkpoint is written with anything non-finite in it. A non-finite
+//! validation loss is an error too, naming the validation sample.
 
 use crate::checkpoint;
 use crate::data::Dataset;
 use crate::float::Float;
 use crate::gradcheck::locate_param;
-use crate::network::{Flat, Network};
-use crate::optim::{Clip, Optimizer, Schedule};
+use crate::network::{Flat, Network, TargetError};
+use crate::optim::{Clip, Optimizer, Schedule, SettingError};
 use crate::rng::Rng;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -76,7 +90,7 @@ use std::time::{Duration, Instant};
 ///         println!("{report}");
 ///     }
 /// }
-/// assert!(evaluate(&net, &val).loss < 1e-3);
+/// assert!(evaluate(&net, &val)?.loss < 1e-3);
 /// # Ok::<(), TrainError>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -123,13 +137,15 @@ impl Metric {
 }
 
 /// Stop when the watched [`Metric`] has not improved for `patience` epochs.
+///
+/// Valid settings: `patience` at least 1, `min_delta` finite and `>= 0`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EarlyStopping {
     /// What to watch.
     pub metric: Metric,
-    /// Epochs without improvement before stopping.
+    /// Epochs without improvement before stopping (at least 1).
     pub patience: usize,
-    /// Smallest change that counts as an improvement.
+    /// Smallest change that counts as an improvement (finite, `>= 0`).
     pub min_delta: f64,
     /// Whether to put back the parameters of the best epoch when stopping
     /// (or when the epochs run out).
@@ -158,6 +174,28 @@ impl EarlyStopping {
     pub fn restore_best(mut self, restore: bool) -> Self {
         self.restore_best = restore;
         self
+    }
+
+    /// Checks `patience` and `min_delta` (the trainer calls it before training).
+    ///
+    /// # Errors
+    /// A patience of 0, or a `min_delta` that is negative or not finite.
+    pub fn check(&self) -> Result<(), SettingError> {
+        if self.patience == 0 {
+            return Err(SettingError::new(
+                "EarlyStopping::patience",
+                0,
+                "at least 1 (epochs without improvement before stopping)",
+            ));
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(SettingError::new(
+                "EarlyStopping::min_delta",
+                self.min_delta,
+                "a finite number >= 0",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -222,23 +260,36 @@ impl TrainReport {
     }
 }
 
-/// Why training stopped early.
+/// Why training (or an evaluation) could not start or stopped early.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum TrainError {
+    /// A setting of the trainer or the optimiser is outside its valid range;
+    /// found before training starts.
+    InvalidSetting(SettingError),
     /// A data set has no samples.
     EmptyData {
-        /// `"training"` or `"validation"`.
+        /// `"training"`, `"validation"` or `"evaluation"`.
         set: &'static str,
     },
     /// A data set's `inputs` and `targets` differ in length.
     LengthMismatch {
-        /// `"training"` or `"validation"`.
+        /// `"training"`, `"validation"` or `"evaluation"`.
         set: &'static str,
         /// Number of inputs.
         inputs: usize,
         /// Number of targets.
         targets: usize,
+    },
+    /// A sample's target does not fit the network (a class index at or above
+    /// the class count); found before training starts.
+    InvalidTarget {
+        /// `"training"`, `"validation"` or `"evaluation"`.
+        set: &'static str,
+        /// 0-based index of the sample in that set.
+        sample: usize,
+        /// What is wrong with the target.
+        error: TargetError,
     },
     /// A sample's loss was NaN or infinite; the parameters are left as they
     /// were before this batch (and no checkpoint is written).
@@ -265,6 +316,44 @@ pub enum TrainError {
         /// Row-major index of the element within its tensor.
         index: usize,
     },
+    /// The optimiser's step would have made a parameter NaN or infinite (a
+    /// learning rate far too large, an overflow). The step was not taken:
+    /// the parameters are those before it, and so is the state of the
+    /// built-in optimisers (no checkpoint is written).
+    NonFiniteUpdate {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based optimiser step since the start of `fit` (the step not taken).
+        step: usize,
+        /// Name of the parameter tensor (from `Network::PARAM_INFO`).
+        param: &'static str,
+        /// Row-major index of the element within its tensor.
+        index: usize,
+        /// The value the step computed for it.
+        value: f64,
+    },
+    /// The optimiser's step left every parameter finite but would have made
+    /// its own state non-finite (a moment estimate overflowing). The step
+    /// was not taken, as for [`NonFiniteUpdate`](TrainError::NonFiniteUpdate).
+    NonFiniteOptimizerState {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based optimiser step since the start of `fit` (the step not taken).
+        step: usize,
+        /// The optimiser's name.
+        optimizer: &'static str,
+    },
+    /// A validation sample's loss was NaN or infinite (after the epoch's
+    /// training, whose parameters the network keeps; no checkpoint is
+    /// written for the epoch).
+    NonFiniteValidation {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based index of the first such sample in the validation set.
+        sample: usize,
+        /// That sample's loss.
+        loss: f64,
+    },
     /// Saving the checkpoint failed (the previous checkpoint file is intact).
     Checkpoint {
         /// 1-based epoch.
@@ -282,12 +371,19 @@ pub enum TrainError {
 impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            TrainError::InvalidSetting(e) => write!(f, "invalid setting: {e}"),
             TrainError::EmptyData { set } => write!(f, "the {set} set is empty"),
             TrainError::LengthMismatch {
                 set,
                 inputs,
                 targets,
             } => write!(f, "the {set} set has {inputs} inputs but {targets} targets"),
+            TrainError::InvalidTarget { set, sample, error } => write!(
+                f,
+                "{set} sample {sample}: {error}; class indices must be in 0..{} \
+                 (fix the data, or declare more classes)",
+                error.classes
+            ),
             TrainError::NonFiniteLoss {
                 epoch,
                 step,
@@ -296,7 +392,8 @@ impl fmt::Display for TrainError {
             } => write!(
                 f,
                 "non-finite loss {loss} at epoch {epoch}, step {step} (training sample {sample}); \
-                 parameters are as before this batch"
+                 parameters are as before this batch; check that sample's input and target, \
+                 or lower the learning rate"
             ),
             TrainError::NonFiniteGradient {
                 epoch,
@@ -307,6 +404,37 @@ impl fmt::Display for TrainError {
                 f,
                 "non-finite gradient of `{param}` (element {index}) at epoch {epoch}, step {step}; \
                  parameters are as before this batch"
+            ),
+            TrainError::NonFiniteUpdate {
+                epoch,
+                step,
+                param,
+                index,
+                value,
+            } => write!(
+                f,
+                "the update at epoch {epoch}, step {step} would set `{param}` (element {index}) \
+                 to {value}; the step was not taken and the parameters are as before it; \
+                 lower the learning rate or clip the gradient"
+            ),
+            TrainError::NonFiniteOptimizerState {
+                epoch,
+                step,
+                optimizer,
+            } => write!(
+                f,
+                "the update at epoch {epoch}, step {step} would make the state of {optimizer} \
+                 non-finite; the step was not taken and the parameters are as before it; \
+                 clip the gradient"
+            ),
+            TrainError::NonFiniteValidation {
+                epoch,
+                sample,
+                loss,
+            } => write!(
+                f,
+                "non-finite validation loss {loss} after epoch {epoch} (validation sample \
+                 {sample}); check that sample's input and target"
             ),
             TrainError::Checkpoint { epoch, message } => {
                 write!(
@@ -321,44 +449,72 @@ impl fmt::Display for TrainError {
     }
 }
 
-impl std::error::Error for TrainError {}
+impl std::error::Error for TrainError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TrainError::InvalidSetting(e) => Some(e),
+            TrainError::InvalidTarget { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<SettingError> for TrainError {
+    fn from(e: SettingError) -> Self {
+        TrainError::InvalidSetting(e)
+    }
+}
 
 /// Mean loss and accuracy of a network on a data set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
-    /// Mean loss per sample (NaN for an empty set).
+    /// Mean loss per sample (NaN or infinite if a sample's loss is).
     pub loss: f64,
-    /// Fraction of samples `Network::is_correct` accepts (NaN for an empty set).
+    /// Fraction of samples `Network::is_correct` accepts.
     pub accuracy: f64,
 }
 
 /// Mean loss (by `forward`, with one tape) and accuracy (by `is_correct` on
-/// the output) of `net` on `data`.
-pub fn evaluate<N: Network>(net: &N, data: &Dataset<N::Input, N::Target>) -> Evaluation {
+/// the output) of `net` on `data`. Allocates one tape.
+///
+/// # Errors
+/// An empty or uneven data set, or a target the network does not accept
+/// ([`Network::check_target`]), naming the sample; all checked before any
+/// `forward`.
+pub fn evaluate<N: Network>(
+    net: &N,
+    data: &Dataset<N::Input, N::Target>,
+) -> Result<Evaluation, TrainError> {
+    check_data(data, "evaluation")?;
+    check_targets::<N>(data, "evaluation")?;
     let mut tape = N::new_tape();
-    let (loss, correct) = eval_part(net, data, 0..data.len(), &mut tape);
+    let part = eval_part(net, data, 0..data.len(), &mut tape);
     let n = data.len() as f64;
-    Evaluation {
-        loss: loss / n,
-        accuracy: correct as f64 / n,
-    }
+    Ok(Evaluation {
+        loss: part.loss / n,
+        accuracy: part.correct as f64 / n,
+    })
 }
 
-/// Summed loss and correct count over `range` of `data`; allocates nothing.
+/// Summed loss and correct count over `range` of `data`, and the first
+/// sample with a non-finite loss; allocates nothing.
 fn eval_part<N: Network>(
     net: &N,
     data: &Dataset<N::Input, N::Target>,
     range: core::ops::Range<usize>,
     tape: &mut N::Tape,
-) -> (f64, usize) {
-    let mut loss = 0.0;
-    let mut correct = 0usize;
+) -> ChunkStats {
+    let mut stats = ChunkStats::default();
     for i in range {
         let (x, y) = (&data.inputs[i], &data.targets[i]);
-        loss += net.forward(x, y, tape).to_f64();
-        correct += usize::from(correct_after_forward(net, x, y, tape));
+        let loss = net.forward(x, y, tape);
+        if !loss.is_finite() && stats.bad.is_none() {
+            stats.bad = Some((i, loss.to_f64()));
+        }
+        stats.loss += loss.to_f64();
+        stats.correct += usize::from(correct_after_forward(net, x, y, tape));
     }
-    (loss, correct)
+    stats
 }
 
 /// Whether the sample just passed through `forward` is classified correctly:
@@ -384,6 +540,52 @@ fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), Train
     Ok(())
 }
 
+/// Every target of `data` through [`Network::check_target`].
+fn check_targets<N: Network>(
+    data: &Dataset<N::Input, N::Target>,
+    set: &'static str,
+) -> Result<(), TrainError> {
+    for (sample, target) in data.targets.iter().enumerate() {
+        N::check_target(target).map_err(|error| TrainError::InvalidTarget {
+            set,
+            sample,
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Most parts a batch may be cut into ([`Trainer::chunks`]).
+pub const MAX_CHUNKS: usize = 256;
+
+/// Most worker threads per core ([`Trainer::threads`]).
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// The most threads [`Trainer::threads`] accepts on this machine:
+/// [`MAX_THREADS_PER_CORE`] times the cores `std::thread::available_parallelism`
+/// reports (1 if it cannot tell).
+pub fn max_threads() -> usize {
+    cores() * MAX_THREADS_PER_CORE
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The report's vector is presized for `min(epochs, PRESIZED_EPOCHS)`
+/// epochs (so training up to this many allocates the same whatever the
+/// count); longer runs grow it as they go, so a huge epoch count never sizes
+/// an allocation.
+const PRESIZED_EPOCHS: usize = 1024;
+
+/// The progress bar's length in steps, if it fits (`epochs(usize::MAX)`,
+/// "until early stopping", has none).
+fn bar_length(epochs: usize, batches_per_epoch: usize) -> Option<u64> {
+    epochs
+        .checked_mul(batches_per_epoch)
+        .and_then(|n| u64::try_from(n).ok())
+}
+
 impl<O> Trainer<O> {
     /// A trainer with `optimizer`: 1 epoch, full batch, seed 0, one thread,
     /// 8 gradient chunks per batch, no schedule, no clipping, a progress bar
@@ -405,7 +607,9 @@ impl<O> Trainer<O> {
         }
     }
 
-    /// Number of passes over the training set.
+    /// Number of passes over the training set (default 1). Nothing is sized
+    /// by it: `usize::MAX` means "until early stopping" (or, without early
+    /// stopping, until the caller stops iterating [`train`](Trainer::train)).
     pub fn epochs(mut self, epochs: usize) -> Self {
         self.epochs = epochs;
         self
@@ -446,35 +650,42 @@ impl<O> Trainer<O> {
     }
 
     /// Worker threads for data-parallel training: `1` (the default) trains
-    /// on the calling thread; `0` uses every core. Results do not depend on
-    /// this (see the [module docs](self)).
+    /// on the calling thread; `0` uses every core. At most [`max_threads`]
+    /// ([`MAX_THREADS_PER_CORE`] per core; more only contend for the cores),
+    /// else training does not start ([`TrainError::InvalidSetting`]).
+    /// Results do not depend on this (see the [module docs](self)).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
     }
 
-    /// Parts each batch's gradient is computed in (default 8, at least 1):
-    /// the unit of parallel work, and what the floating-point result depends
-    /// on (with the seed). Each part has its own tape and gradient buffer.
+    /// Parts each batch's gradient is computed in (default 8, from 1 to
+    /// [`MAX_CHUNKS`]): the unit of parallel work, and what the
+    /// floating-point result depends on (with the seed). Each part has its
+    /// own tape and gradient buffer (no more parts than samples in a batch
+    /// or in the validation set are allocated).
     pub fn chunks(mut self, chunks: usize) -> Self {
-        self.chunks = chunks.max(1);
+        self.chunks = chunks;
         self
     }
 
     /// A learning-rate schedule over optimiser steps, multiplying the
-    /// optimiser's learning rate at the start of `fit`.
+    /// optimiser's learning rate at the start of `fit` (checked by
+    /// [`Schedule::check`] before training).
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = schedule;
         self
     }
 
-    /// Clips each batch's mean gradient before the step.
+    /// Clips each batch's mean gradient before the step (the limit is
+    /// checked by [`Clip::check`] before training).
     pub fn clip(mut self, clip: Clip) -> Self {
         self.clip = Some(clip);
         self
     }
 
-    /// Stops when the watched metric stops improving.
+    /// Stops when the watched metric stops improving (checked by
+    /// [`EarlyStopping::check`] before training).
     pub fn early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
         self.early_stopping = Some(early_stopping);
         self
@@ -483,8 +694,10 @@ impl<O> Trainer<O> {
     /// Saves a safetensors checkpoint (parameters and optimiser state) to
     /// `path` after each epoch; with early stopping, only after epochs that
     /// improved the watched metric, so the file holds the best parameters.
-    /// Saves are atomic, and an epoch that fails (non-finite loss or
-    /// gradient) writes nothing, so the file always holds good weights.
+    /// Saves are atomic, and an epoch that fails (non-finite loss, gradient,
+    /// update or validation loss) writes nothing, so the file always holds
+    /// good, finite weights. The path must name a file in an existing
+    /// directory (checked before training).
     pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
         self.checkpoint = Some(path.into());
         self
@@ -505,14 +718,18 @@ impl<O> Trainer<O> {
     /// Each epoch shuffles the sample order (seeded), then for each batch
     /// zeroes the gradient buffers, runs `forward` and `backward` for every
     /// sample (gradients accumulate), divides the sum by the batch size,
-    /// clips it, and calls the optimiser once. Tapes, gradient buffers, the
-    /// index order and the thread pool are allocated once per call; the
-    /// per-batch loop allocates nothing. The optimiser's `init` is called
-    /// at the start.
+    /// clips it, and calls the optimiser once
+    /// ([`step_into`](Optimizer::step_into) a second parameter buffer, kept
+    /// only if every new value is finite). Tapes, gradient buffers, the
+    /// second parameter buffer, the index order and the thread pool are
+    /// allocated once per call; the per-batch loop allocates nothing. The
+    /// optimiser's `init` is called at the start.
     ///
     /// # Errors
-    /// An empty or inconsistent data set, a non-finite loss or gradient
-    /// (training stops before that batch's update), or a failed checkpoint.
+    /// Before training: an invalid setting, an empty or inconsistent data
+    /// set, a target the network does not accept. During training: a
+    /// non-finite loss, gradient, update or validation loss (training stops;
+    /// the parameters are the last finite ones), or a failed checkpoint.
     pub fn fit<N>(
         &mut self,
         net: &mut N,
@@ -549,7 +766,8 @@ impl<O> Trainer<O> {
     /// epoch, after early stopping, or after an error.
     ///
     /// # Errors
-    /// An empty or inconsistent data set, or no thread pool.
+    /// Everything checked before training (see [`fit`](Trainer::fit)), or
+    /// no thread pool.
     pub fn train<'a, N>(
         &'a mut self,
         net: &'a mut N,
@@ -560,16 +778,24 @@ impl<O> Trainer<O> {
         N: Network,
         O: Optimizer<N::Scalar> + Send,
     {
+        self.check_settings()?;
+        self.optimizer.check_settings()?;
         check_data(train, "training")?;
+        check_targets::<N>(train, "training")?;
         if let Some(v) = validation {
             check_data(v, "validation")?;
+            check_targets::<N>(v, "validation")?;
         }
         let n = train.len();
         let batch = match self.batch_size {
             0 => n,
             b => b.min(n),
         };
-        let pool = match self.threads {
+        let threads = match self.threads {
+            0 => cores(),
+            t => t,
+        };
+        let pool = match threads {
             1 => None,
             t => {
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -585,18 +811,21 @@ impl<O> Trainer<O> {
                 Some(pool)
             }
         };
-        let k = self.chunks.max(1);
+        // No more parts than a batch or the validation set can use.
+        let k = self
+            .chunks
+            .min(batch.max(validation.map_or(0, Dataset::len)));
         self.optimizer.init(<N::Params as Flat<N::Scalar>>::LEN);
         let base_lr = self.optimizer.learning_rate();
         let batches_per_epoch = n.div_ceil(batch);
         let bar = (self.progress && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some((self.epochs * batches_per_epoch) as u64),
-                ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) = ProgressStyle::with_template(
-                "[{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
-            ) {
+            let length = bar_length(self.epochs, batches_per_epoch);
+            let bar = ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr());
+            let template = match length {
+                Some(_) => "[{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
+                None => "{pos} steps, {elapsed} {msg}",
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar
@@ -611,6 +840,7 @@ impl<O> Trainer<O> {
             validation,
             tapes: (0..k).map(|_| N::new_tape()).collect(),
             grads: (0..k).map(|_| N::new_grads()).collect(),
+            spare: N::new_grads(),
             stats: vec![ChunkStats::default(); k],
             order: (0..n).collect(),
             rng: Rng::new(self.seed),
@@ -629,6 +859,61 @@ impl<O> Trainer<O> {
             bar,
             trainer: self,
         })
+    }
+
+    /// The trainer's own settings, before anything is allocated.
+    fn check_settings(&self) -> Result<(), SettingError> {
+        if !(1..=MAX_CHUNKS).contains(&self.chunks) {
+            return Err(SettingError::new(
+                "Trainer::chunks",
+                self.chunks,
+                format!("from 1 to {MAX_CHUNKS}"),
+            ));
+        }
+        if self.threads > max_threads() {
+            return Err(SettingError::new(
+                "Trainer::threads",
+                self.threads,
+                format!(
+                    "at most {} ({MAX_THREADS_PER_CORE} per core on this machine's {} cores; \
+                     0 uses every core)",
+                    max_threads(),
+                    cores()
+                ),
+            ));
+        }
+        if let Some(clip) = &self.clip {
+            clip.check()?;
+        }
+        self.schedule.check()?;
+        if let Some(es) = &self.early_stopping {
+            es.check()?;
+        }
+        if let Some(path) = &self.checkpoint {
+            let shown = path.display();
+            if path.file_name().is_none() || path.is_dir() {
+                return Err(SettingError::new(
+                    "Trainer::checkpoint",
+                    format!("`{shown}`"),
+                    "a path naming a file, e.g. `best.safetensors`",
+                ));
+            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(SettingError::new(
+                    "Trainer::checkpoint",
+                    format!("`{shown}`"),
+                    format!(
+                        "a file in an existing directory (create `{}` first)",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -650,6 +935,9 @@ pub struct Training<'a, N: Network, O> {
     validation: Option<&'a Dataset<N::Input, N::Target>>,
     tapes: Vec<Box<N::Tape>>,
     grads: Vec<Box<N::Params>>,
+    /// The second parameter buffer: the optimiser writes the next
+    /// parameters here, swapped in when they are all finite.
+    spare: Box<N::Params>,
     stats: Vec<ChunkStats>,
     order: Vec<usize>,
     rng: Rng,
@@ -722,6 +1010,28 @@ fn reduce<T: Float, P: Flat<T> + Sync>(parallel: bool, grads: &mut [Box<P>], par
     }
 }
 
+/// Multiplies every element of `g` by `scale` and returns whether all are
+/// finite afterwards, in one pass: blocks of 16 summing `x · 0` per lane (0
+/// while finite, NaN after a NaN or infinity), which keeps the loop
+/// vectorised (a `finite &= x.is_finite()` does not).
+fn scale_all_finite<T: Float>(g: &mut [T], scale: T) -> bool {
+    const LANES: usize = 16;
+    let (blocks, rest) = g.as_chunks_mut::<LANES>();
+    let mut acc = [T::ZERO; LANES];
+    for block in blocks {
+        for (v, a) in block.iter_mut().zip(&mut acc) {
+            *v *= scale;
+            *a += *v * T::ZERO;
+        }
+    }
+    let mut finite = acc.iter().all(|a| *a == T::ZERO);
+    for v in rest {
+        *v *= scale;
+        finite &= v.is_finite();
+    }
+    finite
+}
+
 /// Parameters added per parallel reduction task.
 const REDUCE_BLOCK: usize = 4096;
 
@@ -751,7 +1061,7 @@ where
     /// The first epoch's error.
     pub fn run(mut self) -> Result<TrainReport, TrainError> {
         let mut report = TrainReport {
-            epochs: Vec::with_capacity(self.trainer.epochs),
+            epochs: Vec::with_capacity(self.trainer.epochs.min(PRESIZED_EPOCHS)),
             best_epoch: None,
             stopped_early: None,
         };
@@ -874,10 +1184,8 @@ where
             reduce(self.parallel, &mut self.grads, parts);
             let scale = N::Scalar::from_f64(1.0 / len as f64);
             let g = self.grads[0].as_mut_slice();
-            for v in g.iter_mut() {
-                *v *= scale;
-            }
-            if let Some(i) = g.iter().position(|v| !v.is_finite()) {
+            if !scale_all_finite(g, scale) {
+                let i = g.iter().position(|v| !v.is_finite()).unwrap_or(0);
                 let (param, index) = locate_param(N::PARAM_INFO, i);
                 return Err(TrainError::NonFiniteGradient {
                     epoch,
@@ -895,10 +1203,35 @@ where
                 self.trainer.optimizer.set_learning_rate(now);
                 lr = Some(now);
             }
-            self.trainer.optimizer.step(
-                self.net.params_mut().as_mut_slice(),
+            // The new parameters go to the second buffer; they replace the
+            // network's only if every one (and the optimiser's new state) is
+            // finite, so a failed step leaves the last finite parameters.
+            let finite = self.trainer.optimizer.step_into(
+                self.net.params().as_slice(),
                 self.grads[0].as_slice(),
+                self.spare.as_mut_slice(),
             );
+            if !finite {
+                let new = self.spare.as_slice();
+                return Err(match new.iter().position(|v| !v.is_finite()) {
+                    Some(i) => {
+                        let (param, index) = locate_param(N::PARAM_INFO, i);
+                        TrainError::NonFiniteUpdate {
+                            epoch,
+                            step: self.step,
+                            param,
+                            index,
+                            value: new[i].to_f64(),
+                        }
+                    }
+                    None => TrainError::NonFiniteOptimizerState {
+                        epoch,
+                        step: self.step,
+                        optimizer: self.trainer.optimizer.name(),
+                    },
+                });
+            }
+            self.net.swap_params(&mut self.spare);
             for s in &self.stats {
                 loss_sum += s.loss;
                 correct += s.correct;
@@ -921,11 +1254,17 @@ where
                     |c, tape, _, stats| {
                         *stats = ChunkStats::default();
                         if c < parts {
-                            (stats.loss, stats.correct) =
-                                eval_part(net, v, part(len, parts, c), tape);
+                            *stats = eval_part(net, v, part(len, parts, c), tape);
                         }
                     },
                 );
+                if let Some((sample, loss)) = self.stats.iter().find_map(|s| s.bad) {
+                    return Err(TrainError::NonFiniteValidation {
+                        epoch,
+                        sample,
+                        loss,
+                    });
+                }
                 let loss: f64 = self.stats.iter().map(|s| s.loss).sum();
                 let correct: usize = self.stats.iter().map(|s| s.correct).sum();
                 (Some(loss / len as f64), Some(correct as f64 / len as f64))
@@ -1023,8 +1362,8 @@ impl<N: Network, O> Drop for Training<'_, N, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::Sgd;
-    use crate::testnet::{linear_data, Bug, LinParams, Linear};
+    use crate::optim::{Adam, RmsProp, Sgd};
+    use crate::testnet::{class_data, linear_data, Bug, LinParams, Linear, SeqSoftmax3, Softmax3};
 
     /// Records every step: how many, and the gradients it was given.
     #[derive(Default)]
@@ -1060,7 +1399,7 @@ mod tests {
         let p = &net.params;
         assert!((p.w[0] - 3.0).abs() < 1e-4 && (p.w[1] + 2.0).abs() < 1e-4);
         assert!((p.b[0] - 0.5).abs() < 1e-4);
-        let e = evaluate(&net, &data);
+        let e = evaluate(&net, &data).unwrap();
         assert!(e.loss < 1e-8 && e.accuracy == 1.0);
     }
 
@@ -1253,5 +1592,447 @@ mod tests {
         let r = t.epochs(0).fit(&mut net, &linear_data(3, 1)).unwrap();
         assert!(r.last().is_none());
         assert_eq!(*net.params, before);
+    }
+
+    /// Wraps an optimiser, keeping the output of the last step it accepted.
+    struct Keeps<O> {
+        inner: O,
+        kept: Option<Vec<f64>>,
+    }
+
+    impl<O: Optimizer<f64>> Optimizer<f64> for Keeps<O> {
+        fn init(&mut self, n: usize) {
+            self.inner.init(n);
+        }
+        fn step(&mut self, params: &mut [f64], grads: &[f64]) {
+            self.inner.step(params, grads);
+        }
+        fn step_into(&mut self, params: &[f64], grads: &[f64], out: &mut [f64]) -> bool {
+            let finite = self.inner.step_into(params, grads, out);
+            if finite {
+                self.kept = Some(out.to_vec());
+            }
+            finite
+        }
+        fn check_settings(&self) -> Result<(), SettingError> {
+            self.inner.check_settings()
+        }
+        fn learning_rate(&self) -> Option<f64> {
+            self.inner.learning_rate()
+        }
+        fn set_learning_rate(&mut self, lr: f64) {
+            self.inner.set_learning_rate(lr);
+        }
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        fn state(&self) -> Vec<(&'static str, &[f64])> {
+            self.inner.state()
+        }
+        fn steps(&self) -> u64 {
+            self.inner.steps()
+        }
+    }
+
+    fn flat(net: &Linear) -> Vec<f64> {
+        net.params.as_slice().to_vec()
+    }
+
+    #[test]
+    fn a_failed_step_leaves_the_last_finite_parameters() {
+        let data = linear_data(16, 11);
+        let optimisers: Vec<(&str, Box<dyn Optimizer<f64> + Send>)> = vec![
+            ("sgd 1e300", Box::new(Sgd::new(1e300))),
+            ("sgd max", Box::new(Sgd::new(f64::MAX))),
+            ("sgd 1e154", Box::new(Sgd::new(1e154))),
+            ("momentum 1e200", Box::new(Sgd::new(1e200).momentum(0.9))),
+            ("adam max", Box::new(Adam::new(f64::MAX))),
+            ("adam 1e300", Box::new(Adam::new(1e300))),
+            ("rmsprop 1e300", Box::new(RmsProp::new(1e300).momentum(0.5))),
+        ];
+        let (mut updates, mut mid_run) = (0, 0);
+        for (name, opt) in optimisers {
+            let mut net = Linear::with([0.5, -0.5], 0.25);
+            let start = flat(&net);
+            let mut keeps = Keeps {
+                inner: opt,
+                kept: None,
+            };
+            let err = Trainer::new(&mut keeps)
+                .epochs(20)
+                .batch_size(4)
+                .fit(&mut net, &data)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TrainError::NonFiniteUpdate { .. }
+                        | TrainError::NonFiniteLoss { .. }
+                        | TrainError::NonFiniteGradient { .. }
+                ),
+                "{name}: {err}"
+            );
+            updates += usize::from(matches!(err, TrainError::NonFiniteUpdate { .. }));
+            mid_run += usize::from(keeps.kept.is_some());
+            // Exactly the output of the last step kept (or the start).
+            let last = keeps.kept.clone().unwrap_or(start);
+            assert_eq!(flat(&net), last, "{name}: {err}");
+            assert!(flat(&net).iter().all(|v| v.is_finite()), "{name}");
+        }
+        // Both kinds happened: an update refused, and failures after good steps.
+        assert!(updates > 0 && mid_run > 0, "{updates} {mid_run}");
+
+        // A step straight to infinity: named, not taken, optimiser untouched.
+        let mut net = Linear::with([0.5, -0.5], 0.25);
+        let before = *net.params;
+        let mut trainer = Trainer::new(Adam::new(f64::MAX));
+        let err = trainer.fit(&mut net, &data).unwrap_err();
+        let TrainError::NonFiniteUpdate {
+            epoch: 1,
+            step: 1,
+            param: "w",
+            index: 0,
+            value,
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert!(value.is_infinite());
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the update at epoch 1, step 1 would set `w` (element 0) to {value}; \
+                 the step was not taken and the parameters are as before it"
+            )),
+            "{err}"
+        );
+        assert_eq!(*net.params, before);
+        let opt = trainer.optimizer();
+        assert_eq!(Optimizer::<f64>::steps(opt), 0);
+        for (_, s) in Optimizer::<f64>::state(opt) {
+            assert!(s.iter().all(|v| *v == 0.0), "state moved: {s:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_errors_before_any_work() {
+        let data = linear_data(8, 1);
+        let dir = std::env::temp_dir().join(format!("nn-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        type Dyn = Box<dyn Optimizer<f64> + Send>;
+        let cases: Vec<(Trainer<Dyn>, &str)> = {
+            let t = |o: Dyn| Trainer::new(o);
+            let sgd = || -> Dyn { Box::new(Sgd::new(0.1)) };
+            vec![
+                (t(Box::new(Sgd::new(f64::NAN))), "Sgd::lr"),
+                (t(Box::new(Sgd::new(-1.0))), "Sgd::lr"),
+                (t(Box::new(Adam::new(0.1).eps(0.0))), "Adam::eps"),
+                (t(Box::new(Adam::new(0.1).betas(0.9, 1.0))), "Adam::beta2"),
+                (t(sgd()).chunks(0), "Trainer::chunks"),
+                (t(sgd()).chunks(MAX_CHUNKS + 1), "Trainer::chunks"),
+                (t(sgd()).chunks(usize::MAX), "Trainer::chunks"),
+                (t(sgd()).threads(max_threads() + 1), "Trainer::threads"),
+                (t(sgd()).threads(usize::MAX), "Trainer::threads"),
+                (t(sgd()).clip(Clip::Value(-1.0)), "Clip::Value"),
+                (t(sgd()).clip(Clip::Norm(f64::NAN)), "Clip::Norm"),
+                (
+                    t(sgd()).schedule(Schedule::Step {
+                        every: 0,
+                        gamma: 0.5,
+                    }),
+                    "Schedule::Step::every",
+                ),
+                (
+                    t(sgd()).schedule(Schedule::cosine(0, 0)),
+                    "Schedule::Cosine::total",
+                ),
+                (
+                    t(sgd()).early_stopping(EarlyStopping::new(Metric::Loss, 0)),
+                    "EarlyStopping::patience",
+                ),
+                (
+                    t(sgd()).early_stopping(EarlyStopping::new(Metric::Loss, 3).min_delta(-1.0)),
+                    "EarlyStopping::min_delta",
+                ),
+                (t(sgd()).checkpoint(""), "Trainer::checkpoint"),
+                (t(sgd()).checkpoint(&dir), "Trainer::checkpoint"),
+                (
+                    t(sgd()).checkpoint(dir.join("no/such/dir/x.safetensors")),
+                    "Trainer::checkpoint",
+                ),
+            ]
+        };
+        for (mut trainer, setting) in cases {
+            let mut net = Linear::with([1.0, 2.0], 3.0);
+            let err = trainer.fit(&mut net, &data).unwrap_err();
+            match &err {
+                TrainError::InvalidSetting(e) => assert_eq!(e.setting, setting, "{err}"),
+                other => panic!("{setting}: {other:?}"),
+            }
+            assert!(err.to_string().starts_with("invalid setting: `"), "{err}");
+            assert_eq!(
+                *net.params,
+                LinParams {
+                    w: [1.0, 2.0],
+                    b: [3.0]
+                }
+            );
+        }
+        // The optimiser is not even initialised.
+        let mut rec = Recorder::default();
+        let mut net = Linear::with([1.0, 2.0], 3.0);
+        let err = Trainer::new(&mut rec)
+            .chunks(0)
+            .fit(&mut net, &data)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting: `Trainer::chunks` is 0; it must be from 1 to 256"
+        );
+        assert!(rec.inits.is_empty());
+        let msg = Trainer::new(Sgd::new(0.1))
+            .threads(1_000_000)
+            .fit(&mut net, &data)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "invalid setting: `Trainer::threads` is 1000000; it must be at most {}",
+                max_threads()
+            )),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_limits_themselves_are_accepted() {
+        let data = linear_data(12, 2);
+        let run = |threads: usize, chunks: usize| {
+            let mut net = Linear::with([0.0, 0.0], 0.0);
+            Trainer::new(Sgd::new(0.1))
+                .epochs(3)
+                .batch_size(4)
+                .threads(threads)
+                .chunks(chunks)
+                .quiet()
+                .fit(&mut net, &data)
+                .unwrap();
+            *net.params
+        };
+        // As many threads as allowed, as many chunks as allowed (only as
+        // many parts as a batch has samples are allocated): same weights.
+        assert_eq!(run(max_threads(), MAX_CHUNKS), run(1, MAX_CHUNKS));
+        assert_eq!(run(1, MAX_CHUNKS), run(1, 4));
+        // A batch size beyond the data is full batch.
+        let mut net = Linear::with([0.0, 0.0], 0.0);
+        let mut rec = Recorder::default();
+        Trainer::new(&mut rec)
+            .batch_size(usize::MAX)
+            .fit(&mut net, &data)
+            .unwrap();
+        assert_eq!(rec.steps, 1);
+    }
+
+    #[test]
+    fn nothing_is_sized_by_the_epoch_count() {
+        let data = linear_data(8, 3);
+        // "Until early stopping": with nothing to learn it stops after
+        // patience + 1 epochs; no capacity overflow, no 96 GB report.
+        for epochs in [usize::MAX, 1_000_000_000] {
+            let mut net = Linear::with([0.0, 0.0], 0.0);
+            let report = Trainer::new(Sgd::new(0.0))
+                .epochs(epochs)
+                .early_stopping(EarlyStopping::new(Metric::Loss, 2))
+                .fit(&mut net, &data)
+                .unwrap();
+            assert_eq!(report.epochs.len(), 3);
+            assert_eq!(report.stopped_early, Some(3));
+        }
+        // The iterator without early stopping runs as long as it is asked.
+        let mut net = Linear::with([0.0, 0.0], 0.0);
+        let mut trainer = Trainer::new(Sgd::new(0.1)).epochs(usize::MAX);
+        let epochs: Vec<_> = trainer
+            .train(&mut net, &data, None)
+            .unwrap()
+            .take(5)
+            .map(|r| r.unwrap().epoch)
+            .collect();
+        assert_eq!(epochs, [1, 2, 3, 4, 5]);
+        // The progress bar's length: none when it would overflow.
+        assert_eq!(bar_length(usize::MAX, 3), None);
+        assert_eq!(bar_length(usize::MAX, 1), u64::try_from(usize::MAX).ok());
+        assert_eq!(bar_length(1_000_000_000, 40), Some(40_000_000_000));
+        assert_eq!(bar_length(usize::MAX / 2, 3), None);
+    }
+
+    #[test]
+    fn a_non_finite_validation_loss_is_an_error_naming_the_sample() {
+        let train = linear_data(16, 4);
+        let mut val = linear_data(6, 5);
+        val.targets[3] = [f64::NAN];
+        let mut net = Linear::with([0.0, 0.0], 0.0);
+        let err = Trainer::new(Sgd::new(0.1))
+            .epochs(10)
+            .early_stopping(EarlyStopping::new(Metric::Loss, 2))
+            .fit_with_validation(&mut net, &train, &val)
+            .unwrap_err();
+        let TrainError::NonFiniteValidation {
+            epoch: 1,
+            sample: 3,
+            loss,
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert!(loss.is_nan());
+        assert_eq!(
+            err.to_string(),
+            "non-finite validation loss NaN after epoch 1 (validation sample 3); \
+             check that sample's input and target"
+        );
+        // With several parts, the first bad sample in set order.
+        val.targets[1] = [f64::INFINITY];
+        let err = Trainer::new(Sgd::new(0.1))
+            .chunks(3)
+            .threads(2)
+            .fit_with_validation(&mut net, &train, &val)
+            .unwrap_err();
+        assert!(
+            matches!(err, TrainError::NonFiniteValidation { sample: 1, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn class_labels_are_checked_where_data_meets_the_network() {
+        let (train, val) = class_data(60, 1).split(0.75, 2);
+        // The test network indexes with the label, as generated code does:
+        // unchecked, a bad label panics.
+        let net = Softmax3::new(1);
+        let bad =
+            std::panic::catch_unwind(|| net.forward(&[0.0, 0.0], &3, &mut Softmax3::new_tape()));
+        assert!(bad.is_err());
+
+        let mut bad_train = train.clone();
+        bad_train.targets[4] = 7;
+        let mut net = Softmax3::new(1);
+        let before = *net.params;
+        let err = Trainer::new(Sgd::new(0.5))
+            .fit(&mut net, &bad_train)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TrainError::InvalidTarget {
+                set: "training",
+                sample: 4,
+                error: TargetError {
+                    target: "label",
+                    step: None,
+                    value: 7,
+                    classes: 3
+                }
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "training sample 4: class label 7 of `label` is not below its 3 classes; \
+             class indices must be in 0..3 (fix the data, or declare more classes)"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(*net.params, before);
+
+        let mut bad_val = val.clone();
+        bad_val.targets[2] = 3;
+        let err = Trainer::new(Sgd::new(0.5))
+            .fit_with_validation(&mut net, &train, &bad_val)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TrainError::InvalidTarget {
+                    set: "validation",
+                    sample: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(*net.params, before);
+        let err = evaluate(&net, &bad_val).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "evaluation sample 2: class label 3 of `label` is not below its 3 classes"
+            ),
+            "{err}"
+        );
+
+        // Good labels: the classifier learns.
+        let report = Trainer::new(Adam::new(0.1))
+            .epochs(100)
+            .batch_size(8)
+            .quiet()
+            .fit_with_validation(&mut net, &train, &val)
+            .unwrap();
+        assert!(report.last().unwrap().accuracy > 0.9, "{report:?}");
+        assert!(evaluate(&net, &val).unwrap().accuracy > 0.8);
+
+        // Per-step targets name the step.
+        let seq = Dataset::new(
+            vec![[[0.1, 0.2], [0.3, -0.4], [-0.5, 0.6]]; 3],
+            vec![[0, 1, 2], [2, 1, 0], [0, 1, 5]],
+        );
+        let mut net = SeqSoftmax3::new(2);
+        let err = Trainer::new(Sgd::new(0.1)).fit(&mut net, &seq).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "training sample 2: class label 5 of `label` at step 2 is not below its 3 classes; \
+             class indices must be in 0..3 (fix the data, or declare more classes)"
+        );
+        // Without the bad sample it trains (through the default `swap_params`).
+        let good = seq.subset(&[0, 1]);
+        let before = *net.inner.params;
+        Trainer::new(Sgd::new(0.1))
+            .epochs(2)
+            .fit(&mut net, &good)
+            .unwrap();
+        assert_ne!(*net.inner.params, before);
+    }
+
+    #[test]
+    fn evaluating_bad_sets_is_an_error() {
+        let net = Linear::new(1);
+        let empty: Dataset<[f64; 2], [f64; 1]> = Dataset::new(vec![], vec![]);
+        assert_eq!(
+            evaluate(&net, &empty).unwrap_err(),
+            TrainError::EmptyData { set: "evaluation" }
+        );
+        let uneven = Dataset {
+            inputs: vec![[0.0, 0.0]; 3],
+            targets: vec![[0.0]; 2],
+        };
+        assert_eq!(
+            evaluate(&net, &uneven).unwrap_err().to_string(),
+            "the evaluation set has 3 inputs but 2 targets"
+        );
+    }
+
+    #[test]
+    fn scaling_checks_every_element() {
+        for n in [0, 5, 16, 37, 100] {
+            let mut g: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            assert!(scale_all_finite(&mut g, 0.5));
+            assert_eq!(g, (0..n).map(|i| i as f64 * 0.5).collect::<Vec<_>>());
+            for i in 0..n {
+                for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                    let mut g = vec![1.0; n];
+                    g[i] = bad;
+                    assert!(!scale_all_finite(&mut g, 0.5), "{n} {i} {bad}");
+                }
+                // Overflow by the scaling itself.
+                let mut g = vec![1.0f32; n];
+                g[i] = f32::MAX;
+                assert!(!scale_all_finite(&mut g, 4.0), "{n} {i}");
+            }
+        }
     }
 }

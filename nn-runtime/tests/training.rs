@@ -121,7 +121,7 @@ fn early_stopping_restores_and_checkpoints_the_best_epoch() {
     let best_loss = report.epochs[best - 1].val_loss.unwrap();
     assert!(report.epochs[stopped - 1].val_loss.unwrap() > best_loss);
     // The net holds the best epoch's weights again, and so does the file.
-    assert_eq!(evaluate(&net, &val).loss, best_loss);
+    assert_eq!(evaluate(&net, &val).unwrap().loss, best_loss);
     let mut from_file = Line::new(9);
     from_file.load_checkpoint(&path).unwrap();
     assert_eq!(from_file.params().as_slice(), net.params().as_slice());

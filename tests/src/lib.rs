@@ -189,7 +189,7 @@ pub fn assert_gradients_batch<N: Network>(
 ) -> GradCheckReport {
     fresh_tape_check(net, inputs, targets);
     assert_forward_repeatable(net, inputs, targets);
-    let r = check_gradients_batch(net, inputs, targets, f64_options());
+    let r = check_gradients_batch(net, inputs, targets, f64_options()).expect("gradient check");
     println!("{r}");
     assert!(
         r.analytic_norm > min_norm,

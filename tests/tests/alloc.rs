@@ -1,6 +1,8 @@
 //! The hot path allocates nothing: `predict`, `forward`, `backward`, clearing
-//! the gradient and the SGD update (`Optimizer::step` on the flat views) make
-//! zero heap allocations, once the tape and the gradient buffer exist.
+//! the gradient and the SGD update (`Optimizer::step` on the flat views, and
+//! the trainer's checked update: `Optimizer::step_into` a second buffer and
+//! `Network::swap_params`) make zero heap allocations, once the tape and the
+//! gradient buffers exist.
 //!
 //! A counting global allocator counts only the allocations of threads that
 //! have switched counting on (a `const` thread-local flag, so reading it never
@@ -75,16 +77,18 @@ fn the_counter_counts() {
 }
 
 /// Counts the allocations of each hot-path operation separately, `rounds`
-/// times over the samples: predict, forward, backward, fill_zero, Sgd::step.
+/// times over the samples: predict, forward, backward, fill_zero, Sgd::step,
+/// Sgd::step_into and swap_params.
 fn hot_path_allocations<N: Network>(
     net: &mut N,
     inputs: &[N::Input],
     targets: &[N::Target],
     rounds: usize,
-) -> [(&'static str, usize); 5] {
+) -> [(&'static str, usize); 7] {
     // Allocated before the measured region.
     let mut tape = N::new_tape();
     let mut grads = N::new_grads();
+    let mut spare = N::new_grads();
     let mut sgd = Sgd::new(0.01);
     Optimizer::<N::Scalar>::init(&mut sgd, N::PARAMS);
     let mut counts = [
@@ -93,6 +97,8 @@ fn hot_path_allocations<N: Network>(
         ("backward", 0),
         ("fill_zero", 0),
         ("Sgd::step", 0),
+        ("Sgd::step_into", 0),
+        ("swap_params", 0),
     ];
     for _ in 0..rounds {
         for (x, y) in inputs.iter().zip(targets) {
@@ -113,6 +119,18 @@ fn hot_path_allocations<N: Network>(
             )
         });
         counts[4].1 += n;
+        let (finite, n) = allocations(|| {
+            Optimizer::<N::Scalar>::step_into(
+                &mut sgd,
+                net.params().as_slice(),
+                grads.as_slice(),
+                spare.as_mut_slice(),
+            )
+        });
+        assert!(finite);
+        counts[5].1 += n;
+        let ((), n) = allocations(|| net.swap_params(&mut spare));
+        counts[6].1 += n;
         let ((), n) = allocations(|| grads.fill_zero());
         counts[3].1 += n;
     }
@@ -124,6 +142,15 @@ fn hot_path_allocations<N: Network>(
             net.backward(&tape, &mut grads);
         }
         Optimizer::<N::Scalar>::step(&mut sgd, net.params_mut().as_mut_slice(), grads.as_slice());
+        let finite = Optimizer::<N::Scalar>::step_into(
+            &mut sgd,
+            net.params().as_slice(),
+            grads.as_slice(),
+            spare.as_mut_slice(),
+        );
+        if finite {
+            net.swap_params(&mut spare);
+        }
         grads.fill_zero();
     });
     assert_eq!(n, 0, "a whole training step allocated {n} times");

@@ -24,7 +24,7 @@ fn check<N: Network<Scalar = f64>>(input: N::Input, target: N::Target) {
             h: 1e-5,
             ..GradCheckOptions::default()
         };
-        let report = check_gradients(&mut net, &input, &target, opts);
+        let report = check_gradients(&mut net, &input, &target, opts).unwrap();
         assert!(
             report.analytic_norm > 1e-3,
             "seed {seed}: gradient is trivially zero"

@@ -107,7 +107,7 @@ fn trainer_fits_one_epoch_on_a_small_stack() {
             .expect("fit");
         let last = report.last().expect("one epoch");
         assert!(last.loss.is_finite() && last.loss > 0.0, "{last:?}");
-        let eval = evaluate(&net, &data);
+        let eval = evaluate(&net, &data).expect("evaluate");
         assert!(eval.loss.is_finite(), "{eval:?}");
     });
 }
