@@ -47,7 +47,7 @@ pub use gradcheck::{
 };
 pub use init::Init;
 pub use metrics::{accuracy, mean_squared_error, ConfusionMatrix};
-pub use network::{Flat, Network, ParamInfo, TargetError, Zeroable};
+pub use network::{Flat, Network, NoBatch, ParamInfo, TargetError, Zeroable};
 pub use nn_macro::network;
 pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
 pub use rng::Rng;
@@ -82,7 +82,9 @@ pub mod __private {
     pub use crate::float::Float;
     pub use crate::init::Init;
     pub use crate::kernels;
-    pub use crate::network::{Flat, Network, ParamInfo, TargetError, Zeroable};
+    pub use crate::network::{
+        no_batched_pass, Flat, Network, NoBatch, ParamInfo, TargetError, Zeroable,
+    };
     pub use crate::rng::Rng;
     pub use std::boxed::Box;
 }

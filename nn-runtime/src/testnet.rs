@@ -69,6 +69,7 @@ impl Network for Linear {
     type Output = [f64; 1];
     type Params = LinParams;
     type Tape = LinTape;
+    type BatchWork = crate::network::NoBatch;
 
     const PARAMS: usize = 3;
     const TAPE_BYTES: usize = core::mem::size_of::<LinTape>();
@@ -205,6 +206,7 @@ impl Network for Softmax3 {
     type Output = [f64; 3];
     type Params = SoftParams;
     type Tape = SoftTape;
+    type BatchWork = crate::network::NoBatch;
 
     const PARAMS: usize = 9;
     const TAPE_BYTES: usize = core::mem::size_of::<SoftTape>();
@@ -308,6 +310,7 @@ impl Network for SeqSoftmax3 {
     type Output = [[f64; 3]; 3];
     type Params = SoftParams;
     type Tape = SeqTape;
+    type BatchWork = crate::network::NoBatch;
 
     const PARAMS: usize = 9;
     const TAPE_BYTES: usize = core::mem::size_of::<SeqTape>();

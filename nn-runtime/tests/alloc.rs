@@ -98,6 +98,7 @@ impl Network for Lin {
     type Output = [f32; 1];
     type Params = P;
     type Tape = Tape;
+    type BatchWork = nn_runtime::NoBatch;
     const PARAMS: usize = 3;
     const TAPE_BYTES: usize = 16;
     const FORWARD_FLOPS: u64 = 6;

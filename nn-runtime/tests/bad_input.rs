@@ -310,55 +310,41 @@ fn a_nan_validation_loss_is_an_error_not_an_early_stop() {
     assert!(net.params().as_slice().iter().all(|v| v.is_finite()));
 }
 
-/// `Digits`, with the target check `#[network]` is to generate: what the
-/// runtime does with it.
-struct CheckedDigits(Digits);
+/// Two targets, one a class index; and a per-step class target.
+#[network { input x[3]; target y[2]; target c: class[4]; h = dense(x, 4);
+    loss = mse(dense(h, 2), y) + softmax_cross_entropy(h, c); }]
+struct TwoTargets;
 
-impl Network for CheckedDigits {
-    type Scalar = f32;
-    type Input = [f32; 64];
-    type Target = usize;
-    type Output = [f32; 10];
-    type Params = <Digits as Network>::Params;
-    type Tape = <Digits as Network>::Tape;
-    const PARAMS: usize = <Digits as Network>::PARAMS;
-    const TAPE_BYTES: usize = <Digits as Network>::TAPE_BYTES;
-    const FORWARD_FLOPS: u64 = <Digits as Network>::FORWARD_FLOPS;
-    const BACKWARD_FLOPS: u64 = <Digits as Network>::BACKWARD_FLOPS;
-    const PARAM_INFO: &'static [ParamInfo] = <Digits as Network>::PARAM_INFO;
-    fn new(seed: u64) -> Self {
-        CheckedDigits(<Digits as Network>::new(seed))
-    }
-    fn params(&self) -> &Self::Params {
-        Network::params(&self.0)
-    }
-    fn params_mut(&mut self) -> &mut Self::Params {
-        Network::params_mut(&mut self.0)
-    }
-    fn predict(&self, x: &[f32; 64]) -> [f32; 10] {
-        Network::predict(&self.0, x)
-    }
-    fn forward(&self, x: &[f32; 64], y: &usize, tape: &mut Self::Tape) -> f32 {
-        Network::forward(&self.0, x, y, tape)
-    }
-    fn backward(&self, tape: &Self::Tape, grads: &mut Self::Params) {
-        Network::backward(&self.0, tape, grads)
-    }
-    fn is_correct(out: &[f32; 10], y: &usize) -> bool {
-        <Digits as Network>::is_correct(out, y)
-    }
-    fn check_target(label: &usize) -> Result<(), TargetError> {
-        if *label < 10 {
-            Ok(())
-        } else {
-            Err(TargetError {
-                target: "label",
-                step: None,
-                value: *label,
-                classes: 10,
-            })
-        }
-    }
+#[network { steps 3; input x[t][2]; target c[t]: class[5]; state h[5] = zeros;
+    h[t] = tanh(dense(x[t], 5) + h[t-1]); loss = mean_steps(softmax_cross_entropy(h[t], c[t])); }]
+struct PerStepClasses;
+
+/// The generated `check_target`: every class index of every target (and
+/// step) below its class count, the first bad one named.
+#[test]
+fn generated_networks_check_their_class_targets() {
+    assert_eq!(<Digits as Network>::check_target(&9), Ok(()));
+    let e = <Digits as Network>::check_target(&10).unwrap_err();
+    assert_eq!(
+        (e.target, e.step, e.value, e.classes),
+        ("label", None, 10, 10)
+    );
+    assert_eq!(
+        <TwoTargets as Network>::check_target(&([0.5, 1.0], 3)),
+        Ok(())
+    );
+    let e = <TwoTargets as Network>::check_target(&([0.5, 1.0], 4)).unwrap_err();
+    assert_eq!((e.target, e.value, e.classes), ("c", 4, 4));
+    assert_eq!(
+        <PerStepClasses as Network>::check_target(&[0, 4, 2]),
+        Ok(())
+    );
+    let e = <PerStepClasses as Network>::check_target(&[0, 4, 7]).unwrap_err();
+    assert_eq!((e.target, e.step, e.value), ("c", Some(2), 7));
+    assert_eq!(
+        e.to_string(),
+        "class label 7 of `c` at step 2 is not below its 5 classes"
+    );
 }
 
 #[test]
@@ -372,7 +358,7 @@ fn an_out_of_range_label_is_an_error_naming_the_sample_not_a_panic() {
     });
     assert!(panicked.is_err());
 
-    let mut net = CheckedDigits::new(1);
+    let mut net = Digits::new(1);
     let msg = Trainer::new(Sgd::new(0.1))
         .quiet()
         .fit(&mut net, &data)

@@ -86,3 +86,79 @@ fn mixed_ops_batch_equals_per_sample() {
         (random::<3>(r), random::<3>(r))
     ));
 }
+
+/// `Network::train_block` and `eval_block` (what the trainer runs): for
+/// every compiled width, over samples picked by index from a data set, the
+/// same gradient, losses and correctness as the per-sample passes.
+fn blocks_equal_per_sample<N: Network<Scalar = f64>>(data: &Dataset<N::Input, N::Target>) {
+    let mut rng = Rng::new(5);
+    let net = N::new(2);
+    let mut work = N::new_batch_work();
+    let mut tape = N::new_tape();
+    assert!(!N::BATCH_WIDTHS.is_empty());
+    for &w in N::BATCH_WIDTHS {
+        let idx: Vec<usize> = (0..w).map(|_| rng.below(data.len())).collect();
+        let (mut losses, mut correct) = (vec![0.0; w], vec![false; w]);
+        let mut grads = N::new_grads();
+        net.train_block(
+            &data.inputs,
+            &data.targets,
+            &idx,
+            &mut work,
+            &mut grads,
+            &mut losses,
+            &mut correct,
+        );
+        let mut want = N::new_grads();
+        for (j, &i) in idx.iter().enumerate() {
+            let (x, y) = (&data.inputs[i], &data.targets[i]);
+            let loss = net.forward(x, y, &mut tape);
+            net.backward(&tape, &mut want);
+            assert!(
+                (losses[j] - loss).abs() <= 1e-12 * loss.abs().max(1.0),
+                "width {w}, sample {j}"
+            );
+            assert_eq!(
+                correct[j],
+                N::is_correct(&net.predict(x), y),
+                "width {w}, sample {j}"
+            );
+            assert_eq!(
+                N::tape_output(&tape).map(|o| N::is_correct(&o, y)),
+                Some(correct[j])
+            );
+        }
+        for (a, b) in grads.as_slice().iter().zip(want.as_slice()) {
+            assert!(
+                (a - b).abs() <= 1e-10 * b.abs().max(1.0),
+                "width {w}: {a} vs {b}"
+            );
+        }
+        let (mut elosses, mut ecorrect) = (vec![0.0; w], vec![false; w]);
+        net.eval_block(
+            &data.inputs,
+            &data.targets,
+            &idx,
+            &mut work,
+            &mut elosses,
+            &mut ecorrect,
+        );
+        assert_eq!((elosses, ecorrect), (losses, correct));
+    }
+}
+
+#[test]
+fn training_blocks_equal_per_sample_passes() {
+    let mut rng = Rng::new(9);
+    let n = 100;
+    let xor = Dataset::new(
+        (0..n).map(|_| random::<2>(&mut rng)).collect(),
+        (0..n).map(|_| random::<1>(&mut rng)).collect(),
+    );
+    blocks_equal_per_sample::<Xor>(&xor);
+    let cls = Dataset::new(
+        (0..n).map(|_| random::<6>(&mut rng)).collect(),
+        (0..n).map(|_| rng.below(4)).collect(),
+    );
+    blocks_equal_per_sample::<Classifier>(&cls);
+}

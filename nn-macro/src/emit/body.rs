@@ -202,7 +202,7 @@ fn bind_decls(
 }
 
 /// Batched code: each sample's input and target into its column of the
-/// batch tape.
+/// batch tape (sample `j` of the batch is `inputs[at(j)]`).
 fn load_samples(plan: &Plan, fx: &mut Fx) {
     let g = plan.g;
     for (src, decls, is_input) in [
@@ -226,10 +226,10 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
             }
             let n = &plan.ident[id];
             let sample = if decls.len() == 1 {
-                quote!(#src[j])
+                quote!(#src[at(j)])
             } else {
                 let i = syn::Index::from(k);
-                quote!(#src[j].#i)
+                quote!(#src[at(j)].#i)
             };
             fx.stmts.push(match d.shape.rank() {
                 0 => quote!(for j in 0..B { tape.#n[j] = #sample; }),

@@ -18,7 +18,7 @@ use quote::{format_ident, quote};
 /// make a parameter a pattern (`const input: usize = 4;`).
 const WRAPPER_BINDINGS: &[&str] = &[
     "input", "target", "tape", "grads", "norms", "seed", "params", "state", "inputs", "targets",
-    "output",
+    "output", "other", "s", "v", "j", "idx", "work", "losses", "correct",
 ];
 
 /// Emits the network's items: `g` the per-sample graph, `bg` the batched
@@ -36,6 +36,7 @@ pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> To
         params: params_ty,
         tape: format_ident!("{}Tape", name),
         batch_tape: format_ident!("{}BatchTape", name),
+        batch_work: format_ident!("{}BatchWork", name),
         state: format_ident!("{}State", name),
     };
     let module_items = module(&plan, batch_plan.as_ref(), &n);
@@ -46,6 +47,7 @@ pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> To
     let mut reexports = vec![params_ty.clone(), tape_ty.clone()];
     if batch_plan.is_some() {
         reexports.push(n.batch_tape.clone());
+        reexports.push(n.batch_work.clone());
     }
     if has_step(&plan) {
         reexports.push(n.state.clone());
@@ -83,6 +85,7 @@ struct Names {
     params: Ident,
     tape: Ident,
     batch_tape: Ident,
+    batch_work: Ident,
     state: Ident,
 }
 
@@ -352,7 +355,68 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let forward = function(plan, Which::Forward);
     let backward = function(plan, Which::Backward);
     let tape_doc = "What `forward_batch` stores for `backward_batch`, and the batched passes' workspace: each per-sample value a matrix with one column per sample.";
+    let (work_ty, widths) = (&n.batch_work, BATCH_WIDTHS);
+    let width_fields = widths.iter().map(|w| {
+        let f = format_ident!("w{}", w);
+        let w = Literal::usize_unsuffixed(*w);
+        quote!(pub #f: #tape_ty<#w>,)
+    });
+    let loss_j = if plan.batched[g.loss] {
+        let l = &plan.ident[g.loss];
+        quote!(tape.#l[j])
+    } else {
+        let l = &plan.ident[g.loss];
+        quote!(tape.#l)
+    };
+    let out_id = &plan.ident[g.output];
+    let output_j = match (plan.batched[g.output], g.nodes[g.output].shape.rank()) {
+        (true, 0) => quote!(tape.#out_id[j]),
+        (true, _) => {
+            let len = Literal::usize_unsuffixed(g.nodes[g.output].shape.len());
+            quote!({
+                let mut o = [0.0; #len];
+                for i in 0..#len {
+                    o[i] = tape.#out_id[i][j];
+                }
+                o
+            })
+        }
+        (false, _) => quote!(tape.#out_id),
+    };
+    let work_doc = "The batched passes' workspace: one batch tape for each compiled batch width.";
     quote!(
+        #[doc = #work_doc]
+        #[repr(C)]
+        pub struct #work_ty {
+            #(#width_fields)*
+        }
+
+        // SAFETY: a `#[repr(C)]` struct of batch tapes: zeros are valid.
+        unsafe impl ::nn_runtime::__private::Zeroable for #work_ty {}
+
+        /// One batched pass over the samples `idx` (`B` of them): each
+        /// sample's loss and correctness, and, given `grads`, the backward
+        /// pass adding their gradients.
+        pub fn block<const B: usize>(
+            params: &#params_ty,
+            inputs: &[#input_ty],
+            targets: &[#target_ty],
+            idx: &[usize],
+            tape: &mut #tape_ty<B>,
+            grads: ::core::option::Option<&mut #params_ty>,
+            losses: &mut [#t],
+            correct: &mut [bool],
+        ) {
+            forward_batch::<B>(params, inputs, targets, |j| idx[j], tape);
+            for j in 0..B {
+                losses[j] = #loss_j;
+                correct[j] = is_correct(&#output_j, &targets[idx[j]]);
+            }
+            if let ::core::option::Option::Some(grads) = grads {
+                backward_batch::<B>(params, tape, grads);
+            }
+        }
+
         #[doc = #tape_doc]
         #[repr(C)]
         pub struct #tape_ty<const B: usize> {
@@ -362,7 +426,8 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         // SAFETY: a `#[repr(C)]` struct of float arrays and class indices: zeros are valid.
         unsafe impl<const B: usize> ::nn_runtime::__private::Zeroable for #tape_ty<B> {}
 
-        pub fn forward_batch<const B: usize>(params: &#params_ty, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #tape_ty<B>) -> #t {
+        /// The batched forward pass: sample `j` of the batch is `inputs[at(j)]`, `targets[at(j)]`.
+        pub fn forward_batch<const B: usize>(params: &#params_ty, inputs: &[#input_ty], targets: &[#target_ty], at: impl Fn(usize) -> usize, tape: &mut #tape_ty<B>) -> #t {
             #forward
         }
 
@@ -371,6 +436,10 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         }
     )
 }
+
+/// The numbers of samples the batched passes are compiled for (the
+/// trainer cuts a batch into blocks of these, the rest one by one).
+pub const BATCH_WIDTHS: &[usize] = &[32, 4];
 
 /// The methods next to the user's struct and its `Network` impl, each a
 /// call into the module.
@@ -474,7 +543,7 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
 
                 #[doc = #fdoc]
                 pub fn forward_batch<const B: usize>(&self, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #bt<{ B }>) -> #t {
-                    #m::forward_batch(&self.params, inputs, targets, tape)
+                    #m::forward_batch(&self.params, &inputs[..], &targets[..], |j| j, tape)
                 }
 
                 #[doc = #bdoc]
@@ -484,6 +553,59 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
             )
         })
         .unwrap_or_default();
+    let check_target = check_target(plan);
+    let tape_output = if plan.on_tape[g.output] {
+        let o = &plan.ident[g.output];
+        quote!(
+            fn tape_output(tape: &#tape_ty) -> ::core::option::Option<#output_ty> {
+                ::core::option::Option::Some(tape.#o)
+            }
+        )
+    } else {
+        quote!()
+    };
+    let batch_trait = match batch {
+        Some(b) => {
+            let (work, input_ty, target_ty) = (
+                &n.batch_work,
+                sample_ty(b, &g.inputs),
+                sample_ty(b, &g.targets),
+            );
+            let widths = BATCH_WIDTHS.iter().map(|w| Literal::usize_unsuffixed(*w));
+            let arms = |train: bool| {
+                BATCH_WIDTHS.iter().map(move |w| {
+                    let f = format_ident!("w{}", w);
+                    let lit = Literal::usize_unsuffixed(*w);
+                    let grads = if train {
+                        quote!(::core::option::Option::Some(grads))
+                    } else {
+                        quote!(::core::option::Option::None)
+                    };
+                    quote!(#lit => #m::block::<#lit>(&self.params, inputs, targets, idx, &mut work.#f, #grads, losses, correct),)
+                })
+            };
+            let (train_arms, eval_arms) = (arms(true), arms(false));
+            quote!(
+                type BatchWork = #work;
+                const BATCH_WIDTHS: &'static [usize] = &[#(#widths),*];
+                fn train_block(&self, inputs: &[#input_ty], targets: &[#target_ty], idx: &[usize], work: &mut #work, grads: &mut #params_ty, losses: &mut [#t], correct: &mut [bool]) {
+                    match idx.len() {
+                        #(#train_arms)*
+                        other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
+                    }
+                }
+                fn eval_block(&self, inputs: &[#input_ty], targets: &[#target_ty], idx: &[usize], work: &mut #work, losses: &mut [#t], correct: &mut [bool]) {
+                    match idx.len() {
+                        #(#eval_arms)*
+                        other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
+                    }
+                }
+            )
+        }
+        None => quote!(
+            type BatchWork = ::nn_runtime::__private::NoBatch;
+        ),
+    };
     let dummies = WRAPPER_BINDINGS.iter().map(|b| {
         let b = format_ident!("{}", b);
         quote!(#[allow(dead_code)] fn #b() {})
@@ -558,6 +680,7 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
                 type Output = #output_ty;
                 type Params = #params_ty;
                 type Tape = #tape_ty;
+                #batch_trait
                 const PARAMS: usize = #name::PARAMS;
                 const TAPE_BYTES: usize = #name::TAPE_BYTES;
                 const FORWARD_FLOPS: u64 = #name::FORWARD_FLOPS;
@@ -584,9 +707,58 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
                 fn is_correct(output: &#output_ty, target: &#target_ty) -> bool {
                     #m::is_correct(output, target)
                 }
+                fn check_target(target: &#target_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
+                    #check_target
+                }
+                fn swap_params(&mut self, other: &mut ::nn_runtime::__private::Box<#params_ty>) {
+                    ::core::mem::swap(&mut self.params, other);
+                }
+                #tape_output
             }
         };
     }
+}
+
+/// `Network::check_target`: every class index below its class count (at
+/// every step of a per-step target), the first one that is not named.
+fn check_target(plan: &Plan) -> TokenStream {
+    let g = plan.g;
+    let checks = g.targets.iter().enumerate().filter_map(|(k, d)| {
+        let n = Literal::usize_unsuffixed(d.classes?);
+        let name = &d.name;
+        let field = if g.targets.len() == 1 {
+            quote!((*target))
+        } else {
+            let i = syn::Index::from(k);
+            quote!(target.#i)
+        };
+        let error = |value: TokenStream, step: TokenStream| {
+            quote!(::core::result::Result::Err(::nn_runtime::__private::TargetError {
+                target: #name,
+                step: #step,
+                value: #value,
+                classes: #n,
+            }))
+        };
+        Some(if d.per_step {
+            let e = error(quote!(v), quote!(::core::option::Option::Some(s)));
+            quote!(
+                for (s, &v) in #field.iter().enumerate() {
+                    if v >= #n {
+                        return #e;
+                    }
+                }
+            )
+        } else {
+            let e = error(field.clone(), quote!(::core::option::Option::None));
+            quote!(
+                if #field >= #n {
+                    return #e;
+                }
+            )
+        })
+    });
+    quote!(#(#checks)* ::core::result::Result::Ok(()))
 }
 
 /// `(forward, backward)` floating-point operation counts, saturating.

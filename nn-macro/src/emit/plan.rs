@@ -75,6 +75,9 @@ impl<'g> Plan<'g> {
                 param_node[k] = id;
             }
         }
+        // the output is kept too (the trainer counts accuracy from the tape
+        // instead of predicting again), and in the batched tape the loss
+        // (each sample's own)
         let on_tape: Vec<bool> = (0..n)
             .map(|id| {
                 let node = &g.nodes[id];
@@ -82,7 +85,9 @@ impl<'g> Plan<'g> {
                     && node.pass == Pass::Forward
                     && !matches!(node.op, Op::Param(_))
                     && (!grad_of[id].is_empty()
-                        || users[id].iter().any(|&u| g.nodes[u].pass == Pass::Backward))
+                        || users[id].iter().any(|&u| g.nodes[u].pass == Pass::Backward)
+                        || id == g.output
+                        || (g.batch && id == g.loss))
             })
             .collect();
         let tape = (0..n).filter(|&id| on_tape[id]).collect();
