@@ -96,19 +96,21 @@ pub fn diff_graph(mut g: Graph) -> Graph {
         ops::vjp(&mut v, &node.op);
         let contributions = v.out;
         for (k, part) in contributions {
-            // from inside the loop to a value outside it: sum over the steps
-            let part = if regions[id] == Region::Step && regions[k] == Region::Before {
-                let shape = g.nodes[k].shape.clone();
-                let name = format!("d_{}", g.nodes[k].name);
-                push(&mut g, Op::StepSum(part), shape, name)
-            } else {
-                part
-            };
             // from one sample to a value all samples share: sum over the batch
             let part = if g.batch && batched[id] && !batched[k] {
                 let shape = g.nodes[k].shape.clone();
                 let name = format!("d_{}", g.nodes[k].name);
                 push(&mut g, Op::BatchSum(part), shape, name)
+            } else {
+                part
+            };
+            // from inside the loop to a value outside it: sum over the steps
+            // (after the batch sum, so that a weight gradient is one matrix
+            // product per step, added over the steps)
+            let part = if regions[id] == Region::Step && regions[k] == Region::Before {
+                let shape = g.nodes[k].shape.clone();
+                let name = format!("d_{}", g.nodes[k].name);
+                push(&mut g, Op::StepSum(part), shape, name)
             } else {
                 part
             };

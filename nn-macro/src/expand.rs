@@ -50,9 +50,10 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The pipeline on a definition's text, with diagnostics as plain data (no
-/// proc-macro context needed): the per-sample graph, and for a feed-forward
-/// definition the batched one, where per-sample contributions to shared
-/// values are summed over the batch. One parse and one lowering serve both.
+/// proc-macro context needed): the per-sample graph, and the batched one,
+/// where per-sample contributions to shared values are summed over the
+/// batch (emitted when every op has a batched form). One parse and one
+/// lowering serve both.
 pub fn compile_both(
     text: &str,
     dtype: Option<Dtype>,
@@ -60,11 +61,9 @@ pub fn compile_both(
     let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
     let lowered = lower::lower_definition(&def, dtype)?;
     let tidied = opt::tidy(lowered);
-    let batch = tidied.steps.is_none().then(|| {
-        let mut b = tidied.clone();
-        b.batch = true;
-        opt::optimise(autodiff::diff_graph(b))
-    });
+    let mut batch = tidied.clone();
+    batch.batch = true;
+    let batch = Some(opt::optimise(autodiff::diff_graph(batch)));
     let sample = opt::optimise(autodiff::diff_graph(tidied));
     Ok((sample, batch))
 }

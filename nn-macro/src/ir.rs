@@ -445,18 +445,30 @@ impl Graph {
     }
 
     /// Which nodes hold one value per sample of a mini-batch: those computed
-    /// from inputs or targets (parameters and what depends on them alone are
-    /// shared; a `BatchSum` is shared).
+    /// from inputs or targets, and a state whose update is (parameters and
+    /// what depends on them alone are shared; a `BatchSum` is shared).
     pub fn batched(&self) -> Vec<bool> {
         let mut b = vec![false; self.nodes.len()];
-        for (id, node) in self.nodes.iter().enumerate() {
-            b[id] = match &node.op {
-                Op::Input(_) | Op::Target(_) => true,
-                Op::BatchSum(_) => false,
-                op => op.args().iter().any(|&a| b[a]),
-            };
+        // a state is per-sample when its update is: to a fixed point, since
+        // the update comes after the previous value it reads
+        loop {
+            let mut changed = false;
+            for (id, node) in self.nodes.iter().enumerate() {
+                let v = match &node.op {
+                    Op::Input(_) | Op::Target(_) => true,
+                    Op::BatchSum(_) => false,
+                    Op::StatePrev(k) | Op::Carry(k) => b[self.states[*k].update],
+                    op => op.args().iter().any(|&a| b[a]),
+                };
+                if v && !b[id] {
+                    b[id] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return b;
+            }
         }
-        b
     }
 
     /// Each node's place relative to its pass's time loop: per-step inputs,

@@ -24,6 +24,7 @@ mod ops;
 mod opt;
 mod scalar;
 
+
 mod source;
 mod symbol;
 

@@ -125,3 +125,54 @@ fn gradient_buffers_and_tapes_are_built_on_a_small_stack() {
         drop(t);
     });
 }
+
+#[network {
+    input  x[4096];
+    target y[4096];
+    h    = tanh(dense(x, 64));
+    out  = dense(h, 4096);
+    loss = mse(out, y);
+}]
+pub struct Wide;
+
+/// The batched passes keep every intermediate in the batch tape (on the
+/// heap): a 4096-wide network at 64 samples a batch (each per-sample vector a
+/// 1 MiB matrix) runs in a debug build on a 2 MiB thread stack, through the
+/// public batched methods and through the blocks the trainer runs.
+#[test]
+fn wide_batched_passes_need_no_stack() {
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let net = Wide::new(3);
+            let inputs: Box<[[f32; 4096]; 64]> = vec![[0.25f32; 4096]; 64]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap();
+            let targets: Box<[[f32; 4096]; 64]> = vec![[0.5f32; 4096]; 64]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap();
+            let mut tape = Wide::new_batch_tape::<64>();
+            let mut grads = Wide::new_grads();
+            let loss = net.forward_batch(&inputs, &targets, &mut tape);
+            net.backward_batch(&mut tape, &mut grads);
+            assert!(loss.is_finite());
+            let mut work = <Wide as Network>::new_batch_work();
+            let idx: Vec<usize> = (0..32).map(|j| j * 2).collect();
+            let (mut losses, mut correct) = (vec![0.0f32; 32], vec![false; 32]);
+            net.train_block(
+                &inputs[..],
+                &targets[..],
+                &idx,
+                &mut work,
+                &mut grads,
+                &mut losses,
+                &mut correct,
+            );
+            assert!(losses.iter().all(|l| l.is_finite()));
+        })
+        .expect("spawn")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}

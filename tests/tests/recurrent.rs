@@ -312,3 +312,58 @@ fn step_by_step_inference_runs_past_the_training_length() {
         assert_eq!(net.step(&mut state, &xs[t]), seq[t]);
     }
 }
+
+/// The batched passes of a recurrent network (a batch of sequences, each
+/// step's values a matrix with a column per sequence, BPTT over the batch)
+/// give each sequence's loss and the summed gradient of the per-sequence
+/// passes, learned initial state and truncation included.
+fn batched_equals_per_sequence<N: Recurrent>() {
+    let data: Vec<(N::Input, N::Target)> = (0..40).map(|s| N::sample(100 + s)).collect();
+    let (inputs, targets): (Vec<_>, Vec<_>) = data.into_iter().unzip();
+    let net = N::new(4);
+    let mut work = N::new_batch_work();
+    let mut tape = N::new_tape();
+    assert_eq!(N::BATCH_WIDTHS, &[32, 4]);
+    for &w in N::BATCH_WIDTHS {
+        let idx: Vec<usize> = (0..w).map(|j| (7 * j + 3) % inputs.len()).collect();
+        let (mut losses, mut correct) = (vec![0.0; w], vec![false; w]);
+        let mut grads = N::new_grads();
+        net.train_block(
+            &inputs,
+            &targets,
+            &idx,
+            &mut work,
+            &mut grads,
+            &mut losses,
+            &mut correct,
+        );
+        let mut want = N::new_grads();
+        for (j, &i) in idx.iter().enumerate() {
+            let loss = net.forward(&inputs[i], &targets[i], &mut tape);
+            net.backward(&tape, &mut want);
+            assert!(
+                (losses[j] - loss).abs() <= 1e-12 * loss.abs().max(1.0),
+                "sequence {j}"
+            );
+        }
+        let norm: f64 = want.as_slice().iter().map(|g| g * g).sum::<f64>().sqrt();
+        assert!(norm > 1e-6);
+        for (k, (a, b)) in grads.as_slice().iter().zip(want.as_slice()).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-10 * b.abs().max(1.0),
+                "width {w}, gradient {k}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn batched_recurrent_passes_equal_per_sequence_passes() {
+    batched_equals_per_sequence::<Elman1>();
+    batched_equals_per_sequence::<Elman16>();
+    batched_equals_per_sequence::<Elman16Trunc4>();
+    batched_equals_per_sequence::<Gru16>();
+    batched_equals_per_sequence::<Gru16Trunc5>();
+    batched_equals_per_sequence::<Lstm16>();
+    batched_equals_per_sequence::<Lstm16Trunc4>();
+}

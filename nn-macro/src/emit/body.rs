@@ -231,14 +231,20 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                 let i = syn::Index::from(k);
                 quote!(#src[at(j)].#i)
             };
-            fx.stmts.push(match d.shape.rank() {
-                0 => quote!(for j in 0..B { tape.#n[j] = #sample; }),
-                _ => {
-                    let len = proc_macro2::Literal::usize_unsuffixed(d.shape.len());
-                    quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample[i]; } })
+            let len = proc_macro2::Literal::usize_unsuffixed(d.shape.len());
+            fx.stmts.push(match (d.per_step, d.shape.rank(), g.steps) {
+                (true, 0, Some(steps)) => {
+                    let count = proc_macro2::Literal::usize_unsuffixed(steps.count);
+                    quote!(for j in 0..B { for t in 0..#count { tape.#n[t][j] = #sample[t]; } })
                 }
+                (true, _, Some(steps)) => {
+                    let count = proc_macro2::Literal::usize_unsuffixed(steps.count);
+                    quote!(for j in 0..B { for t in 0..#count { for i in 0..#len { tape.#n[t][i][j] = #sample[t][i]; } } })
+                }
+                (_, 0, _) => quote!(for j in 0..B { tape.#n[j] = #sample; }),
+                _ => quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample[i]; } }),
             });
-            fx.place.insert(id, Place::Tape(n.clone()));
+            fx.place.insert(id, plan.tape_place(id));
         }
     }
 }
@@ -324,10 +330,11 @@ fn dest_for(plan: &Plan, fx: &Fx, id: NodeId) -> Place {
     let scalar_let = plan.g.nodes[id].shape.is_scalar()
         && !plan.batched[id]
         && matches!(plan.g.nodes[id].op, Op::Map { .. });
-    if plan.batch && (plan.on_tape[id] || !scalar_let) {
-        Place::Tape(plan.ident[id].clone())
-    } else if fx.which == Which::Forward && plan.on_tape[id] {
+    if (plan.batch || fx.which == Which::Forward) && plan.on_tape[id] {
         plan.tape_place(id)
+    } else if plan.batch && !scalar_let {
+        // the batched passes' workspace: one slot, reused at every step
+        Place::Tape(plan.ident[id].clone())
     } else {
         Place::Local(plan.ident[id].clone())
     }
@@ -342,6 +349,21 @@ pub fn clear(plan: &Plan, dest: &Place, id: NodeId) -> TokenStream {
         1 => quote!(#v.fill(0.0);),
         _ => quote!(#v.as_flattened_mut().fill(0.0);),
     }
+}
+
+/// Copies (or adds) node `a`'s value between two places, one column per
+/// sample when it is batched.
+pub fn copy_node(plan: &Plan, a: NodeId, src: &Place, dest: &Place, mode: Mode) -> TokenStream {
+    let mut out = vec![];
+    let empty = HashMap::new();
+    let mut ex = Ex {
+        plan,
+        place: &empty,
+        out: &mut out,
+        id: a,
+    };
+    ex.copy_into(a, a, src, dest, mode);
+    quote!(#(#out)*)
 }
 
 /// Copies (or adds) a value of `shape` between two places of per-sample code.

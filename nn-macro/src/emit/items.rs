@@ -130,12 +130,15 @@ fn input_ty(plan: &Plan, decls: &[TensorDecl]) -> TokenStream {
     tuple(decls.iter().map(|d| decl_ty(plan, d)).collect())
 }
 
-/// A batched graph's sample types: one step's (the batched form has no
-/// sequences).
-fn sample_ty(plan: &Plan, decls: &[TensorDecl]) -> TokenStream {
+/// The input of one call of `step`: one step's value of each per-step input.
+fn step_input_ty(plan: &Plan) -> TokenStream {
+    sample_ty_of(plan, plan.g.inputs.iter().filter(|d| d.per_step))
+}
+
+/// The types of one value (one step's, for a sequence) of each declaration.
+fn sample_ty_of<'a>(plan: &Plan, decls: impl Iterator<Item = &'a TensorDecl>) -> TokenStream {
     tuple(
         decls
-            .iter()
             .map(|d| match d.classes {
                 Some(_) => quote!(usize),
                 None => plan.shape_ty(&d.shape),
@@ -299,16 +302,7 @@ fn step_items(plan: &Plan, n: &Names) -> TokenStream {
         };
         quote!(#f: #v,)
     });
-    let step_input_ty = tuple(
-        g.inputs
-            .iter()
-            .filter(|d| d.per_step)
-            .map(|d| match d.classes {
-                Some(_) => quote!(usize),
-                None => plan.shape_ty(&d.shape),
-            })
-            .collect(),
-    );
+    let step_input_ty = step_input_ty(plan);
     let out_ty = plan.ty(g.output);
     let body = function(plan, Which::Step);
     let state_doc = format!("The recurrent state of `{name}` between calls of `{name}::step`: stateful inference on sequences of any length.");
@@ -336,22 +330,30 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let g = plan.g;
     let t = &plan.t;
     let (params_ty, tape_ty) = (&n.params, &n.batch_tape);
-    let mut fields: Vec<NodeId> = (0..g.nodes.len())
-        .filter(|&id| {
-            plan.on_tape[id]
-                || (matches!(g.nodes[id].op, Op::Input(_) | Op::Target(_)) && plan.live[id])
-        })
-        .collect();
+    // stored values (one per step inside the loop), then the workspace: one
+    // slot per intermediate, reused at every step, and the carried adjoints
+    let stored = |id: NodeId| {
+        plan.on_tape[id]
+            || (matches!(g.nodes[id].op, Op::Input(_) | Op::Target(_)) && plan.live[id])
+    };
+    let mut fields: Vec<NodeId> = (0..g.nodes.len()).filter(|&id| stored(id)).collect();
     fields.extend(plan.scratch());
+    fields.extend(
+        (0..g.nodes.len()).filter(|&id| plan.live[id] && matches!(g.nodes[id].op, Op::Carry(_))),
+    );
     fields.sort_unstable();
     fields.dedup();
     let field_items = fields.iter().map(|&id| {
         let f = &plan.ident[id];
-        let ty = plan.ty(id);
+        let ty = if stored(id) {
+            plan.tape_ty(id)
+        } else {
+            plan.ty(id)
+        };
         quote!(pub #f: #ty,)
     });
-    let input_ty = sample_ty(plan, &g.inputs);
-    let target_ty = sample_ty(plan, &g.targets);
+    let input_ty = input_ty_of(plan, &g.inputs);
+    let target_ty = input_ty_of(plan, &g.targets);
     let forward = function(plan, Which::Forward);
     let backward = function(plan, Which::Backward);
     let tape_doc = "What `forward_batch` stores for `backward_batch`, and the batched passes' workspace: each per-sample value a matrix with one column per sample.";
@@ -369,19 +371,39 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         quote!(tape.#l)
     };
     let out_id = &plan.ident[g.output];
-    let output_j = match (plan.batched[g.output], g.nodes[g.output].shape.rank()) {
-        (true, 0) => quote!(tape.#out_id[j]),
-        (true, _) => {
-            let len = Literal::usize_unsuffixed(g.nodes[g.output].shape.len());
-            quote!({
-                let mut o = [0.0; #len];
-                for i in 0..#len {
-                    o[i] = tape.#out_id[i][j];
+    let out_len = Literal::usize_unsuffixed(g.nodes[g.output].shape.len());
+    let per_step = plan.regions[g.output] == Region::Step;
+    let steps = Literal::usize_unsuffixed(g.steps.map_or(1, |s| s.count));
+    let output_j = match (
+        plan.batched[g.output],
+        g.nodes[g.output].shape.rank(),
+        per_step,
+    ) {
+        (true, 0, false) => quote!(tape.#out_id[j]),
+        (true, _, false) => quote!({
+            let mut o = [0.0; #out_len];
+            for i in 0..#out_len {
+                o[i] = tape.#out_id[i][j];
+            }
+            o
+        }),
+        (true, 0, true) => quote!({
+            let mut o = [0.0; #steps];
+            for t in 0..#steps {
+                o[t] = tape.#out_id[t][j];
+            }
+            o
+        }),
+        (true, _, true) => quote!({
+            let mut o = [[0.0; #out_len]; #steps];
+            for t in 0..#steps {
+                for i in 0..#out_len {
+                    o[t][i] = tape.#out_id[t][i][j];
                 }
-                o
-            })
-        }
-        (false, _) => quote!(tape.#out_id),
+            }
+            o
+        }),
+        (false, _, _) => quote!(tape.#out_id),
     };
     let work_doc = "The batched passes' workspace: one batch tape for each compiled batch width.";
     quote!(
@@ -503,16 +525,7 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
     };
     let step_methods = if has_step(plan) {
         let state_ty = &n.state;
-        let step_input_ty = tuple(
-            g.inputs
-                .iter()
-                .filter(|d| d.per_step)
-                .map(|d| match d.classes {
-                    Some(_) => quote!(usize),
-                    None => plan.shape_ty(&d.shape),
-                })
-                .collect(),
-        );
+        let step_input_ty = step_input_ty(plan);
         let out_ty = plan.ty(g.output);
         let step_doc = doc(plan, Which::Step);
         quote!(
@@ -532,8 +545,8 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
     let batch_methods = batch
         .map(|b| {
             let bt = &n.batch_tape;
-            let input_ty = sample_ty(b, &g.inputs);
-            let target_ty = sample_ty(b, &g.targets);
+            let input_ty = input_ty_of(b, &g.inputs);
+            let target_ty = input_ty_of(b, &g.targets);
             let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
             quote!(
                 /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
@@ -568,8 +581,8 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
         Some(b) => {
             let (work, input_ty, target_ty) = (
                 &n.batch_work,
-                sample_ty(b, &g.inputs),
-                sample_ty(b, &g.targets),
+                input_ty_of(b, &g.inputs),
+                input_ty_of(b, &g.targets),
             );
             let widths = BATCH_WIDTHS.iter().map(|w| Literal::usize_unsuffixed(*w));
             let arms = |train: bool| {

@@ -47,6 +47,8 @@ pub enum Place {
     RefStep(proc_macro2::Ident),
     /// A per-step tape field, at the current step: `tape.h[t]`.
     TapeStep(proc_macro2::Ident),
+    /// A per-step tape field, at the next step: `tape.h[t + 1]`.
+    TapeNext(proc_macro2::Ident),
     /// A field of the recurrent state passed to `step`: `state.h`.
     State(proc_macro2::Ident),
 }
@@ -61,6 +63,7 @@ impl Place {
             Place::Grad(n) => quote!(&grads.#n),
             Place::RefStep(n) => quote!(&#n[t]),
             Place::TapeStep(n) => quote!(&tape.#n[t]),
+            Place::TapeNext(n) => quote!(&tape.#n[t + 1]),
             Place::State(n) => quote!(&state.#n),
         }
     }
@@ -74,6 +77,7 @@ impl Place {
             Place::Grad(n) => quote!(&mut grads.#n),
             Place::RefStep(n) => quote!(&mut #n[t]),
             Place::TapeStep(n) => quote!(&mut tape.#n[t]),
+            Place::TapeNext(n) => quote!(&mut tape.#n[t + 1]),
             Place::State(n) => quote!(&mut state.#n),
         }
     }
@@ -87,6 +91,7 @@ impl Place {
             Place::Grad(n) => quote!(grads.#n),
             Place::RefStep(n) => quote!(#n[t]),
             Place::TapeStep(n) => quote!(tape.#n[t]),
+            Place::TapeNext(n) => quote!(tape.#n[t + 1]),
             Place::State(n) => quote!(state.#n),
         }
     }

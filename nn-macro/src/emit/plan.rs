@@ -87,7 +87,10 @@ impl<'g> Plan<'g> {
                     && (!grad_of[id].is_empty()
                         || users[id].iter().any(|&u| g.nodes[u].pass == Pass::Backward)
                         || id == g.output
-                        || (g.batch && id == g.loss))
+                        || (g.batch && id == g.loss)
+                        // the batched loop keeps each step's previous state
+                        // in the tape (no register of its own)
+                        || (g.batch && matches!(node.op, Op::StatePrev(_))))
             })
             .collect();
         let tape = (0..n).filter(|&id| on_tape[id]).collect();
@@ -135,7 +138,13 @@ impl<'g> Plan<'g> {
         }
         let is_map = matches!(node.op, Op::Map { .. });
         match &user.op {
-            Op::AddN(parts) => parts.contains(&id) && self.regions[u] == self.regions[id],
+            // a shared part of a per-sample sum is added into every column,
+            // which only an elementwise expression can be computed into
+            Op::AddN(parts) => {
+                parts.contains(&id)
+                    && self.regions[u] == self.regions[id]
+                    && (self.batched[u] == self.batched[id] || is_map)
+            }
             Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) => is_map,
             // a shared operand (the same for every sample) is B times itself: computed once
             Op::BatchSum(_) => self.batched[id] && (is_map || matches!(node.op, Op::Outer(..))),
@@ -164,17 +173,16 @@ impl<'g> Plan<'g> {
     }
 
     /// Whether the batched graph can be emitted: every live node has a
-    /// batched form (no per-sample matrices, no recurrences, inputs and
-    /// targets at most vectors).
+    /// batched form (no per-sample matrices; inputs and targets, at each
+    /// step of a sequence, at most vectors).
     pub fn supported(&self) -> bool {
         let g = self.g;
         let decls_ok = g
             .inputs
             .iter()
             .chain(&g.targets)
-            .all(|d| d.shape.rank() <= 1 && !d.per_step);
+            .all(|d| d.shape.rank() <= 1);
         decls_ok
-            && g.steps.is_none()
             && (0..g.nodes.len()).all(|id| {
                 if !self.live[id] {
                     return true;

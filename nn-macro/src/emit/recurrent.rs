@@ -4,7 +4,7 @@
 //! value (forward) or carried adjoint (backward, cut where truncation says)
 //! at the end of a step.
 
-use super::body::{copy_shape, emit_region, Fx, Which};
+use super::body::{clear, copy_node, copy_shape, emit_region, Fx, Which};
 use super::plan::Plan;
 use super::{flat_view, Mode, Place};
 use crate::ir::*;
@@ -22,10 +22,42 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
         if !fx.live[id] || node.pass != fx.pass {
             continue;
         }
+        if !matches!(
+            node.op,
+            Op::StatePrev(_) | Op::Carry(_) | Op::StepSum(_) | Op::Last(_)
+        ) {
+            continue;
+        }
         let n = &plan.ident[id];
         let ty = plan.ty(id);
         let zero = plan.zero(id);
         match node.op {
+            // the batched loop keeps each step's previous value in the tape:
+            // slot 0 gets the initial value, slot t + 1 the update of step t
+            Op::StatePrev(k) if forward && plan.batch => {
+                let slot = quote!(tape.#n[0]);
+                let rank = node.shape.rank() + usize::from(plan.batched[id]);
+                fx.stmts.push(match &g.states[k].init {
+                    StateInit::Constant(c) => {
+                        let v = Literal::f64_unsuffixed(*c);
+                        match rank {
+                            0 => quote!(#slot = #v;),
+                            1 => quote!(#slot.fill(#v);),
+                            _ => quote!(#slot.as_flattened_mut().fill(#v);),
+                        }
+                    }
+                    StateInit::Param(p) => {
+                        let pn = plan.param_field(*p);
+                        let len = Literal::usize_unsuffixed(node.shape.len());
+                        match (node.shape.rank(), plan.batched[id]) {
+                            (0, true) => quote!(#slot = [*#pn; B];),
+                            (_, true) => quote!(for i in 0..#len { #slot[i] = [#pn[i]; B]; }),
+                            _ => quote!(#slot = *#pn;),
+                        }
+                    }
+                });
+                fx.place.insert(id, Place::TapeStep(n.clone()));
+            }
             Op::StatePrev(k) if forward => {
                 let init = match &g.states[k].init {
                     StateInit::Constant(c) => plan.fill(&node.shape, *c),
@@ -37,16 +69,15 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
                 fx.stmts.push(quote!(let mut #n: #ty = #init;));
                 fx.place.insert(id, Place::Local(n.clone()));
             }
-            Op::Carry(_) => {
-                fx.stmts.push(quote!(let mut #n: #ty = #zero;));
-                fx.place.insert(id, Place::Local(n.clone()));
-            }
-            Op::StepSum(_) | Op::Last(_) => {
-                let dest = if fx.which == Which::Backward && plan.grad_direct(id) {
+            Op::Carry(_) | Op::StepSum(_) | Op::Last(_) => {
+                let sum = matches!(node.op, Op::StepSum(_) | Op::Last(_));
+                let dest = if sum && fx.which == Which::Backward && plan.grad_direct(id) {
                     Place::Grad(plan.param_field(plan.grad_of[id][0]))
-                } else if fx.which == Which::Forward && plan.on_tape[id] {
-                    fx.stmts.push(quote!(tape.#n = #zero;));
-                    Place::Tape(n.clone())
+                } else if plan.batch || (sum && fx.which == Which::Forward && plan.on_tape[id]) {
+                    // a tape field (in the batched passes, their workspace)
+                    let p = Place::Tape(n.clone());
+                    fx.stmts.push(clear(plan, &p, id));
+                    p
                 } else {
                     fx.stmts.push(quote!(let mut #n: #ty = #zero;));
                     Place::Local(n.clone())
@@ -65,7 +96,7 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
     }
     let outer = std::mem::take(&mut fx.stmts);
     // the loop body
-    if fx.which == Which::Forward {
+    if fx.which == Which::Forward && !plan.batch {
         // previous state values the backward pass reads
         for st in &g.states {
             if fx.live[st.prev] && plan.on_tape[st.prev] {
@@ -85,14 +116,14 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
                 if !fx.place.contains_key(&a) && plan.absorbed[a] {
                     super::body::emit_node(plan, fx, a, &dest, Mode::Accumulate);
                 } else if let Some(src) = fx.place.get(&a).cloned() {
-                    let stmt = copy_shape(&g.nodes[a].shape, &src, &dest, Mode::Accumulate);
+                    let stmt = copy_node(plan, a, &src, &dest, Mode::Accumulate);
                     fx.stmts.push(stmt);
                 }
             }
             Op::Last(a) => {
                 let dest = fx.place[&id].clone();
                 if let Some(src) = fx.place.get(&a).cloned() {
-                    let copy = copy_shape(&g.nodes[a].shape, &src, &dest, Mode::Assign);
+                    let copy = copy_node(plan, a, &src, &dest, Mode::Assign);
                     fx.stmts.push(quote!(if t == #last { #copy }));
                 }
             }
@@ -119,9 +150,19 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
         // the adjoint left after step 0 belongs to the initial state
         for (k, st) in g.states.iter().enumerate() {
             if let StateInit::Param(p) = st.init {
-                if let Some(src) = carry_node(plan, k).and_then(|c| fx.place.get(&c).cloned()) {
-                    let dest = Place::Grad(plan.param_field(p));
-                    let stmt = copy_shape(&st.shape, &src, &dest, Mode::Accumulate);
+                let Some(c) = carry_node(plan, k) else {
+                    continue;
+                };
+                if let Some(src) = fx.place.get(&c).cloned() {
+                    let pn = plan.param_field(p);
+                    let stmt = if plan.batched[c] {
+                        // summed over the samples
+                        let len = Literal::usize_unsuffixed(st.shape.len());
+                        let v = src.index(&quote!([i][j]));
+                        quote!(for i in 0..#len { for j in 0..B { grads.#pn[i] += #v; } })
+                    } else {
+                        copy_shape(&st.shape, &src, &Place::Grad(pn), Mode::Accumulate)
+                    };
                     fx.stmts.push(stmt);
                 }
             }
@@ -129,8 +170,11 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
     }
 }
 
-/// Forward: at the end of a step, each state's register takes its new value.
+/// Forward: at the end of a step, each state's register takes its new value
+/// (in the batched loop, the tape's slot of the next step).
 pub fn update_states(plan: &Plan, fx: &mut Fx) {
+    let last = plan.g.steps.map_or(0, |s| s.count - 1);
+    let last = Literal::usize_unsuffixed(last);
     for st in &plan.g.states {
         if !fx.live[st.prev] {
             continue;
@@ -138,11 +182,21 @@ pub fn update_states(plan: &Plan, fx: &mut Fx) {
         let Some(src) = fx.place.get(&st.update).cloned() else {
             continue;
         };
-        let dest = match fx.which {
-            Which::Step => Place::State(format_ident!("{}", super::names::sanitize(&st.name))),
-            _ => Place::Local(plan.ident[st.prev].clone()),
+        let stmt = match fx.which {
+            Which::Step => {
+                let dest = Place::State(format_ident!("{}", super::names::sanitize(&st.name)));
+                copy_shape(&st.shape, &src, &dest, Mode::Assign)
+            }
+            _ if plan.batch => {
+                let dest = Place::TapeNext(plan.ident[st.prev].clone());
+                let copy = copy_node(plan, st.update, &src, &dest, Mode::Assign);
+                quote!(if t < #last { #copy })
+            }
+            _ => {
+                let dest = Place::Local(plan.ident[st.prev].clone());
+                copy_shape(&st.shape, &src, &dest, Mode::Assign)
+            }
         };
-        let stmt = copy_shape(&st.shape, &src, &dest, Mode::Assign);
         fx.stmts.push(stmt);
     }
 }
@@ -173,18 +227,21 @@ fn carry_adjoints(plan: &Plan, fx: &mut Fx, steps: Steps) {
         let Some(adj) = g.state_adjoints[k].and_then(|a| fx.place.get(&a).cloned()) else {
             continue;
         };
-        let copy = copy_shape(&st.shape, &adj, &dest, Mode::Assign);
-        let zero = plan.fill(&st.shape, 0.0);
-        let d = dest.value();
+        let carry_node_id = carry;
+        let copy = copy_node(plan, carry_node_id, &adj, &dest, Mode::Assign);
+        let zero = clear(plan, &dest, carry_node_id);
         fx.stmts.push(match steps.truncate {
             Some(kk) => {
                 let kk = Literal::usize_unsuffixed(kk);
-                quote!(if t % #kk == 0 && t > 0 { #d = #zero; } else { #copy })
+                quote!(if t % #kk == 0 && t > 0 { #zero } else { #copy })
             }
             None => copy,
         });
-        let v = flat_view(adj.borrow(), &st.shape);
-        norm_terms.push(quote!((#v).iter().map(|x| x * x).sum::<#t>()));
+        // the batched passes record no norms (the trainer does not read them)
+        if !plan.batch {
+            let v = flat_view(adj.borrow(), &st.shape);
+            norm_terms.push(quote!((#v).iter().map(|x| x * x).sum::<#t>()));
+        }
     }
     if !norm_terms.is_empty() {
         fx.stmts.push(quote!(norms[t] = (#(#norm_terms)+*).sqrt();));

@@ -243,28 +243,9 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     cx.poisoned.insert(name.name.clone());
                     continue;
                 }
-                let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
                 if cx.define_check(name) {
-                    let k = cx.g.inputs.len();
-                    cx.g.inputs.push(TensorDecl {
-                        name: name.name.clone(),
-                        shape: shape.clone(),
-                        classes: None,
-                        per_step: step.is_some(),
-                    });
-                    let id = cx.g.push(
-                        Op::Input(k),
-                        shape,
-                        name.name.clone(),
-                        Pass::Forward,
-                        Some(name.span),
-                    );
-                    let value = if step.is_some() {
-                        Value::Seq(id)
-                    } else {
-                        Value::Node(id)
-                    };
-                    cx.env.insert(name.name.clone(), (value, name.span));
+                    let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
+                    cx.declare_data(name, step.is_some(), shape, None, true);
                 }
             }
             Statement::Target { name, step, kind } => {
@@ -280,31 +261,11 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                 if !cx.define_check(name) {
                     continue;
                 }
-                let k = cx.g.targets.len();
                 let (shape, classes) = match kind {
                     TargetKind::Tensor(s) => (Shape(s.dims.iter().map(|d| d.0).collect()), None),
                     TargetKind::Class { classes, .. } => (Shape::scalar(), Some(*classes)),
                 };
-                cx.g.targets.push(TensorDecl {
-                    name: name.name.clone(),
-                    shape: shape.clone(),
-                    classes,
-                    per_step: step.is_some(),
-                });
-                let id = cx.g.push(
-                    Op::Target(k),
-                    shape,
-                    name.name.clone(),
-                    Pass::Forward,
-                    Some(name.span),
-                );
-                let value = match (classes, step.is_some()) {
-                    (Some(n), false) => Value::Class(id, n),
-                    (Some(n), true) => Value::SeqClass(id, n),
-                    (None, false) => Value::Node(id),
-                    (None, true) => Value::Seq(id),
-                };
-                cx.env.insert(name.name.clone(), (value, name.span));
+                cx.declare_data(name, step.is_some(), shape, classes, false);
             }
             Statement::Param { name, shape, init } => {
                 if !cx.rank_check(name, shape, "a parameter", false) {
@@ -525,6 +486,42 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
     cx.g.output = output;
     cx.g.metric = metric_for(&cx.g, &cx.bce_logits);
     Ok(cx.g)
+}
+
+impl Cx {
+    /// An input or a target: its declaration, its node, its name.
+    fn declare_data(
+        &mut self,
+        name: &Ident,
+        per_step: bool,
+        shape: Shape,
+        classes: Option<usize>,
+        input: bool,
+    ) {
+        let decl = TensorDecl {
+            name: name.name.clone(),
+            shape: shape.clone(),
+            classes,
+            per_step,
+        };
+        let op = if input {
+            self.g.inputs.push(decl);
+            Op::Input(self.g.inputs.len() - 1)
+        } else {
+            self.g.targets.push(decl);
+            Op::Target(self.g.targets.len() - 1)
+        };
+        let id = self
+            .g
+            .push(op, shape, name.name.clone(), Pass::Forward, Some(name.span));
+        let value = match (classes, per_step) {
+            (Some(n), false) => Value::Class(id, n),
+            (Some(n), true) => Value::SeqClass(id, n),
+            (None, false) => Value::Node(id),
+            (None, true) => Value::Seq(id),
+        };
+        self.env.insert(name.name.clone(), (value, name.span));
+    }
 }
 
 fn declared_name(st: &Statement) -> Option<&Ident> {

@@ -259,8 +259,7 @@ pub fn overwrites(op: &Op) -> bool {
 /// (`batched(a)`) or shared as given.
 pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
     match family(op) {
-        Family::Leaf => true,
-        Family::Recurrent => false,
+        Family::Leaf | Family::Recurrent => true,
         Family::Elementwise => elementwise::batches(op, batched),
         Family::Linalg => linalg::batches(op, batched),
         Family::Reduce => reduce::batches(op, batched),
