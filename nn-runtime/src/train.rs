@@ -3,13 +3,37 @@
 //! stopping, checkpoints, a progress bar, and data-parallel training on
 //! several cores.
 //!
+//! # Batched blocks and the per-sample path
+//!
+//! For a network with batched passes ([`Network::BATCH_WIDTHS`] not empty:
+//! every generated network whose per-sample values are vectors, recurrent
+//! ones included), each batch, in its shuffled order, is cut into blocks:
+//! as many blocks of the largest compiled width as fit, then of the next
+//! width in what is left, and so on; the samples left over (fewer than the
+//! smallest width) are single samples. A block runs as one batched pass
+//! ([`Network::train_block`]: one matrix product per layer), a single
+//! sample through `forward` and `backward`. With widths 32 and 4, a batch
+//! of 41 is a block of 32, two of 4 and one single sample. Validation and
+//! [`evaluate`] cut their set the same way and run
+//! [`Network::eval_block`]. Networks without batched passes (those with
+//! matrix-valued inputs or intermediates), and every network under
+//! [`Trainer::batched`]`(false)`, run every sample through `forward` and
+//! `backward`: the per-sample path, the reference the batched one is tested
+//! against (the same gradients up to rounding: the batched products sum in
+//! another order).
+//!
 //! # Determinism across thread counts
 //!
-//! Each batch is cut into [`chunks`](Trainer::chunks) fixed parts (by
-//! position, independent of the number of threads). Each part's gradient is
-//! summed sample by sample into its own buffer, and the parts' buffers are
-//! added in part order. Which thread computes a part changes nothing, so the
-//! same seed gives bitwise the same weights with 1 thread and with N.
+//! The blocks of a batch (single samples on the per-sample path) are dealt,
+//! in order, to at most [`chunks`](Trainer::chunks) parts: consecutive runs
+//! of blocks, as even in number as possible. How a batch is cut and dealt
+//! depends only on its length, the compiled widths and the `chunks`
+//! setting, never on the number of threads. Each part's gradient is summed
+//! block by block into its own buffer, and the parts' buffers are added in
+//! part order. Which thread computes a part changes nothing, so the same
+//! seed gives bitwise the same weights with 1 thread and with N. A batch of
+//! a single block (a batch of 32 with widths 32 and 4) is one part, so it
+//! runs on one thread: threads only help batches of several blocks.
 //!
 //! # Bad settings, bad data, non-finite numbers
 //!
@@ -103,6 +127,7 @@ pub struct Trainer<O> {
     progress: bool,
     threads: usize,
     chunks: usize,
+    batched: bool,
     schedule: Schedule,
     clip: Option<Clip>,
     early_stopping: Option<EarlyStopping>,
@@ -474,47 +499,193 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-/// Mean loss (by `forward`, with one tape) and accuracy (by `is_correct` on
-/// the output) of `net` on `data`. Allocates one tape.
+/// Mean loss and accuracy (by `is_correct` on the output) of `net` on
+/// `data`: through the batched passes ([`Network::eval_block`], the set cut
+/// into blocks as in training; see the [module docs](self)) if the network
+/// has them, else sample by sample through `forward`. Allocates one tape
+/// (and, for a network with batched passes, one batched workspace and its
+/// scratch), on one thread.
 ///
 /// # Errors
 /// An empty or uneven data set, or a target the network does not accept
 /// ([`Network::check_target`]), naming the sample; all checked before any
-/// `forward`.
+/// pass.
 pub fn evaluate<N: Network>(
     net: &N,
     data: &Dataset<N::Input, N::Target>,
 ) -> Result<Evaluation, TrainError> {
     check_data(data, "evaluation")?;
     check_targets::<N>(data, "evaluation")?;
-    let mut tape = N::new_tape();
-    let part = eval_part(net, data, 0..data.len(), &mut tape);
+    let blocks = Blocks::new(N::BATCH_WIDTHS, data.len());
+    let mut part = Part::<N> {
+        scratch: Scratch::new(N::BATCH_WIDTHS),
+        stats: ChunkStats::default(),
+    };
+    eval_part(net, data, blocks, 0..blocks.count(), &mut part);
     let n = data.len() as f64;
     Ok(Evaluation {
-        loss: part.loss / n,
-        accuracy: part.correct as f64 / n,
+        loss: part.stats.loss / n,
+        accuracy: part.stats.correct as f64 / n,
     })
 }
 
-/// Summed loss and correct count over `range` of `data`, and the first
-/// sample with a non-finite loss; allocates nothing.
+/// How a batch of `len` samples is cut into blocks: for each width of
+/// `widths` in turn, as many whole blocks of that width as fit in what is
+/// left, then one block per remaining sample. With no widths (the
+/// per-sample path) every sample is a block of its own.
+#[derive(Clone, Copy, Debug)]
+struct Blocks {
+    widths: &'static [usize],
+    len: usize,
+}
+
+impl Blocks {
+    fn new(widths: &'static [usize], len: usize) -> Self {
+        Blocks { widths, len }
+    }
+
+    /// The number of blocks.
+    fn count(&self) -> usize {
+        let (mut rest, mut blocks) = (self.len, 0);
+        for &w in self.widths.iter().filter(|w| **w > 0) {
+            blocks += rest / w;
+            rest %= w;
+        }
+        blocks + rest
+    }
+
+    /// The `b`-th block: its positions in the batch, and whether it is a
+    /// batched block (else a single sample for `forward` and `backward`).
+    fn get(&self, mut b: usize) -> (core::ops::Range<usize>, bool) {
+        let (mut rest, mut start) = (self.len, 0);
+        for &w in self.widths.iter().filter(|w| **w > 0) {
+            let n = rest / w;
+            if b < n {
+                let s = start + b * w;
+                return (s..s + w, true);
+            }
+            b -= n;
+            start += n * w;
+            rest -= n * w;
+        }
+        (start + b..start + b + 1, false)
+    }
+}
+
+/// One part's workspace: a tape for single samples and, on the batched
+/// path, the batched passes' workspace, a loss and a correctness slot per
+/// sample of the widest block, and the indices `0, 1, ...` of the widest
+/// block (a block of consecutive samples is passed as a slice of its own).
+struct Scratch<N: Network> {
+    tape: Box<N::Tape>,
+    work: Option<Box<N::BatchWork>>,
+    losses: Vec<N::Scalar>,
+    correct: Vec<bool>,
+    iota: Vec<usize>,
+}
+
+impl<N: Network> Scratch<N> {
+    /// For blocks of `widths` (none: the per-sample path, which allocates
+    /// only the tape).
+    fn new(widths: &[usize]) -> Self {
+        let widest = widths.iter().copied().max().unwrap_or(0);
+        Scratch {
+            tape: N::new_tape(),
+            work: (widest > 0).then(N::new_batch_work),
+            losses: vec![N::Scalar::ZERO; widest],
+            correct: vec![false; widest],
+            iota: (0..widest).collect(),
+        }
+    }
+}
+
+/// The blocks `range` of `blocks` over the batch `order` (indices into
+/// `data`): forward and backward passes, the gradients added into `grads`,
+/// the losses and correct counts into the part's sums; allocates nothing.
+fn train_part<N: Network>(
+    net: &N,
+    data: &Dataset<N::Input, N::Target>,
+    order: &[usize],
+    blocks: Blocks,
+    range: core::ops::Range<usize>,
+    part: &mut Part<N>,
+    grads: &mut N::Params,
+) {
+    let Part { scratch: s, stats } = part;
+    for b in range {
+        let (positions, batched) = blocks.get(b);
+        let idx = &order[positions];
+        if batched {
+            let w = idx.len();
+            let work = s
+                .work
+                .as_deref_mut()
+                .expect("a workspace on the batched path");
+            let (losses, correct) = (&mut s.losses[..w], &mut s.correct[..w]);
+            net.train_block(
+                &data.inputs,
+                &data.targets,
+                idx,
+                work,
+                grads,
+                losses,
+                correct,
+            );
+            for ((&i, &loss), &ok) in idx.iter().zip(&*losses).zip(&*correct) {
+                stats.record(i, loss, ok);
+            }
+        } else {
+            for &i in idx {
+                let (x, y) = (&data.inputs[i], &data.targets[i]);
+                let loss = net.forward(x, y, &mut s.tape);
+                stats.record(i, loss, correct_after_forward(net, x, y, &s.tape));
+                net.backward(&s.tape, grads);
+            }
+        }
+    }
+}
+
+/// The blocks `range` of `blocks` over `data` in order: forward passes
+/// only, the losses and correct counts into the part's sums; allocates
+/// nothing.
 fn eval_part<N: Network>(
     net: &N,
     data: &Dataset<N::Input, N::Target>,
+    blocks: Blocks,
     range: core::ops::Range<usize>,
-    tape: &mut N::Tape,
-) -> ChunkStats {
-    let mut stats = ChunkStats::default();
-    for i in range {
-        let (x, y) = (&data.inputs[i], &data.targets[i]);
-        let loss = net.forward(x, y, tape);
-        if !loss.is_finite() && stats.bad.is_none() {
-            stats.bad = Some((i, loss.to_f64()));
+    part: &mut Part<N>,
+) {
+    let Part { scratch: s, stats } = part;
+    for b in range {
+        let (positions, batched) = blocks.get(b);
+        if batched {
+            let w = positions.len();
+            let work = s
+                .work
+                .as_deref_mut()
+                .expect("a workspace on the batched path");
+            let (losses, correct) = (&mut s.losses[..w], &mut s.correct[..w]);
+            // The block's samples are consecutive: pass them as a slice of
+            // their own, indexed 0..w.
+            net.eval_block(
+                &data.inputs[positions.clone()],
+                &data.targets[positions.clone()],
+                &s.iota[..w],
+                work,
+                losses,
+                correct,
+            );
+            for ((i, &loss), &ok) in positions.zip(&*losses).zip(&*correct) {
+                stats.record(i, loss, ok);
+            }
+        } else {
+            for i in positions {
+                let (x, y) = (&data.inputs[i], &data.targets[i]);
+                let loss = net.forward(x, y, &mut s.tape);
+                stats.record(i, loss, correct_after_forward(net, x, y, &s.tape));
+            }
         }
-        stats.loss += loss.to_f64();
-        stats.correct += usize::from(correct_after_forward(net, x, y, tape));
     }
-    stats
 }
 
 /// Whether the sample just passed through `forward` is classified correctly:
@@ -588,8 +759,9 @@ fn bar_length(epochs: usize, batches_per_epoch: usize) -> Option<u64> {
 
 impl<O> Trainer<O> {
     /// A trainer with `optimizer`: 1 epoch, full batch, seed 0, one thread,
-    /// 8 gradient chunks per batch, no schedule, no clipping, a progress bar
-    /// on interactive terminals, no per-epoch lines.
+    /// at most 8 gradient chunks per batch, the batched passes where the
+    /// network has them, no schedule, no clipping, a progress bar on
+    /// interactive terminals, no per-epoch lines.
     pub fn new(optimizer: O) -> Self {
         Trainer {
             optimizer,
@@ -600,6 +772,7 @@ impl<O> Trainer<O> {
             progress: true,
             threads: 1,
             chunks: 8,
+            batched: true,
             schedule: Schedule::Constant,
             clip: None,
             early_stopping: None,
@@ -659,13 +832,26 @@ impl<O> Trainer<O> {
         self
     }
 
-    /// Parts each batch's gradient is computed in (default 8, from 1 to
-    /// [`MAX_CHUNKS`]): the unit of parallel work, and what the
-    /// floating-point result depends on (with the seed). Each part has its
-    /// own tape and gradient buffer (no more parts than samples in a batch
-    /// or in the validation set are allocated).
+    /// The most parts each batch's gradient is computed in (default 8, from
+    /// 1 to [`MAX_CHUNKS`]): the unit of parallel work, and what the
+    /// floating-point result depends on (with the seed). A batch's blocks
+    /// (its samples, on the per-sample path) are dealt to `min(chunks,
+    /// blocks)` parts; see the [module docs](self). Each part has its own
+    /// tape, gradient buffer and batched workspace (no more parts than a
+    /// batch or the validation set can use are allocated).
     pub fn chunks(mut self, chunks: usize) -> Self {
         self.chunks = chunks;
+        self
+    }
+
+    /// Whether to run blocks of samples through the network's batched
+    /// passes ([`Network::train_block`], [`Network::eval_block`]) when it
+    /// has them (the default, `true`), or every sample through `forward`
+    /// and `backward` (`false`: the per-sample path, the reference). Both
+    /// give the same gradients up to rounding. Networks without batched
+    /// passes always take the per-sample path.
+    pub fn batched(mut self, batched: bool) -> Self {
+        self.batched = batched;
         self
     }
 
@@ -716,14 +902,16 @@ impl<O> Trainer<O> {
     /// Trains `net` on `train`.
     ///
     /// Each epoch shuffles the sample order (seeded), then for each batch
-    /// zeroes the gradient buffers, runs `forward` and `backward` for every
-    /// sample (gradients accumulate), divides the sum by the batch size,
-    /// clips it, and calls the optimiser once
-    /// ([`step_into`](Optimizer::step_into) a second parameter buffer, kept
-    /// only if every new value is finite). Tapes, gradient buffers, the
-    /// second parameter buffer, the index order and the thread pool are
-    /// allocated once per call; the per-batch loop allocates nothing. The
-    /// optimiser's `init` is called at the start.
+    /// zeroes the gradient buffers, runs the forward and backward passes of
+    /// every sample (blocks of samples through the batched passes where the
+    /// network has them, see [`batched`](Trainer::batched); gradients
+    /// accumulate), divides the sum by the batch size, clips it, and calls
+    /// the optimiser once ([`step_into`](Optimizer::step_into) a second
+    /// parameter buffer, kept only if every new value is finite). Tapes,
+    /// batched workspaces, gradient buffers, the second parameter buffer,
+    /// the index order and the thread pool are allocated once per call; the
+    /// per-batch loop allocates nothing. The optimiser's `init` is called at
+    /// the start.
     ///
     /// # Errors
     /// Before training: an invalid setting, an empty or inconsistent data
@@ -811,10 +999,15 @@ impl<O> Trainer<O> {
                 Some(pool)
             }
         };
-        // No more parts than a batch or the validation set can use.
-        let k = self
-            .chunks
-            .min(batch.max(validation.map_or(0, Dataset::len)));
+        let widths = if self.batched { N::BATCH_WIDTHS } else { &[] };
+        // No more parts than a batch (a full one, the last one) or the
+        // validation set can use.
+        let k = [batch, n % batch, validation.map_or(0, Dataset::len)]
+            .into_iter()
+            .map(|len| Blocks::new(widths, len).count())
+            .max()
+            .unwrap_or(1)
+            .clamp(1, self.chunks);
         self.optimizer.init(<N::Params as Flat<N::Scalar>>::LEN);
         let base_lr = self.optimizer.learning_rate();
         let batches_per_epoch = n.div_ceil(batch);
@@ -838,10 +1031,15 @@ impl<O> Trainer<O> {
             net,
             train,
             validation,
-            tapes: (0..k).map(|_| N::new_tape()).collect(),
+            parts: (0..k)
+                .map(|_| Part {
+                    scratch: Scratch::new(widths),
+                    stats: ChunkStats::default(),
+                })
+                .collect(),
             grads: (0..k).map(|_| N::new_grads()).collect(),
+            widths,
             spare: N::new_grads(),
-            stats: vec![ChunkStats::default(); k],
             order: (0..n).collect(),
             rng: Rng::new(self.seed),
             parallel: pool.is_some(),
@@ -926,6 +1124,24 @@ struct ChunkStats {
     bad: Option<(usize, f64)>,
 }
 
+impl ChunkStats {
+    /// Adds sample `i`'s loss and correctness.
+    fn record<T: Float>(&mut self, i: usize, loss: T, correct: bool) {
+        if !loss.is_finite() && self.bad.is_none() {
+            self.bad = Some((i, loss.to_f64()));
+        }
+        self.loss += loss.to_f64();
+        self.correct += usize::from(correct);
+    }
+}
+
+/// One part of a batch: its workspace and its sums (its gradient buffer is
+/// kept beside it, for the reduction), so that parts run on any thread.
+struct Part<N: Network> {
+    scratch: Scratch<N>,
+    stats: ChunkStats,
+}
+
 /// A training run in progress: an iterator of [`EpochReport`]s, from
 /// [`Trainer::train`].
 pub struct Training<'a, N: Network, O> {
@@ -933,12 +1149,14 @@ pub struct Training<'a, N: Network, O> {
     net: &'a mut N,
     train: &'a Dataset<N::Input, N::Target>,
     validation: Option<&'a Dataset<N::Input, N::Target>>,
-    tapes: Vec<Box<N::Tape>>,
+    parts: Vec<Part<N>>,
+    /// Each part's gradient buffer.
     grads: Vec<Box<N::Params>>,
+    /// The batched widths in use: the network's, or none on the per-sample path.
+    widths: &'static [usize],
     /// The second parameter buffer: the optimiser writes the next
     /// parameters here, swapped in when they are all finite.
     spare: Box<N::Params>,
-    stats: Vec<ChunkStats>,
     order: Vec<usize>,
     rng: Rng,
     pool: Option<rayon::ThreadPool>,
@@ -956,83 +1174,152 @@ pub struct Training<'a, N: Network, O> {
     bar: Option<ProgressBar>,
 }
 
-/// Runs the parts of a batch (or of the validation set): `work(k, tape,
-/// grads, stats)` for each part `k`, on the current pool's threads if `parallel`.
+/// Runs `work(k, part, grads)` for each of `parts` (of a batch, or of the
+/// validation set) with its gradient buffer, on the current pool's threads
+/// if `parallel`.
 fn for_each_part<N: Network, F>(
     parallel: bool,
-    tapes: &mut [Box<N::Tape>],
+    parts: &mut [Part<N>],
     grads: &mut [Box<N::Params>],
-    stats: &mut [ChunkStats],
     work: F,
 ) where
-    F: Fn(usize, &mut N::Tape, &mut N::Params, &mut ChunkStats) + Send + Sync,
+    F: Fn(usize, &mut Part<N>, &mut N::Params) + Send + Sync,
 {
-    if parallel {
-        tapes
+    if parallel && parts.len() > 1 {
+        parts
             .par_iter_mut()
             .zip(grads.par_iter_mut())
-            .zip(stats.par_iter_mut())
             .enumerate()
-            .for_each(|(k, ((t, g), s))| work(k, t, g, s));
+            .for_each(|(k, (p, g))| work(k, p, g));
     } else {
-        let items = tapes.iter_mut().zip(grads.iter_mut()).zip(stats.iter_mut());
-        for (k, ((t, g), s)) in items.enumerate() {
-            work(k, t, g, s);
+        for (k, (p, g)) in parts.iter_mut().zip(grads.iter_mut()).enumerate() {
+            work(k, p, g);
         }
     }
 }
 
-/// `grads[0] += grads[1]; grads[0] += grads[2]; ...` for the first `parts`
-/// buffers, element by element and always in part order, so the sum does not
-/// depend on how the work is spread over threads.
-fn reduce<T: Float, P: Flat<T> + Sync>(parallel: bool, grads: &mut [Box<P>], parts: usize) {
-    if parts < 2 {
-        return;
-    }
+/// `grads[0] = (grads[0] + grads[1] + grads[2] + ...) · scale`, element by
+/// element, the parts always added in part order (so the result does not
+/// depend on how the work is spread over threads), in blocks that are
+/// summed and scaled while in cache; returns whether every element of the
+/// result is finite. Every element is scaled, whatever is found.
+fn reduce_and_scale<T: Float, P: Flat<T> + Sync>(
+    parallel: bool,
+    grads: &mut [Box<P>],
+    scale: T,
+) -> bool {
     let (first, rest) = grads.split_first_mut().expect("at least one part");
-    let rest = &rest[..parts - 1];
-    let add = |offset: usize, out: &mut [T]| {
-        for g in rest {
-            let src = &g.as_slice()[offset..offset + out.len()];
-            for (o, &s) in out.iter_mut().zip(src) {
-                *o += s;
-            }
-        }
-    };
+    let rest = &*rest;
+    let block = |offset: usize, out: &mut [T]| sum_and_scale(out, rest, offset, scale);
     let total = first.as_mut_slice();
     if parallel && total.len() >= 2 * REDUCE_BLOCK {
         total
             .par_chunks_mut(REDUCE_BLOCK)
             .enumerate()
-            .for_each(|(b, out)| add(b * REDUCE_BLOCK, out));
+            .map(|(b, out)| block(b * REDUCE_BLOCK, out))
+            .reduce(|| true, |a, b| a && b)
     } else {
-        add(0, total);
+        total
+            .chunks_mut(REDUCE_BLOCK)
+            .enumerate()
+            .fold(true, |finite, (b, out)| {
+                block(b * REDUCE_BLOCK, out) & finite
+            })
     }
+}
+
+/// `out += g[offset..]` for each buffer `g` of `rest`, in order, then
+/// `out *= scale`; whether every element of `out` is then finite. Compiled
+/// for AVX-512 and AVX2 besides the baseline and picked at run time (the
+/// loops are elementwise, so every path gives bitwise the same result).
+fn sum_and_scale<T: Float, P: Flat<T>>(
+    out: &mut [T],
+    rest: &[Box<P>],
+    offset: usize,
+    scale: T,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { sum_and_scale_avx512(out, rest, offset, scale) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { sum_and_scale_avx2(out, rest, offset, scale) };
+        }
+    }
+    sum_and_scale_body(out, rest, offset, scale)
+}
+
+/// [`sum_and_scale`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_and_scale_avx512<T: Float, P: Flat<T>>(
+    out: &mut [T],
+    rest: &[Box<P>],
+    offset: usize,
+    scale: T,
+) -> bool {
+    sum_and_scale_body(out, rest, offset, scale)
+}
+
+/// [`sum_and_scale`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_and_scale_avx2<T: Float, P: Flat<T>>(
+    out: &mut [T],
+    rest: &[Box<P>],
+    offset: usize,
+    scale: T,
+) -> bool {
+    sum_and_scale_body(out, rest, offset, scale)
+}
+
+/// The loops of [`sum_and_scale`], inlined into each compiled version.
+#[inline(always)]
+fn sum_and_scale_body<T: Float, P: Flat<T>>(
+    out: &mut [T],
+    rest: &[Box<P>],
+    offset: usize,
+    scale: T,
+) -> bool {
+    for g in rest {
+        let src = &g.as_slice()[offset..offset + out.len()];
+        for (o, &s) in out.iter_mut().zip(src) {
+            *o += s;
+        }
+    }
+    scale_all_finite(out, scale)
 }
 
 /// Multiplies every element of `g` by `scale` and returns whether all are
-/// finite afterwards, in one pass: blocks of 16 summing `x · 0` per lane (0
-/// while finite, NaN after a NaN or infinity), which keeps the loop
-/// vectorised (a `finite &= x.is_finite()` does not).
+/// finite afterwards: the scaling loop, then (on data still in cache) a sum
+/// of `x · 0` over 64 lanes (0 while finite, NaN after a NaN or infinity),
+/// which keeps both loops vectorised (a `finite &= x.is_finite()` does not).
+#[inline(always)]
 fn scale_all_finite<T: Float>(g: &mut [T], scale: T) -> bool {
-    const LANES: usize = 16;
-    let (blocks, rest) = g.as_chunks_mut::<LANES>();
+    const LANES: usize = 64;
+    for v in g.iter_mut() {
+        *v *= scale;
+    }
+    let (blocks, rest) = g.as_chunks::<LANES>();
     let mut acc = [T::ZERO; LANES];
     for block in blocks {
-        for (v, a) in block.iter_mut().zip(&mut acc) {
-            *v *= scale;
-            *a += *v * T::ZERO;
+        for (a, &v) in acc.iter_mut().zip(block) {
+            *a += v * T::ZERO;
         }
     }
-    let mut finite = acc.iter().all(|a| *a == T::ZERO);
-    for v in rest {
-        *v *= scale;
-        finite &= v.is_finite();
-    }
-    finite
+    acc.iter().all(|a| *a == T::ZERO) && rest.iter().all(|v| v.is_finite())
 }
 
-/// Parameters added per parallel reduction task.
+/// Parameters added and scaled per reduction task.
 const REDUCE_BLOCK: usize = 4096;
 
 /// The `k`-th of `parts` consecutive parts of `0..len`.
@@ -1139,7 +1426,7 @@ where
         if self.batch < n {
             self.rng.shuffle(&mut self.order);
         }
-        let k = self.tapes.len();
+        let k = self.parts.len();
         let mut loss_sum = 0.0;
         let mut correct = 0usize;
         let mut lr = self.base_lr;
@@ -1147,33 +1434,26 @@ where
             self.step += 1;
             let indices = &self.order[b * self.batch..((b + 1) * self.batch).min(n)];
             let len = indices.len();
-            let parts = k.min(len);
+            // The batch's blocks, dealt to `parts` parts: a function of the
+            // batch length and the settings only (never of the threads).
+            let blocks = Blocks::new(self.widths, len);
+            let count = blocks.count();
+            let parts = k.min(count);
             let net: &N = self.net;
             let train = self.train;
-            for_each_part::<N, _>(
+            for_each_part(
                 self.parallel,
-                &mut self.tapes,
-                &mut self.grads,
-                &mut self.stats,
-                |c, tape, grads, stats| {
-                    *stats = ChunkStats::default();
+                &mut self.parts[..parts],
+                &mut self.grads[..parts],
+                |c, p, grads| {
+                    p.stats = ChunkStats::default();
                     grads.fill_zero();
-                    if c >= parts {
-                        return;
-                    }
-                    for &i in &indices[part(len, parts, c)] {
-                        let (x, y) = (&train.inputs[i], &train.targets[i]);
-                        let loss = net.forward(x, y, tape);
-                        if !loss.is_finite() && stats.bad.is_none() {
-                            stats.bad = Some((i, loss.to_f64()));
-                        }
-                        stats.loss += loss.to_f64();
-                        stats.correct += usize::from(correct_after_forward(net, x, y, tape));
-                        net.backward(tape, grads);
-                    }
+                    let range = part(count, parts, c);
+                    train_part(net, train, indices, blocks, range, p, grads);
                 },
             );
-            if let Some((sample, loss)) = self.stats.iter().find_map(|s| s.bad) {
+            let used = &self.parts[..parts];
+            if let Some((sample, loss)) = used.iter().find_map(|p| p.stats.bad) {
                 return Err(TrainError::NonFiniteLoss {
                     epoch,
                     step: self.step,
@@ -1181,10 +1461,10 @@ where
                     loss,
                 });
             }
-            reduce(self.parallel, &mut self.grads, parts);
             let scale = N::Scalar::from_f64(1.0 / len as f64);
+            let finite = reduce_and_scale(self.parallel, &mut self.grads[..parts], scale);
             let g = self.grads[0].as_mut_slice();
-            if !scale_all_finite(g, scale) {
+            if !finite {
                 let i = g.iter().position(|v| !v.is_finite()).unwrap_or(0);
                 let (param, index) = locate_param(N::PARAM_INFO, i);
                 return Err(TrainError::NonFiniteGradient {
@@ -1232,9 +1512,9 @@ where
                 });
             }
             self.net.swap_params(&mut self.spare);
-            for s in &self.stats {
-                loss_sum += s.loss;
-                correct += s.correct;
+            for p in &self.parts[..parts] {
+                loss_sum += p.stats.loss;
+                correct += p.stats.correct;
             }
             if let Some(bar) = &self.bar {
                 bar.inc(1);
@@ -1245,28 +1525,29 @@ where
             Some(v) => {
                 let net: &N = self.net;
                 let len = v.len();
-                let parts = k.min(len);
-                for_each_part::<N, _>(
+                let blocks = Blocks::new(self.widths, len);
+                let count = blocks.count();
+                let parts = k.min(count);
+                for_each_part(
                     self.parallel,
-                    &mut self.tapes,
-                    &mut self.grads,
-                    &mut self.stats,
-                    |c, tape, _, stats| {
-                        *stats = ChunkStats::default();
-                        if c < parts {
-                            *stats = eval_part(net, v, part(len, parts, c), tape);
-                        }
+                    &mut self.parts[..parts],
+                    &mut self.grads[..parts],
+                    |c, p, _| {
+                        p.stats = ChunkStats::default();
+                        let range = part(count, parts, c);
+                        eval_part(net, v, blocks, range, p);
                     },
                 );
-                if let Some((sample, loss)) = self.stats.iter().find_map(|s| s.bad) {
+                let used = &self.parts[..parts];
+                if let Some((sample, loss)) = used.iter().find_map(|p| p.stats.bad) {
                     return Err(TrainError::NonFiniteValidation {
                         epoch,
                         sample,
                         loss,
                     });
                 }
-                let loss: f64 = self.stats.iter().map(|s| s.loss).sum();
-                let correct: usize = self.stats.iter().map(|s| s.correct).sum();
+                let loss: f64 = used.iter().map(|p| p.stats.loss).sum();
+                let correct: usize = used.iter().map(|p| p.stats.correct).sum();
                 (Some(loss / len as f64), Some(correct as f64 / len as f64))
             }
         };
@@ -1362,6 +1643,7 @@ impl<N: Network, O> Drop for Training<'_, N, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::Zeroable;
     use crate::optim::{Adam, RmsProp, Sgd};
     use crate::testnet::{class_data, linear_data, Bug, LinParams, Linear, SeqSoftmax3, Softmax3};
 
@@ -2014,6 +2296,118 @@ mod tests {
             evaluate(&net, &uneven).unwrap_err().to_string(),
             "the evaluation set has 3 inputs but 2 targets"
         );
+    }
+
+    #[test]
+    fn batches_are_cut_widest_blocks_first_then_single_samples() {
+        let cut = |widths: &'static [usize], len: usize| {
+            let blocks = Blocks::new(widths, len);
+            let all: Vec<_> = (0..blocks.count()).map(|b| blocks.get(b)).collect();
+            // The blocks cover the batch in order.
+            let mut next = 0;
+            for (r, _) in &all {
+                assert_eq!(r.start, next, "{widths:?} {len}");
+                next = r.end;
+            }
+            assert_eq!(next, len);
+            all.iter()
+                .map(|(r, batched)| (r.len(), *batched))
+                .collect::<Vec<_>>()
+        };
+        let (b32, b4, one) = ((32, true), (4, true), (1, false));
+        assert_eq!(cut(&[32, 4], 41), [b32, b4, b4, one]);
+        assert_eq!(cut(&[32, 4], 64), [b32, b32]);
+        assert_eq!(cut(&[32, 4], 30), [b4, b4, b4, b4, b4, b4, b4, one, one]);
+        assert_eq!(cut(&[32, 4], 3), [one, one, one]);
+        assert_eq!(cut(&[32, 4], 0), []);
+        assert_eq!(cut(&[8], 17), [(8, true), (8, true), one]);
+        // The per-sample path: every sample a block of its own.
+        assert_eq!(cut(&[], 3), [one, one, one]);
+        // A width of 0 would be a bug; it is skipped, not divided by.
+        assert_eq!(cut(&[0, 4], 5), [b4, one]);
+        // Dealt to parts: consecutive runs of blocks; on the per-sample
+        // path exactly the positional parts of the batch.
+        for len in [1, 5, 8, 41, 100] {
+            let blocks = Blocks::new(&[], len);
+            let parts = 8.min(blocks.count());
+            for c in 0..parts {
+                let r = part(blocks.count(), parts, c);
+                let first = blocks.get(r.start).0.start;
+                let last = blocks.get(r.end - 1).0.end;
+                assert_eq!(first..last, part(len, parts, c));
+            }
+        }
+    }
+
+    /// A gradient buffer of 10,000 `f64`s (three reduction blocks).
+    #[repr(C)]
+    struct Big([f64; 10_000]);
+    // SAFETY: only `f64`s.
+    unsafe impl Zeroable for Big {}
+    // SAFETY: `#[repr(C)]`, 10,000 `f64`s.
+    unsafe impl Flat<f64> for Big {
+        const LEN: usize = 10_000;
+    }
+
+    #[test]
+    fn reducing_and_scaling_is_the_sum_in_part_order_times_the_scale() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(3);
+        let bad = [(0, f64::NAN), (9_999, f64::INFINITY), (5_000, 1e308)];
+        for parts in 1..=3 {
+            for poison in [None, Some(0), Some(1), Some(2)] {
+                let mut grads: Vec<Box<Big>> = (0..parts).map(|_| Big::zeroed_box()).collect();
+                for g in &mut grads {
+                    for v in g.as_mut_slice() {
+                        *v = rng.uniform(-1.0, 1.0);
+                    }
+                }
+                if let Some(p) = poison {
+                    let (i, v) = bad[p];
+                    grads[parts - 1].0[i] = v;
+                }
+                let want: Vec<f64> = (0..10_000)
+                    .map(|i| {
+                        let mut s = grads[0].0[i];
+                        for g in &grads[1..] {
+                            s += g.0[i];
+                        }
+                        s * 4.0
+                    })
+                    .collect();
+                let finite = want.iter().all(|v| v.is_finite());
+                assert_eq!(finite, poison.is_none());
+                for parallel in [false, true] {
+                    let mut g: Vec<Box<Big>> = grads
+                        .iter()
+                        .map(|b| {
+                            let mut c = Big::zeroed_box();
+                            c.0 = b.0;
+                            c
+                        })
+                        .collect();
+                    // The baseline loop (what CPUs without AVX run) agrees.
+                    let mut base = g[0].0;
+                    let base_finite = sum_and_scale_body(&mut base, &g[1..], 0, 4.0);
+                    let got = pool.install(|| reduce_and_scale(parallel, &mut g, 4.0));
+                    assert_eq!(got, finite, "{parts} {poison:?} {parallel}");
+                    assert_eq!(base_finite, finite);
+                    assert!(base
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()));
+                    let same = g[0]
+                        .0
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{parts} {poison:?} {parallel}");
+                }
+            }
+        }
     }
 
     #[test]

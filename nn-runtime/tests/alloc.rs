@@ -1,7 +1,9 @@
 //! Proves the training hot path allocates nothing: a counting global
 //! allocator sees the same number of allocations for 1 epoch as for 50,
 //! none in any optimiser's step, and none in a whole multi-threaded epoch
-//! after the first.
+//! after the first; on the per-sample path (a hand-written network) and on
+//! the batched path (a generated one, whose batches are cut into blocks of
+//! 32 and 4 and single samples).
 //!
 //! Only the measured threads are counted, so the counts are exact whatever
 //! else the process (the test harness, other tests) or the machine does: a
@@ -12,7 +14,7 @@
 //! pool (`rayon::broadcast` on its first step).
 
 use nn_runtime::{
-    evaluate, Adam, AdamW, Clip, Dataset, EarlyStopping, Flat, Metric, Network, Optimizer,
+    evaluate, network, Adam, AdamW, Clip, Dataset, EarlyStopping, Flat, Metric, Network, Optimizer,
     ParamInfo, RmsProp, Schedule, SettingError, Sgd, Trainer, Zeroable,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -147,6 +149,31 @@ impl Network for Lin {
     }
 }
 
+/// The digits network's shape: batched passes of 32 and 4 samples.
+#[network {
+    input  x[64];
+    target label: class[10];
+    h      = relu(dense(x, 32, he));
+    logits = dense(h, 10);
+    loss   = softmax_cross_entropy(logits, label);
+}]
+struct Digits;
+
+/// `n` digits-shaped samples whose class is the brightest block of pixels.
+fn digits(n: usize) -> Dataset<[f32; 64], usize> {
+    let mut rng = nn_runtime::Rng::new(7);
+    let targets: Vec<usize> = (0..n).map(|_| rng.below(10)).collect();
+    let inputs = targets
+        .iter()
+        .map(|&c| {
+            std::array::from_fn(|i| {
+                rng.uniform(0.0, 0.5) as f32 + if i % 10 == c { 0.6 } else { 0.0 }
+            })
+        })
+        .collect();
+    Dataset::new(inputs, targets)
+}
+
 /// Runs `f` and returns how many heap allocations (alloc, alloc_zeroed,
 /// realloc) the current thread made meanwhile.
 fn allocations_of(f: impl FnOnce()) -> usize {
@@ -231,6 +258,56 @@ fn training_allocates_per_fit_not_per_batch_or_epoch() {
     assert!(last.loss < 1e-6, "{last}");
     assert_eq!(last.accuracy, 1.0);
     assert_eq!(last.val_accuracy, Some(1.0));
+}
+
+#[test]
+fn batched_training_allocates_per_fit_not_per_batch_or_epoch() {
+    assert_eq!(Digits::BATCH_WIDTHS, &[32, 4]);
+    let (train, val) = digits(300).split(0.8, 1);
+    // Batches of 41 = 32 + 4 + 4 + 1 (and a last one of 35 = 32 + 3 × 1);
+    // validation 60 = 32 + 7 × 4.
+    let fit = |epochs: usize, threads: usize| {
+        let mut net = Digits::new(0);
+        let mut report = None;
+        let n = allocations_of(|| {
+            report = Some(
+                Trainer::new(Adam::new(0.01))
+                    .epochs(epochs)
+                    .batch_size(41)
+                    .threads(threads)
+                    .quiet()
+                    .fit_with_validation(&mut net, &train, &val)
+                    .unwrap(),
+            );
+        });
+        (n, report.unwrap())
+    };
+    let (one, _) = fit(1, 1);
+    let (fifty, report) = fit(50, 1);
+    assert_eq!(fifty, one, "allocations grow with epochs");
+    // per part (8, as the validation set has 8 blocks): a tape, a batched
+    // workspace, its scratch (losses, flags, indices) and a gradient
+    // buffer; the second parameter buffer, the parts' vectors, the index
+    // order, Adam's state, the report
+    assert!((48..=70).contains(&one), "{one} allocations per fit");
+    assert!(
+        report.last().unwrap().val_accuracy.unwrap() > 0.9,
+        "{report:?}"
+    );
+    // On the calling thread with two threads, too (the pool's start-up
+    // allocates on it once per fit).
+    assert_eq!(fit(1, 2).0, fit(20, 2).0, "allocations grow with epochs");
+
+    // `evaluate`: a tape, a batched workspace and its scratch, whatever
+    // the size of the set.
+    let net = Digits::new(0);
+    let small = allocations_of(|| {
+        std::hint::black_box(evaluate(&net, &val).unwrap());
+    });
+    let large = allocations_of(|| {
+        std::hint::black_box(evaluate(&net, &train).unwrap());
+    });
+    assert_eq!((small, large), (5, 5));
 }
 
 fn step_allocations<O: Optimizer<f32>>(mut opt: O) -> usize {
@@ -330,25 +407,44 @@ impl Optimizer<f32> for MarkWorkers {
 
 #[test]
 fn a_multi_threaded_epoch_allocates_nothing_after_the_first() {
+    // One network after the other: the workers' counter is shared.
     let inputs: Vec<[f32; 2]> = (0..400)
         .map(|i| [(i % 7) as f32 / 7.0, (i % 5) as f32 / 5.0])
         .collect();
     let targets: Vec<[f32; 1]> = inputs.iter().map(|x| [2.0 * x[0] - x[1] + 0.5]).collect();
     let (train, val) = Dataset::new(inputs, targets).split(0.75, 1);
-    let mut net = Lin::new(0);
+    multi_threaded_epochs(Lin::new(0), &train, &val, 16, true);
+    // The batched path: batches of 100 = 3 × 32 + 4 (four parts), the last
+    // of 40 = 32 + 2 × 4; validation 100 = 3 × 32 + 4; and the per-sample
+    // path of the same network.
+    let (train, val) = digits(440).split(340.0 / 440.0, 2);
+    multi_threaded_epochs(Digits::new(0), &train, &val, 100, true);
+    multi_threaded_epochs(Digits::new(0), &train, &val, 100, false);
+}
+
+/// 20 two-thread epochs of `net` after two warm-up epochs: no allocation
+/// on the calling thread nor on the pool's workers.
+fn multi_threaded_epochs<N: Network<Scalar = f32>>(
+    mut net: N,
+    train: &Dataset<N::Input, N::Target>,
+    val: &Dataset<N::Input, N::Target>,
+    batch: usize,
+    batched: bool,
+) {
     let optimizer = MarkWorkers {
         adam: Adam::new(0.01),
         marked: false,
     };
     let mut trainer = Trainer::new(optimizer)
         .epochs(100)
-        .batch_size(16)
+        .batch_size(batch)
+        .batched(batched)
         .threads(2)
         .schedule(Schedule::cosine(5, 500))
         .clip(Clip::Norm(10.0))
         .early_stopping(EarlyStopping::new(Metric::Loss, 1000))
         .quiet();
-    let mut epochs = trainer.train(&mut net, &train, Some(&val)).unwrap();
+    let mut epochs = trainer.train(&mut net, train, Some(val)).unwrap();
     // Warm-up: the first epoch starts rayon's workers (and their queues)
     // and marks them.
     epochs.next().unwrap().unwrap();
@@ -363,7 +459,8 @@ fn a_multi_threaded_epoch_allocates_nothing_after_the_first() {
     assert_eq!(
         (caller, workers),
         (0, 0),
-        "allocations in 20 two-thread epochs (calling thread, pool workers)"
+        "allocations in 20 two-thread epochs (calling thread, pool workers), \
+         batch {batch}, batched {batched}"
     );
     // The workers are counted: one allocation on each of the two shows.
     PROBE.store(true, Ordering::SeqCst);

@@ -47,15 +47,29 @@ fn line_data(n: usize, seed: u64) -> Dataset<[f32; 2], [f32; 1]> {
 #[test]
 fn one_and_many_threads_give_bitwise_the_same_weights() {
     let (train, val) = blobs(600, 1).split(0.8, 2);
+    // Batches of one block of 32; of 32 + 4 + 4 + 1 (and a last one of
+    // 29 = 7 × 4 + 1); the same on the per-sample path.
+    for (batch, batched) in [(32, true), (41, true), (41, false)] {
+        one_and_many_threads(&train, &val, batch, batched);
+    }
+}
+
+fn one_and_many_threads(
+    train: &Dataset<[f32; 64], usize>,
+    val: &Dataset<[f32; 64], usize>,
+    batch: usize,
+    batched: bool,
+) {
     let run = |threads: usize| {
         let mut net = Digits::new(3);
         let report = Trainer::new(Adam::new(0.01))
             .epochs(4)
-            .batch_size(32)
+            .batch_size(batch)
+            .batched(batched)
             .seed(4)
             .threads(threads)
             .quiet()
-            .fit_with_validation(&mut net, &train, &val)
+            .fit_with_validation(&mut net, train, val)
             .unwrap();
         let losses: Vec<(u64, u64)> = report
             .epochs
@@ -73,27 +87,32 @@ fn one_and_many_threads_give_bitwise_the_same_weights() {
     let one = run(1);
     assert!(one.2.unwrap() > 0.9, "the network learns: {:?}", one.2);
     for threads in [2, 3, 0] {
-        assert!(run(threads) == one, "{threads} threads differ from 1");
+        assert!(
+            run(threads) == one,
+            "batch {batch}, batched {batched}: {threads} threads differ from 1"
+        );
     }
     // The chunking, not the thread count, is what the result depends on.
     let mut net = Digits::new(3);
     Trainer::new(Adam::new(0.01))
         .epochs(4)
-        .batch_size(32)
+        .batch_size(batch)
+        .batched(batched)
         .seed(4)
         .chunks(3)
         .quiet()
-        .fit(&mut net, &train)
+        .fit(&mut net, train)
         .unwrap();
     let mut net2 = Digits::new(3);
     Trainer::new(Adam::new(0.01))
         .epochs(4)
-        .batch_size(32)
+        .batch_size(batch)
+        .batched(batched)
         .seed(4)
         .chunks(3)
         .threads(2)
         .quiet()
-        .fit(&mut net2, &train)
+        .fit(&mut net2, train)
         .unwrap();
     assert_eq!(net.params().as_slice(), net2.params().as_slice());
 }

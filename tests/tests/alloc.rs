@@ -2,11 +2,18 @@
 //! the gradient and the SGD update (`Optimizer::step` on the flat views, and
 //! the trainer's checked update: `Optimizer::step_into` a second buffer and
 //! `Network::swap_params`) make zero heap allocations, once the tape and the
-//! gradient buffers exist.
+//! gradient buffers exist; so do the batched passes the trainer runs
+//! (`train_block`, `eval_block`, at every compiled width) once their
+//! workspace exists, and whole training epochs after the first, on one
+//! thread and on two.
 //!
 //! A counting global allocator counts only the allocations of threads that
 //! have switched counting on (a `const` thread-local flag, so reading it never
 //! allocates), so the test harness's other threads do not disturb the count.
+//! For the two-thread epochs, the training pool's workers are marked too:
+//! the network marks every thread other than the test's own that runs one
+//! of its blocks, and the test first runs epochs until both workers are
+//! marked.
 
 use nn_runtime::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -19,7 +26,13 @@ struct Counting;
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static COUNT: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread is a worker of the measured training pool, whose
+    /// allocations go to `POOL_ALLOCATIONS`.
+    static POOL_WORKER: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Allocations by the measured training pool's workers.
+static POOL_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// All counted allocations of all threads (for the report only).
 static TOTAL: AtomicUsize = AtomicUsize::new(0);
@@ -29,6 +42,9 @@ fn note() {
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
         let _ = COUNT.try_with(|c| c.set(c.get() + 1));
         TOTAL.fetch_add(1, Ordering::Relaxed);
+    }
+    if POOL_WORKER.try_with(Cell::get).unwrap_or(false) {
+        POOL_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -316,4 +332,240 @@ fn truncated_last_step_gru_hot_path_does_not_allocate() {
         assert_eq!(n, 0, "GruLast16: backward_traced allocated {n} times");
         assert!(norms.iter().all(|v| v.is_finite()), "{norms:?}");
     }
+}
+
+/// `train_block` and `eval_block` at every compiled width, `rounds` times
+/// over blocks of samples picked from `inputs`: the allocations of each.
+fn batched_allocations<N: Network>(
+    net: &N,
+    inputs: &[N::Input],
+    targets: &[N::Target],
+    rounds: usize,
+) -> [(&'static str, usize); 2] {
+    assert!(!N::BATCH_WIDTHS.is_empty());
+    let mut work = N::new_batch_work();
+    let mut grads = N::new_grads();
+    let widest = N::BATCH_WIDTHS[0];
+    let mut losses = vec![N::Scalar::ZERO; widest];
+    let mut correct = vec![false; widest];
+    let mut counts = [("train_block", 0), ("eval_block", 0)];
+    for r in 0..rounds {
+        for &w in N::BATCH_WIDTHS {
+            let idx: Vec<usize> = (0..w).map(|j| (r * 7 + j * 3) % inputs.len()).collect();
+            let ((), n) = allocations(|| {
+                net.train_block(
+                    inputs,
+                    targets,
+                    &idx,
+                    &mut work,
+                    &mut grads,
+                    &mut losses[..w],
+                    &mut correct[..w],
+                )
+            });
+            counts[0].1 += n;
+            let ((), n) = allocations(|| {
+                net.eval_block(
+                    inputs,
+                    targets,
+                    &idx,
+                    &mut work,
+                    &mut losses[..w],
+                    &mut correct[..w],
+                )
+            });
+            counts[1].1 += n;
+            assert!(losses[..w].iter().all(|l| l.is_finite()));
+        }
+    }
+    assert!(grads.as_slice().iter().any(|g| *g != N::Scalar::ZERO));
+    counts
+}
+
+fn digits_data(n: usize, seed: u64) -> (Vec<[f32; 64]>, Vec<usize>) {
+    let mut rng = nn_tests::Lcg::new(seed);
+    let targets: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % 10).collect();
+    let inputs = targets
+        .iter()
+        .map(|&c| {
+            core::array::from_fn(|i| {
+                rng.uniform(0.0, 0.5) as f32 + if i % 10 == c { 0.6 } else { 0.0 }
+            })
+        })
+        .collect();
+    (inputs, targets)
+}
+
+#[test]
+fn batched_passes_do_not_allocate() {
+    let net = Xor::new(7);
+    let inputs = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    let targets = [[0.0], [1.0], [1.0], [0.0]];
+    for (what, n) in batched_allocations(&net, &inputs, &targets, 5) {
+        assert_eq!(n, 0, "Xor: {what} allocated {n} times");
+    }
+    let net = Digits::new(3);
+    let (inputs, targets) = digits_data(50, 12);
+    for (what, n) in batched_allocations(&net, &inputs, &targets, 5) {
+        assert_eq!(n, 0, "Digits: {what} allocated {n} times");
+    }
+}
+
+/// The digits network, marking every thread other than `owner` that runs
+/// one of its blocks as a counted pool worker (and, when `PROBE` is set,
+/// allocating once on it, to show that the workers are counted).
+struct MarkingDigits {
+    inner: Digits,
+    owner: std::thread::ThreadId,
+    /// How many workers are marked.
+    marked: std::sync::Arc<AtomicUsize>,
+}
+
+/// When set, the next block on a worker allocates once.
+static PROBE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl MarkingDigits {
+    fn mark(&self) {
+        if std::thread::current().id() != self.owner && !POOL_WORKER.with(Cell::get) {
+            POOL_WORKER.with(|w| w.set(true));
+            self.marked.fetch_add(1, Ordering::SeqCst);
+        }
+        if POOL_WORKER.with(Cell::get) && PROBE.swap(false, Ordering::SeqCst) {
+            drop(black_box(vec![0u8; 8]));
+        }
+    }
+}
+
+impl Network for MarkingDigits {
+    type Scalar = f32;
+    type Input = [f32; 64];
+    type Target = usize;
+    type Output = [f32; 10];
+    type Params = <Digits as Network>::Params;
+    type Tape = <Digits as Network>::Tape;
+    type BatchWork = <Digits as Network>::BatchWork;
+    const PARAMS: usize = Digits::PARAMS;
+    const TAPE_BYTES: usize = Digits::TAPE_BYTES;
+    const FORWARD_FLOPS: u64 = Digits::FORWARD_FLOPS;
+    const BACKWARD_FLOPS: u64 = Digits::BACKWARD_FLOPS;
+    const PARAM_INFO: &'static [ParamInfo] = Digits::PARAM_INFO;
+    const BATCH_WIDTHS: &'static [usize] = <Digits as Network>::BATCH_WIDTHS;
+
+    fn new(seed: u64) -> Self {
+        MarkingDigits {
+            inner: Digits::new(seed),
+            owner: std::thread::current().id(),
+            marked: std::sync::Arc::default(),
+        }
+    }
+    fn params(&self) -> &Self::Params {
+        Network::params(&self.inner)
+    }
+    fn params_mut(&mut self) -> &mut Self::Params {
+        Network::params_mut(&mut self.inner)
+    }
+    fn swap_params(&mut self, other: &mut Box<Self::Params>) {
+        Network::swap_params(&mut self.inner, other)
+    }
+    fn predict(&self, x: &[f32; 64]) -> [f32; 10] {
+        Network::predict(&self.inner, x)
+    }
+    fn forward(&self, x: &[f32; 64], y: &usize, tape: &mut Self::Tape) -> f32 {
+        Network::forward(&self.inner, x, y, tape)
+    }
+    fn backward(&self, tape: &Self::Tape, grads: &mut Self::Params) {
+        Network::backward(&self.inner, tape, grads)
+    }
+    fn is_correct(out: &[f32; 10], y: &usize) -> bool {
+        <Digits as Network>::is_correct(out, y)
+    }
+    fn check_target(y: &usize) -> Result<(), TargetError> {
+        <Digits as Network>::check_target(y)
+    }
+    fn tape_output(tape: &Self::Tape) -> Option<[f32; 10]> {
+        <Digits as Network>::tape_output(tape)
+    }
+    fn train_block(
+        &self,
+        inputs: &[[f32; 64]],
+        targets: &[usize],
+        idx: &[usize],
+        work: &mut Self::BatchWork,
+        grads: &mut Self::Params,
+        losses: &mut [f32],
+        correct: &mut [bool],
+    ) {
+        self.mark();
+        self.inner
+            .train_block(inputs, targets, idx, work, grads, losses, correct)
+    }
+    fn eval_block(
+        &self,
+        inputs: &[[f32; 64]],
+        targets: &[usize],
+        idx: &[usize],
+        work: &mut Self::BatchWork,
+        losses: &mut [f32],
+        correct: &mut [bool],
+    ) {
+        self.mark();
+        self.inner
+            .eval_block(inputs, targets, idx, work, losses, correct)
+    }
+}
+
+#[test]
+fn batched_training_epochs_do_not_allocate_after_the_first() {
+    let (inputs, targets) = digits_data(540, 13);
+    let (train, val) = Dataset::new(inputs, targets).split(440.0 / 540.0, 1);
+    // Batches of 100 = 3 × 32 + 4 (four parts), the last of 40 = 32 + 2 × 4;
+    // validation 100.
+    for threads in [1, 2] {
+        let mut net = MarkingDigits::new(1);
+        let start = net.params().as_slice().to_vec();
+        let marked = std::sync::Arc::clone(&net.marked);
+        let mut trainer = Trainer::new(Adam::new(0.01))
+            .epochs(usize::MAX)
+            .batch_size(100)
+            .threads(threads)
+            .clip(Clip::Norm(10.0))
+            .quiet();
+        let mut epochs = trainer.train(&mut net, &train, Some(&val)).unwrap();
+        // Warm-up: the first epoch starts the workers; run epochs until
+        // both have run a block (and are counted).
+        epochs.next().unwrap().unwrap();
+        let mut warm_up = 1;
+        while threads == 2 && warm_up < 1000 && marked.load(Ordering::SeqCst) < 2 {
+            epochs.next().unwrap().unwrap();
+            warm_up += 1;
+        }
+        if threads == 2 {
+            assert_eq!(marked.load(Ordering::SeqCst), 2, "after {warm_up} epochs");
+        }
+        let before = POOL_ALLOCATIONS.load(Ordering::SeqCst);
+        let ((), caller) = allocations(|| {
+            for _ in 0..10 {
+                black_box(epochs.next().unwrap().unwrap());
+            }
+        });
+        let workers = POOL_ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(
+            (caller, workers),
+            (0, 0),
+            "allocations in 10 epochs on {threads} threads (calling thread, workers)"
+        );
+        if threads == 2 {
+            // The workers are counted: an allocation on one shows.
+            PROBE.store(true, Ordering::SeqCst);
+            while PROBE.load(Ordering::SeqCst) {
+                epochs.next().unwrap().unwrap();
+            }
+            assert!(POOL_ALLOCATIONS.load(Ordering::SeqCst) > before);
+        }
+        let report = epochs.next().unwrap().unwrap();
+        drop(epochs);
+        assert!(report.val_accuracy.unwrap() > 0.9, "{report}");
+        assert_ne!(net.params().as_slice(), &start[..]);
+    }
+    POOL_WORKER.with(|w| assert!(!w.get(), "the test thread is not a worker"));
 }
