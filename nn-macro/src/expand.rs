@@ -3,7 +3,8 @@
 //! once, from the same lowering, for the batched ones.
 
 use crate::emit::emit_network;
-use crate::ir::{Dtype, Graph};
+use crate::ir::{Bcast, Dtype, Graph, NodeId, Op, Pass, Shape};
+use crate::scalar::{build::mul, S};
 use crate::source::{read_args, Origin, Source};
 use crate::{autodiff, lower, opt};
 use nn_grammar::Diagnostic;
@@ -35,9 +36,9 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return fallback(&item, e),
     };
     let rebuild = rebuild_on_change(&source);
-    let compiled = compile_both(&source.text, source.dtype).map_err(|ds| combine(&source, &ds));
+    let compiled = compile(&source.text, source.dtype).map_err(|ds| combine(&source, &ds));
     let result = match (compiled, shape_error.or(generics_error)) {
-        (Ok((g, batch)), None) => emit_network(&g, batch.as_ref(), &item),
+        (Ok(c), None) => emit_network(&c, &item),
         (Ok(_), Some(e)) => fallback(&item, e),
         (Err(mut e), other) => {
             if let Some(o) = other {
@@ -49,23 +50,119 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
     quote!(#rebuild #result)
 }
 
+/// Every graph a definition's code is emitted from.
+pub struct Compiled {
+    /// The per-sample passes (`predict`, `forward`, `backward`, `step`).
+    pub sample: Graph,
+    /// The batched passes, where per-sample contributions to shared values
+    /// are summed over the batch (emitted when every op has a batched form).
+    pub batch: Graph,
+    /// `input_gradient`: each input's `∂loss/∂input` (feed-forward only).
+    pub input_grad: Option<Graph>,
+    /// `hvp`: the Hessian-vector product of the loss in the parameters
+    /// (feed-forward only).
+    pub hvp: Option<Graph>,
+}
+
 /// The pipeline on a definition's text, with diagnostics as plain data (no
-/// proc-macro context needed): the per-sample graph, and the batched one,
-/// where per-sample contributions to shared values are summed over the
-/// batch (emitted when every op has a batched form). One parse and one
-/// lowering serve both.
-pub fn compile_both(
-    text: &str,
-    dtype: Option<Dtype>,
-) -> Result<(Graph, Option<Graph>), Vec<Diagnostic>> {
+/// proc-macro context needed). One parse and one lowering serve every graph.
+pub fn compile(text: &str, dtype: Option<Dtype>) -> Result<Compiled, Vec<Diagnostic>> {
     let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
     let lowered = lower::lower_definition(&def, dtype)?;
     let tidied = opt::tidy(lowered);
     let mut batch = tidied.clone();
     batch.batch = true;
-    let batch = Some(opt::optimise(autodiff::diff_graph(batch)));
+    let batch = opt::optimise(autodiff::diff_graph(batch));
+    let (input_grad, hvp) = match tidied.steps {
+        Some(_) => (None, None),
+        None => (
+            Some(input_gradient_graph(&tidied)),
+            Some(hvp_graph(&tidied)),
+        ),
+    };
     let sample = opt::optimise(autodiff::diff_graph(tidied));
-    Ok((sample, batch))
+    Ok(Compiled {
+        sample,
+        batch,
+        input_grad,
+        hvp,
+    })
+}
+
+/// The per-sample and the batched graph (what the tests of the batched form look at).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn compile_both(
+    text: &str,
+    dtype: Option<Dtype>,
+) -> Result<(Graph, Option<Graph>), Vec<Diagnostic>> {
+    compile(text, dtype).map(|c| (c.sample, Some(c.batch)))
+}
+
+/// The node of a leaf op (an input, a parameter).
+fn leaf(g: &Graph, op: Op) -> NodeId {
+    g.nodes
+        .iter()
+        .position(|n| n.op == op)
+        .unwrap_or(usize::MAX)
+}
+
+/// The loss differentiated with respect to each input (not the parameters).
+fn input_gradient_graph(tidied: &Graph) -> Graph {
+    let mut g = tidied.clone();
+    let inputs: Vec<NodeId> = (0..g.inputs.len())
+        .map(|k| leaf(&g, Op::Input(k)))
+        .collect();
+    let loss = g.loss;
+    g.input_grads = autodiff::derivatives(&mut g, loss, &inputs);
+    opt::optimise(g)
+}
+
+/// The gradient's inner product with a vector `v` of the parameters' shape,
+/// `s = Σ_k ∇θ_k loss · v_k`, differentiated again in the parameters:
+/// `∂s/∂θ = H v`, the Hessian-vector product (reverse over reverse).
+fn hvp_graph(tidied: &Graph) -> Graph {
+    let mut g = autodiff::diff_graph(tidied.clone());
+    let mut terms = vec![];
+    for k in 0..g.params.len() {
+        let Some(gr) = g.grads[k] else { continue };
+        let shape = g.params[k].shape.clone();
+        let name = format!("v_{}", g.params[k].field);
+        let v = g.push(Op::Tangent(k), shape.clone(), name, Pass::Forward, None);
+        let prod = g.push(
+            Op::Map {
+                args: vec![gr, v],
+                bcast: vec![Bcast::Full; 2],
+                body: mul(S::Arg(0), S::Arg(1)),
+            },
+            shape,
+            "grad_v".into(),
+            Pass::Forward,
+            None,
+        );
+        let total = g.push(
+            Op::Sum(prod),
+            Shape::scalar(),
+            "grad_v_sum".into(),
+            Pass::Forward,
+            None,
+        );
+        terms.push(total);
+    }
+    let params: Vec<NodeId> = (0..g.params.len())
+        .map(|k| leaf(&g, Op::Param(k)))
+        .collect();
+    g.hvp = vec![None; g.params.len()];
+    if !terms.is_empty() {
+        let s = g.push(
+            Op::AddN(terms),
+            Shape::scalar(),
+            "grad_dot_v".into(),
+            Pass::Forward,
+            None,
+        );
+        g.hvp = autodiff::derivatives(&mut g, s, &params);
+    }
+    opt::optimise(g)
 }
 
 /// The per-sample graph alone (what most tests look at).

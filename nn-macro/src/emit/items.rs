@@ -8,6 +8,7 @@ use super::body::{function, live_with_states, Which};
 use super::dims;
 use super::docs::{doc, math_name};
 use super::plan::Plan;
+use crate::expand::Compiled;
 use crate::ir::*;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -18,18 +19,24 @@ use quote::{format_ident, quote};
 /// make a parameter a pattern (`const input: usize = 4;`).
 const WRAPPER_BINDINGS: &[&str] = &[
     "input", "target", "tape", "grads", "norms", "seed", "params", "state", "inputs", "targets",
-    "output", "other", "s", "v", "j", "idx", "work", "losses", "correct",
+    "output", "other", "s", "v", "j", "idx", "work", "losses", "correct", "out",
 ];
 
 /// Emits the network's items: `g` the per-sample graph, `bg` the batched
 /// one (when the definition has a batched form), `item` the user's struct.
-pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> TokenStream {
+pub fn emit_network(c: &Compiled, item: &syn::ItemStruct) -> TokenStream {
+    let g = &c.sample;
     let name = &item.ident;
     let params_ty = format_ident!("{}Params", name);
     let plan = Plan::new(g, params_ty.clone());
-    let batch_plan = bg
-        .map(|bg| Plan::new(bg, params_ty.clone()))
-        .filter(|p| p.supported());
+    let batch_plan = Some(Plan::new(&c.batch, params_ty.clone())).filter(|p| p.supported());
+    let extra = Extra {
+        input_grad: c
+            .input_grad
+            .as_ref()
+            .map(|ig| Plan::new(ig, params_ty.clone())),
+        hvp: c.hvp.as_ref().map(|h| Plan::new(h, params_ty.clone())),
+    };
     let n = Names {
         name: name.clone(),
         module: format_ident!("__nn_{}", name),
@@ -39,8 +46,8 @@ pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> To
         batch_work: format_ident!("{}BatchWork", name),
         state: format_ident!("{}State", name),
     };
-    let module_items = module(&plan, batch_plan.as_ref(), &n);
-    let wrappers = wrappers(&plan, batch_plan.as_ref(), &n);
+    let module_items = module(&plan, batch_plan.as_ref(), &extra, &n);
+    let wrappers = wrappers(&plan, batch_plan.as_ref(), &extra, &n);
     let attrs = &item.attrs;
     let vis = &item.vis;
     let (name, module_name, params_ty, tape_ty) = (&n.name, &n.module, &n.params, &n.tape);
@@ -76,6 +83,12 @@ pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> To
 
         #wrappers
     }
+}
+
+/// The plans of the graphs with one function each (feed-forward networks).
+struct Extra<'g> {
+    input_grad: Option<Plan<'g>>,
+    hvp: Option<Plan<'g>>,
 }
 
 /// The generated items' names.
@@ -148,7 +161,7 @@ fn sample_ty_of<'a>(plan: &Plan, decls: impl Iterator<Item = &'a TensorDecl>) ->
 }
 
 /// The module's items: structs and passes.
-fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
+fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenStream {
     let g = plan.g;
     let t = &plan.t;
     let (name, params_ty, tape_ty) = (&n.name, &n.params, &n.tape);
@@ -214,6 +227,30 @@ fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
     };
     let step_items = step_items(plan, n);
     let batch_items = batch.map(|b| batch_items(b, n)).unwrap_or_default();
+    let input_grad = extra
+        .input_grad
+        .as_ref()
+        .map(|ig| {
+            let body = function(ig, Which::InputGrad);
+            quote!(
+                pub fn input_gradient(params: &#params_ty, input: &#input_ty, target: &#target_ty) -> #input_ty {
+                    #body
+                }
+            )
+        })
+        .unwrap_or_default();
+    let hvp = extra
+        .hvp
+        .as_ref()
+        .map(|h| {
+            let body = function(h, Which::Hvp);
+            quote!(
+                pub fn hvp(params: &#params_ty, input: &#input_ty, target: &#target_ty, v: &#params_ty, grads: &mut #params_ty) {
+                    #body
+                }
+            )
+        })
+        .unwrap_or_default();
     let is_correct = is_correct(plan);
     let dot = g.to_dot(&name.to_string());
     quote! {
@@ -261,6 +298,10 @@ fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
         #step_items
 
         #batch_items
+
+        #input_grad
+
+        #hvp
 
         pub fn is_correct(output: &#output_ty, target: &#target_ty) -> bool {
             #is_correct
@@ -465,7 +506,7 @@ pub const BATCH_WIDTHS: &[usize] = &[32, 4];
 
 /// The methods next to the user's struct and its `Network` impl, each a
 /// call into the module.
-fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
+fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenStream {
     let g = plan.g;
     let t = &plan.t;
     let (name, m, params_ty, tape_ty) = (&n.name, &n.module, &n.params, &n.tape);
@@ -542,6 +583,25 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
     } else {
         quote!()
     };
+    let mut second_order = quote!();
+    if let Some(ig) = &extra.input_grad {
+        let d = doc(ig, Which::InputGrad);
+        second_order.extend(quote!(
+            #[doc = #d]
+            pub fn input_gradient(&self, input: &#input_ty, target: &#target_ty) -> #input_ty {
+                #m::input_gradient(&self.params, input, target)
+            }
+        ));
+    }
+    if let Some(h) = &extra.hvp {
+        let d = doc(h, Which::Hvp);
+        second_order.extend(quote!(
+            #[doc = #d]
+            pub fn hvp(&self, input: &#input_ty, target: &#target_ty, v: &#params_ty, out: &mut #params_ty) {
+                #m::hvp(&self.params, input, target, v, out)
+            }
+        ));
+    }
     let batch_methods = batch
         .map(|b| {
             let bt = &n.batch_tape;
@@ -682,6 +742,8 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
                 #backward_methods
 
                 #step_methods
+
+                #second_order
 
                 #batch_methods
             }

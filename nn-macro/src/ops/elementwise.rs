@@ -145,6 +145,22 @@ pub static FUNCS: &[ScalarFn] = &[
         // expm1' = eˣ = expm1(x) + 1
         derivative: |_, e| add(e, c(1.0)),
     },
+    ScalarFn {
+        name: "sin",
+        callable: true,
+        method: "sin",
+        value: f64::sin,
+        // sin' = cos
+        derivative: |x, _| call(Func::COS, x),
+    },
+    ScalarFn {
+        name: "cos",
+        callable: true,
+        method: "cos",
+        value: f64::cos,
+        // cos' = -sin
+        derivative: |x, _| neg(call(Func::SIN, x)),
+    },
 ];
 
 impl Func {
@@ -154,8 +170,6 @@ impl Func {
     pub const TANH: Func = Func(1);
     /// `exp`.
     pub const EXP: Func = Func(3);
-    /// `sqrt`.
-    pub const SQRT: Func = Func(5);
     /// `abs`.
     pub const ABS: Func = Func(6);
     /// `softplus`.
@@ -166,6 +180,10 @@ impl Func {
     pub const STEP: Func = Func(9);
     /// `-1`, `0` or `1`.
     pub const SIGN: Func = Func(10);
+    /// `sin`.
+    pub const SIN: Func = Func(13);
+    /// `cos`.
+    pub const COS: Func = Func(14);
 
     /// The method the generated code calls.
     pub fn method(self) -> &'static str {
@@ -456,7 +474,14 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
                 let deriv = simplify(&body.diff(k).reuse_output(body));
                 let renum: Vec<usize> = (1..=n).collect();
                 let deriv = deriv.renumber(&renum).out_to_arg(n + 1);
-                let contrib = simplify(&mul(S::Arg(0), deriv));
+                let mut contrib = simplify(&mul(S::Arg(0), deriv.clone()));
+                // where the derivative can be infinite or NaN (a division,
+                // a negative or fractional power: `sqrt` or `log` outside
+                // their domain, say), an adjoint of exactly 0 (a branch of
+                // `where` not taken) contributes exactly 0, never 0 · inf
+                if deriv.may_be_non_finite() {
+                    contrib = select(cmp(Cmp::Ne, S::Arg(0), c(0.0)), contrib, c(0.0));
+                }
                 let mut margs = vec![v.d];
                 margs.extend(args.iter().copied());
                 margs.push(v.id);
@@ -473,7 +498,7 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
                     Bcast::Full => v.add(a, map),
                     // a broadcast operand's adjoint sums over the broadcast
                     Bcast::Scalar | Bcast::Col | Bcast::Row => {
-                        let name = format!("d_{}_full", v.g.nodes[a].name);
+                        let name = v.adjoint_name(a, "_full");
                         let full = v.push(map, v.shape(v.id), name);
                         let reduce = match b {
                             Bcast::Scalar => Op::Sum(full),
