@@ -258,6 +258,19 @@ mod tests {
     }
 
     #[test]
+    fn derivatives_expansion() {
+        let def = "dtype f64; input x[1]; target f[1]; h = tanh(dense(x, 8)); \
+            u = x * (1 - x) * dense(h, 1); du = grad(sum(u), x); d2u = grad(sum(du), x); \
+            output u; loss = mse(d2u, f);";
+        insta::assert_snapshot!(expand_named(
+            def.parse().expect("tokens"),
+            quote!(
+                pub struct Poisson;
+            )
+        ));
+    }
+
+    #[test]
     fn matrix_ops_expansion() {
         let def = "input x[3, 5]; target y[2]; param w[4, 3] = he; param b[4]; \
             h = tanh(w @ x + b); pooled = mean(h, 1); feat = concat(pooled[0:2], softmax(pooled)); \
