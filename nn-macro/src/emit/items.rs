@@ -748,6 +748,14 @@ fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> Toke
                 #batch_methods
             }
 
+            /// The model summary: each parameter's name, shape and size, the
+            /// totals, the FLOPs and tape bytes of one sample.
+            impl ::core::fmt::Display for #name {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    ::core::fmt::Display::fmt(&::nn_runtime::__private::Summary::of::<Self>(), f)
+                }
+            }
+
             impl ::nn_runtime::__private::Network for #name {
                 type Scalar = #t;
                 type Input = #input_ty;
