@@ -3,14 +3,21 @@
 //! the dispatch's gain is measured, not assumed. Throughput is FLOPs (`2mkn`
 //! for a product), so criterion's `thrpt` reads as FLOP/s.
 //!
+//! `transcendental` times the vectorised `exp`, `ln`, `tanh` and `sigmoid`
+//! slice kernels on each path against a scalar `libm` loop.
+//!
 //! `composed_step` times a whole batched training step of mnist (b64) and
-//! digits (b32) written as the batched generated code will be: the
-//! const-generic matrix-matrix kernels in the feature-major layout
-//! `[[f32; B]; n]`, elementwise loops between them, one SGD update.
+//! digits (b32) written as the batched generated code is: the batch
+//! transposed into the feature-major layout `[[f32; B]; n]`, the
+//! const-generic matrix-matrix kernels, elementwise loops between them, one
+//! SGD update; `loops` does the transposition and the log-softmax (and its
+//! gradient) with element loops and scalar `exp`/`ln` as the generated code
+//! does today, `kernels` with `transpose`, `log_softmax_cols` and
+//! `log_softmax_cols_grad_acc`.
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use nn_runtime::kernels::{self, f32_kernels as fk, Isa};
+use nn_runtime::kernels::{self, f32_kernels as fk, Func, Isa};
 use nn_runtime::Zeroable;
 use nn_tests::bench_nets::{Digits, Mnist};
 use nn_tests::Lcg;
@@ -97,8 +104,55 @@ fn products(c: &mut Criterion) {
     }
 }
 
+/// The transcendental slice kernels against a scalar `libm` loop (std's
+/// `f32::exp`, `ln`, `tanh` and `1 / (1 + exp(-x))`), on 1024 inputs spread
+/// over the range where each function is not saturated; throughput is
+/// elements per second.
+fn transcendental(c: &mut Criterion) {
+    const N: usize = 1024;
+    for func in Func::ALL {
+        let mut g = c.benchmark_group(format!("transcendental/{}", func.name()));
+        configure(&mut g);
+        g.throughput(Throughput::Elements(N as u64));
+        let (lo, hi) = match func {
+            Func::Exp => (-80.0, 80.0),
+            Func::Log => (1e-6, 1e3),
+            Func::Tanh => (-5.0, 5.0),
+            Func::Sigmoid => (-20.0, 20.0),
+        };
+        let mut r = Lcg::new(11);
+        let x: Vec<f32> = (0..N).map(|_| r.uniform(lo, hi) as f32).collect();
+        let mut out = vec![0.0f32; N];
+        // One loop per function (no function pointer), so each is compiled
+        // with its call inlined where the compiler can.
+        macro_rules! scalar_loop {
+            ($f:expr) => {
+                g.bench_function("libm_scalar_loop", |bench| {
+                    bench.iter(|| {
+                        for (o, &v) in out.iter_mut().zip(black_box(&x)) {
+                            *o = $f(v);
+                        }
+                    })
+                })
+            };
+        }
+        match func {
+            Func::Exp => scalar_loop!(f32::exp),
+            Func::Log => scalar_loop!(f32::ln),
+            Func::Tanh => scalar_loop!(f32::tanh),
+            Func::Sigmoid => scalar_loop!(|v: f32| 1.0 / (1.0 + (-v).exp())),
+        };
+        for isa in isas() {
+            g.bench_function(isa.name(), |bench| {
+                bench.iter(|| fk::map(isa, func, black_box(&x), &mut out))
+            });
+        }
+        g.finish();
+    }
+}
+
 /// An `I -> H relu -> O` softmax-cross-entropy step on a batch of `B`, as
-/// batched generated code would run it through the kernels.
+/// the batched generated code runs it through the kernels.
 #[repr(C)]
 struct Step<const I: usize, const H: usize, const O: usize, const B: usize> {
     w1: [[f32; I]; H],
@@ -109,9 +163,14 @@ struct Step<const I: usize, const H: usize, const O: usize, const B: usize> {
     gb1: [f32; H],
     gw2: [[f32; H]; O],
     gb2: [f32; O],
+    /// The batch as the caller passes it: one sample per row.
+    inputs: [[f32; I]; B],
+    /// The batch feature-major, one sample per column (the tape's layout).
     x: [[f32; B]; I],
     h: [[f32; B]; H],
     z: [[f32; B]; O],
+    ls: [[f32; B]; O],
+    dz: [[f32; B]; O],
     dh: [[f32; B]; H],
     labels: [usize; B],
 }
@@ -120,6 +179,18 @@ struct Step<const I: usize, const H: usize, const O: usize, const B: usize> {
 unsafe impl<const I: usize, const H: usize, const O: usize, const B: usize> Zeroable
     for Step<I, H, O, B>
 {
+}
+
+/// How the step does the work between the matrix products.
+#[derive(Clone, Copy, PartialEq)]
+enum Glue {
+    /// As the generated code does it today: the batch transposed by an
+    /// element loop, the log-softmax and its gradient column by column with
+    /// scalar `exp`/`ln`.
+    Loops,
+    /// Through the kernels: `transpose`, `log_softmax_cols` and
+    /// `log_softmax_cols_grad_acc` (vectorised `exp`/`ln`).
+    Kernels,
 }
 
 impl<const I: usize, const H: usize, const O: usize, const B: usize> Step<I, H, O, B> {
@@ -133,7 +204,7 @@ impl<const I: usize, const H: usize, const O: usize, const B: usize> Step<I, H, 
         {
             *v = r.uniform(-0.1, 0.1) as f32;
         }
-        for v in s.x.as_flattened_mut() {
+        for v in s.inputs.as_flattened_mut() {
             *v = r.uniform(0.0, 1.0) as f32;
         }
         for (b, l) in s.labels.iter_mut().enumerate() {
@@ -142,7 +213,19 @@ impl<const I: usize, const H: usize, const O: usize, const B: usize> Step<I, H, 
         s
     }
 
-    fn step(&mut self, lr: f32) -> f32 {
+    // The `Loops` variant indexes as the generated code does.
+    #[allow(clippy::needless_range_loop)]
+    fn step(&mut self, lr: f32, glue: Glue) -> f32 {
+        match glue {
+            Glue::Loops => {
+                for j in 0..B {
+                    for i in 0..I {
+                        self.x[i][j] = self.inputs[j][i];
+                    }
+                }
+            }
+            Glue::Kernels => kernels::transpose(&self.inputs, &mut self.x),
+        }
         kernels::matmul(&self.w1, &self.x, &mut self.h);
         for (row, &bias) in self.h.iter_mut().zip(&self.b1) {
             for v in row.iter_mut() {
@@ -150,24 +233,61 @@ impl<const I: usize, const H: usize, const O: usize, const B: usize> Step<I, H, 
             }
         }
         kernels::matmul(&self.w2, &self.h, &mut self.z);
-        let mut loss = 0.0;
-        for b in 0..B {
-            let col: [f32; O] = core::array::from_fn(|k| self.z[k][b] + self.b2[k]);
-            let mut ls = [0.0; O];
-            kernels::log_softmax(&col, &mut ls);
-            loss -= ls[self.labels[b]];
-            for (k, &l) in ls.iter().enumerate() {
-                self.z[k][b] = l.exp() - if k == self.labels[b] { 1.0 } else { 0.0 };
+        for (row, &bias) in self.z.iter_mut().zip(&self.b2) {
+            for v in row.iter_mut() {
+                *v += bias;
             }
         }
-        kernels::matmul_nt_acc(&self.z, &self.h, &mut self.gw2);
-        for (g, row) in self.gb2.iter_mut().zip(&self.z) {
+        match glue {
+            Glue::Loops => {
+                for j in 0..B {
+                    let mut m = self.z[0][j];
+                    for i in 1..O {
+                        m = m.max(self.z[i][j]);
+                    }
+                    let mut s = 0.0;
+                    for i in 0..O {
+                        s += (self.z[i][j] - m).exp();
+                    }
+                    let lse = m + s.ln();
+                    for i in 0..O {
+                        self.ls[i][j] = self.z[i][j] - lse;
+                    }
+                }
+            }
+            Glue::Kernels => kernels::log_softmax_cols(&self.z, &mut self.ls),
+        }
+        let mut loss = 0.0;
+        let mut d_ls = [[0.0f32; B]; O];
+        for (j, &l) in self.labels.iter().enumerate() {
+            loss -= self.ls[l][j];
+            d_ls[l][j] = -1.0;
+        }
+        for row in self.dz.iter_mut() {
+            *row = [0.0; B];
+        }
+        match glue {
+            Glue::Loops => {
+                for j in 0..B {
+                    let mut total = 0.0;
+                    for row in &d_ls {
+                        total += row[j];
+                    }
+                    for i in 0..O {
+                        self.dz[i][j] += d_ls[i][j] - self.ls[i][j].exp() * total;
+                    }
+                }
+            }
+            Glue::Kernels => kernels::log_softmax_cols_grad_acc(&self.ls, &d_ls, &mut self.dz),
+        }
+        for (g, row) in self.gb2.iter_mut().zip(&self.dz) {
             *g += row.iter().sum::<f32>();
         }
         for row in self.dh.iter_mut() {
             *row = [0.0; B];
         }
-        kernels::matmul_tn_acc(&self.w2, &self.z, &mut self.dh);
+        kernels::matmul_tn_acc(&self.w2, &self.dz, &mut self.dh);
+        kernels::matmul_nt_acc(&self.dz, &self.h, &mut self.gw2);
         for (drow, hrow) in self.dh.iter_mut().zip(&self.h) {
             for (d, &h) in drow.iter_mut().zip(hrow) {
                 if h <= 0.0 {
@@ -175,10 +295,10 @@ impl<const I: usize, const H: usize, const O: usize, const B: usize> Step<I, H, 
                 }
             }
         }
-        kernels::matmul_nt_acc(&self.dh, &self.x, &mut self.gw1);
         for (g, row) in self.gb1.iter_mut().zip(&self.dh) {
             *g += row.iter().sum::<f32>();
         }
+        kernels::matmul_nt_acc(&self.dh, &self.x, &mut self.gw1);
         let params = [
             self.w1.as_flattened_mut(),
             &mut self.b1,
@@ -212,9 +332,11 @@ fn composed<const I: usize, const H: usize, const O: usize, const B: usize>(
     let mut s = Step::<I, H, O, B>::new();
     for isa in isas() {
         kernels::force_isa(Some(isa));
-        g.bench_function(isa.name(), |bench| {
-            bench.iter(|| black_box(s.step(black_box(1e-3))))
-        });
+        for (glue, name) in [(Glue::Loops, "loops"), (Glue::Kernels, "kernels")] {
+            g.bench_function(format!("{}/{name}", isa.name()), |bench| {
+                bench.iter(|| black_box(s.step(black_box(1e-3), glue)))
+            });
+        }
     }
     kernels::force_isa(None);
     g.finish();
@@ -245,5 +367,5 @@ fn composed_steps(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, products, composed_steps);
+criterion_group!(benches, products, transcendental, composed_steps);
 criterion_main!(benches);

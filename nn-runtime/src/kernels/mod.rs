@@ -1,8 +1,24 @@
-//! Const-generic kernels the generated code calls for matrix-shaped work.
+//! Const-generic kernels the generated code calls for matrix-shaped work, and
+//! vectorised elementwise functions.
 //!
 //! Matrices are row-major `[[T; COLS]; ROWS]`; a vector `[T; N]` is a column.
 //! Each kernel's doc line gives the maths it computes; `_acc` kernels add into
 //! their output (gradients accumulate with `+=`), the others overwrite it.
+//!
+//! - Products: [`matvec`], [`matvec_acc`], [`matvec_t_acc`], [`outer_acc`],
+//!   [`matmul`], [`matmul_acc`], [`matmul_nt_acc`], [`matmul_tn_acc`] (plus
+//!   the portable [`vecmat`] and [`dot`]).
+//! - Batch layout: [`transpose`] (samples as rows into the feature-major
+//!   layout `[[T; B]; n]` of the batched passes, one sample per column).
+//! - Softmax: [`log_softmax`] and [`log_softmax_grad_acc`] per sample,
+//!   [`log_softmax_cols`] and [`log_softmax_cols_grad_acc`] per column of a
+//!   feature-major batch.
+//! - Elementwise functions on slices: [`exp_map`], [`log_map`],
+//!   [`tanh_map`], [`sigmoid_map`] and their `_in_place` forms, with the
+//!   documented `f32` error bounds [`MAX_ULPS_EXP`] etc. (module `math`).
+//!   They pay off from a few dozen elements; one call over a whole matrix
+//!   (`as_flattened`) is faster than one per row, because the independent
+//!   vectors of a long slice hide each other's latency.
 //!
 //! # Speed without build flags
 //!
@@ -24,6 +40,7 @@
 use crate::float::Float;
 use core::any::TypeId;
 
+mod math;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -31,6 +48,7 @@ mod x86;
 #[cfg(test)]
 mod tests;
 
+pub use math::{Func, MAX_ULPS_EXP, MAX_ULPS_LOG, MAX_ULPS_SIGMOID, MAX_ULPS_TANH};
 pub use portable::{argmax, dot, log_softmax, log_softmax_grad_acc, logsumexp, vecmat};
 
 /// Matrices with fewer elements than this use the inlined portable loops even
@@ -54,6 +72,7 @@ impl Isa {
     pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2Fma, Isa::Avx512];
 
     /// Whether this CPU can run this implementation.
+    #[inline]
     pub fn is_available(self) -> bool {
         match self {
             Isa::Portable => true,
@@ -315,6 +334,232 @@ pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
     portable::matmul_tn_acc(a, d, out)
 }
 
+/// `out[i] = func(x[i])`: `f32` through the SIMD path of [`isa`], other types
+/// through `f64` `libm`.
+#[inline]
+fn map_slice<T: Float>(func: Func, x: &[T], out: &mut [T]) {
+    assert_eq!(
+        x.len(),
+        out.len(),
+        "{}_map: input and output lengths differ",
+        func.name()
+    );
+    if let (Some(x), Some(o)) = (f32s(x), f32s_mut(out)) {
+        return f32_kernels::map(isa(), func, x, o);
+    }
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = T::from_f64(func.f64(v.to_f64()));
+    }
+}
+
+/// `x[i] = func(x[i])`, as [`map_slice`].
+#[inline]
+fn map_slice_in_place<T: Float>(func: Func, x: &mut [T]) {
+    if let Some(x) = f32s_mut(x) {
+        return f32_kernels::map_in_place(isa(), func, x);
+    }
+    for v in x {
+        *v = T::from_f64(func.f64(v.to_f64()));
+    }
+}
+
+/// `out[i] = e^x[i]`.
+///
+/// `f32`: vectorised (AVX-512, AVX2 + FMA or portable code, as [`isa`]), at
+/// most [`MAX_ULPS_EXP`] ulps from the correctly rounded result; `e^x` is
+/// `+0` below about `-103.97` (`0` for `-inf`), `inf` above about `88.72`,
+/// NaN for NaN. `f64`: `libm`, one element at a time.
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+pub fn exp_map<T: Float>(x: &[T], out: &mut [T]) {
+    map_slice(Func::Exp, x, out)
+}
+
+/// `x[i] = e^x[i]`, as [`exp_map`].
+pub fn exp_in_place<T: Float>(x: &mut [T]) {
+    map_slice_in_place(Func::Exp, x)
+}
+
+/// `out[i] = ln x[i]`.
+///
+/// `f32`: vectorised (as [`exp_map`]), at most [`MAX_ULPS_LOG`] ulps from the
+/// correctly rounded result for every positive input (subnormals included);
+/// `ln 0 = -inf`, `ln inf = inf`, NaN for negative inputs and NaN. `f64`:
+/// `libm`.
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+pub fn log_map<T: Float>(x: &[T], out: &mut [T]) {
+    map_slice(Func::Log, x, out)
+}
+
+/// `x[i] = ln x[i]`, as [`log_map`].
+pub fn log_in_place<T: Float>(x: &mut [T]) {
+    map_slice_in_place(Func::Log, x)
+}
+
+/// `out[i] = tanh x[i]`.
+///
+/// `f32`: vectorised (as [`exp_map`]), at most [`MAX_ULPS_TANH`] ulps from
+/// the correctly rounded result; exactly `±1` for `|x| ≥ 9.01`, `tanh(±0) =
+/// ±0`, NaN for NaN. `f64`: `libm`.
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+pub fn tanh_map<T: Float>(x: &[T], out: &mut [T]) {
+    map_slice(Func::Tanh, x, out)
+}
+
+/// `x[i] = tanh x[i]`, as [`tanh_map`].
+pub fn tanh_in_place<T: Float>(x: &mut [T]) {
+    map_slice_in_place(Func::Tanh, x)
+}
+
+/// `out[i] = 1 / (1 + e^-x[i])`, computed as `1 / (1 + e^-|x|)` for `x ≥ 0`
+/// and `e^x / (1 + e^x)` for `x < 0`, so nothing overflows.
+///
+/// `f32`: vectorised (as [`exp_map`]), at most [`MAX_ULPS_SIGMOID`] ulps from
+/// the correctly rounded result; saturates to exactly `0` (for `x` below about
+/// `-103.97`, and `-inf`) and exactly `1` (for `x` above about `16.6`, and
+/// `inf`), never NaN for a non-NaN input. `f64`: the same formula with
+/// `libm`'s `exp`.
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+pub fn sigmoid_map<T: Float>(x: &[T], out: &mut [T]) {
+    map_slice(Func::Sigmoid, x, out)
+}
+
+/// `x[i] = 1 / (1 + e^-x[i])`, as [`sigmoid_map`].
+pub fn sigmoid_in_place<T: Float>(x: &mut [T]) {
+    map_slice_in_place(Func::Sigmoid, x)
+}
+
+/// `dst[j][i] = src[i][j]` for `src: [R, C]`: for instance a batch of `B`
+/// samples `[[T; N]; B]` into the feature-major layout `[[T; B]; N]` of the
+/// batched passes (one sample per column).
+///
+/// `f32` at least `SIMD_MIN_ELEMS` elements: 8 × 8 tiles through AVX
+/// registers (on CPUs with AVX2); otherwise a loop over 8 × 8 blocks.
+#[inline]
+pub fn transpose<T: Float, const R: usize, const C: usize>(
+    src: &[[T; C]; R],
+    dst: &mut [[T; R]; C],
+) {
+    if let (Some(_), Some(s), Some(d)) = (
+        simd_for(R * C),
+        f32s(src.as_flattened()),
+        f32s_mut(dst.as_flattened_mut()),
+    ) {
+        return f32_kernels::transpose(isa(), R, C, s, d);
+    }
+    portable::transpose(src, dst)
+}
+
+/// Column-wise [`log_softmax`] of a batch stored one sample per column:
+/// `out[i][j] = z[i][j] - ln Σ_r exp(z[r][j])`, shifted by each column's
+/// maximum so that nothing overflows. The exponentials go through one
+/// [`exp_in_place`] call over the whole of `out` and the logarithms through
+/// one [`log_in_place`] call, so `f32` uses the vectorised functions with
+/// enough independent work to hide their latency; two `[T; B]` stack arrays
+/// are the only scratch space.
+pub fn log_softmax_cols<T: Float, const N: usize, const B: usize>(
+    z: &[[T; B]; N],
+    out: &mut [[T; B]; N],
+) {
+    if N == 0 {
+        return;
+    }
+    // Column maxima; `>` keeps a NaN out of the maximum, and the NaN then
+    // reaches every output of its column through the sum.
+    let mut m = z[0];
+    for row in &z[1..] {
+        for (mj, &v) in m.iter_mut().zip(row) {
+            if v > *mj {
+                *mj = v;
+            }
+        }
+    }
+    for (orow, zrow) in out.iter_mut().zip(z) {
+        for ((o, &v), &mj) in orow.iter_mut().zip(zrow).zip(&m) {
+            *o = v - mj;
+        }
+    }
+    exp_in_place(out.as_flattened_mut());
+    let mut s = [T::ZERO; B];
+    for orow in out.iter() {
+        for (sj, &e) in s.iter_mut().zip(orow) {
+            *sj += e;
+        }
+    }
+    log_in_place(&mut s);
+    for (orow, zrow) in out.iter_mut().zip(z) {
+        for (((o, &v), &mj), &lj) in orow.iter_mut().zip(zrow).zip(&m).zip(&s) {
+            *o = (v - mj) - lj;
+        }
+    }
+}
+
+/// Elements of the stack buffer [`log_softmax_cols_grad_acc`] exponentiates
+/// at a time (4 KiB of `f32`).
+const GRAD_CHUNK: usize = 1024;
+
+/// `out[i][j] += d[i][j] - exp(y[i][j]) Σ_r d[r][j]` for `y =
+/// log_softmax_cols(z)`: the adjoint of `z`, per column, as
+/// [`log_softmax_grad_acc`] is per sample (`exp(y)` is the softmax, read
+/// back from the stored forward value). The exponentials go through
+/// [`exp_in_place`] on up to 1024 values of `y` at a time (whole rows when a
+/// row fits), copied to a 1024-element stack buffer.
+pub fn log_softmax_cols_grad_acc<T: Float, const N: usize, const B: usize>(
+    y: &[[T; B]; N],
+    d: &[[T; B]; N],
+    out: &mut [[T; B]; N],
+) {
+    if B == 0 {
+        return;
+    }
+    let mut total = [T::ZERO; B];
+    for row in d {
+        for (t, &v) in total.iter_mut().zip(row) {
+            *t += v;
+        }
+    }
+    let mut e = [T::ZERO; GRAD_CHUNK];
+    if B <= GRAD_CHUNK {
+        // Whole rows, as many as fit in the buffer.
+        let rows = (GRAD_CHUNK / B.max(1)).max(1);
+        for ((ys, ds), os) in y.chunks(rows).zip(d.chunks(rows)).zip(out.chunks_mut(rows)) {
+            let e = &mut e[..ys.len() * B];
+            e.copy_from_slice(ys.as_flattened());
+            exp_in_place(e);
+            for ((orow, drow), erow) in os.iter_mut().zip(ds).zip(e.chunks_exact(B)) {
+                for (((o, &dj), &ej), &tj) in orow.iter_mut().zip(drow).zip(erow).zip(&total) {
+                    *o += dj - ej * tj;
+                }
+            }
+        }
+    } else {
+        // Rows longer than the buffer: a piece of a row at a time.
+        for ((yrow, drow), orow) in y.iter().zip(d).zip(out.iter_mut()) {
+            for start in (0..B).step_by(GRAD_CHUNK) {
+                let end = (start + GRAD_CHUNK).min(B);
+                let e = &mut e[..end - start];
+                e.copy_from_slice(&yrow[start..end]);
+                exp_in_place(e);
+                for (((o, &dj), &ej), &tj) in orow[start..end]
+                    .iter_mut()
+                    .zip(&drow[start..end])
+                    .zip(e.iter())
+                    .zip(&total[start..end])
+                {
+                    *o += dj - ej * tj;
+                }
+            }
+        }
+    }
+}
+
 /// The `f32` kernels on flat row-major slices, for an explicit [`Isa`].
 ///
 /// The const-generic kernels above call these; they are public (hidden) so
@@ -323,7 +568,7 @@ pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
 /// index without bounds checks) and panics if `isa` cannot run on this CPU.
 #[doc(hidden)]
 pub mod f32_kernels {
-    use super::Isa;
+    use super::{Func, Isa};
 
     #[cold]
     #[inline(never)]
@@ -352,6 +597,61 @@ pub mod f32_kernels {
                 isa => unavailable(isa),
             }
         };
+    }
+
+    /// `out[i] = func(x[i])` (see [`super::exp_map`] and its siblings).
+    ///
+    /// # Panics
+    /// If the lengths differ, or `isa` cannot run on this CPU.
+    pub fn map(isa: Isa, func: Func, x: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        assert_eq!(
+            n,
+            out.len(),
+            "{}_map: input and output lengths differ",
+            func.name()
+        );
+        dispatch!(
+            isa,
+            // SAFETY: both slices hold `n` values and do not overlap.
+            unsafe { super::math::map_portable(func, x.as_ptr(), out.as_mut_ptr(), n) },
+            |i| super::x86::map(i, func, x.as_ptr(), out.as_mut_ptr(), n)
+        )
+    }
+
+    /// `x[i] = func(x[i])`.
+    ///
+    /// # Panics
+    /// If `isa` cannot run on this CPU.
+    pub fn map_in_place(isa: Isa, func: Func, x: &mut [f32]) {
+        let (n, p) = (x.len(), x.as_mut_ptr());
+        dispatch!(
+            isa,
+            // SAFETY: `p` is valid for `n` values; reading and writing the
+            // same element through it is what the in-place loop does.
+            unsafe { super::math::map_portable(func, p, p, n) },
+            |i| super::x86::map(i, func, p, p, n)
+        )
+    }
+
+    /// `dst = srcᵀ` for `src: [rows, cols]`, `dst: [cols, rows]`.
+    ///
+    /// # Panics
+    /// If the lengths do not match the shape, or `isa` cannot run on this CPU.
+    pub fn transpose(isa: Isa, rows: usize, cols: usize, src: &[f32], dst: &mut [f32]) {
+        assert!(
+            src.len() == rows * cols && dst.len() == rows * cols,
+            "transpose: slices are not [{rows}, {cols}] and [{cols}, {rows}]"
+        );
+        dispatch!(
+            isa,
+            for (r, row) in src.chunks_exact(cols.max(1)).enumerate() {
+                for (q, &v) in row.iter().enumerate() {
+                    dst[q * rows + r] = v;
+                }
+            },
+            |i| super::x86::transpose(i, src.as_ptr(), rows, cols, dst.as_mut_ptr())
+        )
     }
 
     /// `out (+)= w · x`, `w` is `[out.len(), x.len()]`.

@@ -127,6 +127,25 @@ pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
     }
 }
 
+/// `dst[j][i] = src[i][j]` for `src: [R, C]`, in 8 × 8 blocks so that both
+/// sides are read and written a cache line at a time.
+#[inline]
+pub fn transpose<T: Float, const R: usize, const C: usize>(
+    src: &[[T; C]; R],
+    dst: &mut [[T; R]; C],
+) {
+    const BLK: usize = 8;
+    for i0 in (0..R).step_by(BLK) {
+        for j0 in (0..C).step_by(BLK) {
+            for i in i0..(i0 + BLK).min(R) {
+                for j in j0..(j0 + BLK).min(C) {
+                    dst[j][i] = src[i][j];
+                }
+            }
+        }
+    }
+}
+
 /// `Σ u[i] v[i]`, with four partial sums so the compiler can vectorise it.
 #[inline]
 pub fn dot<T: Float, const N: usize>(u: &[T; N], v: &[T; N]) -> T {

@@ -26,6 +26,9 @@ use core::mem::MaybeUninit;
 /// implementing type and is only called from functions compiled with them.
 trait Simd: Copy {
     const LANES: usize;
+    /// The most rows a two-vector-wide register tile of `c` may have: it
+    /// must leave registers for the two vectors of `b` and the broadcast.
+    const MAX_ROWS: usize;
     unsafe fn zero() -> Self;
     unsafe fn splat(x: f32) -> Self;
     /// Unaligned load of `LANES` values from `p`.
@@ -45,6 +48,7 @@ struct Y(__m256);
 
 impl Simd for Y {
     const LANES: usize = 8;
+    const MAX_ROWS: usize = 6;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Y(_mm256_setzero_ps())
@@ -90,6 +94,7 @@ struct Z(__m512);
 #[allow(clippy::incompatible_msrv)]
 impl Simd for Z {
     const LANES: usize = 16;
+    const MAX_ROWS: usize = 12;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Z(_mm512_setzero_ps())
@@ -121,9 +126,11 @@ impl Simd for Z {
 }
 
 /// Defines `pub(super) unsafe fn $name(isa, args)` that runs `$imp::<V>` compiled
-/// for `isa`'s target features; `[a, b]` passes the micro-kernel's row count
-/// (`MR`): `a` for AVX2 (6 × 2 vectors: 12 of the 16 registers hold `c`),
-/// `b` for AVX-512 (8 × 2 vectors: 16 of 32).
+/// for `isa`'s target features; `[a, b]` passes the micro-kernel's usual row
+/// count (`MR`): `a` for AVX2 (6 × 2 vectors: 12 of the 16 registers hold
+/// `c`), `b` for AVX-512 (8 × 2 vectors: 16 of 32). Leftover rows may make
+/// one block taller, up to `Simd::MAX_ROWS` (6 and 12: 24 of the 32 AVX-512
+/// registers), see `row_blocks`.
 macro_rules! entry {
     ($(#[$doc:meta])* $name:ident = $imp:ident $([$mr2:literal, $mr5:literal])? ($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
@@ -183,6 +190,11 @@ entry!(
         b: *const f32,
         out: *mut f32
     )
+);
+
+entry!(
+    /// `dst = srcᵀ` for `src: [rows, cols]` (row-major), `dst: [cols, rows]`.
+    transpose = transpose_impl(src: *const f32, rows: usize, cols: usize, dst: *mut f32)
 );
 
 /// A matrix operand read by element: `(r, p)` is at `ptr + r·row + p·col`,
@@ -356,9 +368,16 @@ unsafe fn gemm_impl<V: Simd, const MR: usize>(
         }
         return;
     }
+    // Equal passes of at most KC: no short last pass that reloads and stores
+    // all of `c` for a few steps of depth.
+    let step = if kk <= KC {
+        kk
+    } else {
+        kk.div_ceil(kk.div_ceil(KC))
+    };
     let mut pc = 0;
     while pc < kk {
-        let kc = KC.min(kk - pc);
+        let kc = step.min(kk - pc);
         let load_c = acc || pc > 0;
         let ap = Operand {
             ptr: a.ptr.add(pc * a.col),
@@ -388,7 +407,12 @@ unsafe fn gemm_impl<V: Simd, const MR: usize>(
     }
 }
 
-/// All rows of one column panel: `MR` rows at a time, the rest as 4, 2, 1.
+/// All rows of one column panel: blocks of `MR` rows, the `r = m % MR`
+/// rows left over merged into the last block when that stays within
+/// `V::MAX_ROWS` (so an output of 10 rows is one block on AVX-512), else
+/// one block of `r` when `r ≥ MR / 2`, else the last full block and the rest
+/// as two blocks of about `(MR + r) / 2`: no block is so short that its few
+/// accumulators cannot hide the FMA latency.
 #[inline(always)]
 unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
     m: usize,
@@ -400,26 +424,62 @@ unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
     ldc: usize,
     load_c: bool,
 ) {
-    let at = |i: usize| Operand {
-        ptr: a.ptr.add(i * a.row),
-        ..a
+    let (mut full, rest) = (m / MR, m % MR);
+    let tail = if rest == 0 || full == 0 {
+        [rest, 0]
+    } else if MR + rest <= V::MAX_ROWS {
+        full -= 1;
+        [MR + rest, 0]
+    } else if rest >= MR / 2 {
+        [rest, 0]
+    } else {
+        full -= 1;
+        [(MR + rest) / 2, (MR + rest).div_ceil(2)]
     };
+    // Plain loops and `#[inline(always)]` calls, no closures: everything must
+    // inline into the caller's `#[target_feature]` function.
     let mut i = 0;
-    while i + MR <= m {
-        micro::<V, MR, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
+    for _ in 0..full {
+        let at = Operand {
+            ptr: a.ptr.add(i * a.row),
+            ..a
+        };
+        micro::<V, MR, NV>(kc, at, b, ldb, c.add(i * ldc), ldc, load_c);
         i += MR;
     }
-    if MR > 4 && i + 4 <= m {
-        micro::<V, 4, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
-        i += 4;
+    for r in tail {
+        if r > 0 {
+            let at = Operand {
+                ptr: a.ptr.add(i * a.row),
+                ..a
+            };
+            micro_rows::<V, NV>(r, kc, at, b, ldb, c.add(i * ldc), ldc, load_c);
+            i += r;
+        }
     }
-    if i + 2 <= m {
-        micro::<V, 2, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
-        i += 2;
+}
+
+/// [`micro`] for a run-time row count `r ≤ V::MAX_ROWS`.
+#[inline(always)]
+unsafe fn micro_rows<V: Simd, const NV: usize>(
+    r: usize,
+    kc: usize,
+    a: Operand,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+) {
+    macro_rules! heights {
+        ($($h:literal)*) => {
+            match r {
+                $($h if $h <= V::MAX_ROWS => micro::<V, $h, NV>(kc, a, b, ldb, c, ldc, load_c),)*
+                _ => unreachable!("row block of {r} rows"),
+            }
+        };
     }
-    if i < m {
-        micro::<V, 1, NV>(kc, at(i), b, ldb, c.add(i * ldc), ldc, load_c);
-    }
+    heights!(1 2 3 4 5 6 7 8 9 10 11 12);
 }
 
 /// The register tile: `c[R][NV vectors] (+)= Σ_p A(r, p) · b[p][..]`, with one
@@ -514,6 +574,12 @@ unsafe fn gemm_nt_impl<V: Simd, const MR: usize>(
     }
 }
 
+/// `dst = srcᵀ` through [`pack_transposed`] (AVX 8 × 8 tiles on both paths).
+#[inline(always)]
+unsafe fn transpose_impl<V: Simd>(src: *const f32, rows: usize, cols: usize, dst: *mut f32) {
+    pack_transposed(src, cols, rows, cols, dst, rows)
+}
+
 /// `dst[q][r] = src[r][q]` for `r < rows`, `q < cols` (`src` row stride `lds`,
 /// `dst` row stride `ldd`), 8 × 8 tiles through AVX registers, edges one by one.
 #[inline(always)]
@@ -525,22 +591,32 @@ unsafe fn pack_transposed(
     dst: *mut f32,
     ldd: usize,
 ) {
-    let mut r = 0;
-    while r + 8 <= rows {
-        let mut q = 0;
-        while q + 8 <= cols {
-            transpose8(src.add(r * lds + q), lds, dst.add(q * ldd + r), ldd);
-            q += 8;
-        }
-        for qq in q..cols {
-            for rr in r..r + 8 {
-                *dst.add(qq * ldd + rr) = *src.add(rr * lds + qq);
+    // The inner loop runs along the shorter side, so that a strip of 8 short
+    // rows (of `dst` when `rows` is the shorter side, of `src` otherwise) is
+    // finished whole, a cache line at a time, before the next one.
+    // (No closure for the tile: a closure would not inherit the caller's
+    // target features, and the AVX intrinsics would not be inlined.)
+    let (r8, q8) = (rows - rows % 8, cols - cols % 8);
+    if rows <= cols {
+        for q in (0..q8).step_by(8) {
+            for r in (0..r8).step_by(8) {
+                transpose8(src.add(r * lds + q), lds, dst.add(q * ldd + r), ldd);
             }
         }
-        r += 8;
+    } else {
+        for r in (0..r8).step_by(8) {
+            for q in (0..q8).step_by(8) {
+                transpose8(src.add(r * lds + q), lds, dst.add(q * ldd + r), ldd);
+            }
+        }
     }
-    for rr in r..rows {
-        for qq in 0..cols {
+    for qq in q8..cols {
+        for rr in 0..rows {
+            *dst.add(qq * ldd + rr) = *src.add(rr * lds + qq);
+        }
+    }
+    for rr in r8..rows {
+        for qq in 0..q8 {
             *dst.add(qq * ldd + rr) = *src.add(rr * lds + qq);
         }
     }
@@ -578,5 +654,242 @@ unsafe fn transpose8(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
     ];
     for (i, v) in o.iter().enumerate() {
         _mm256_storeu_ps(dst.add(i * ldd), *v);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Transcendental functions: the `Lanes` operations of `math` for both vector
+// types, and the slice entry point.
+
+use super::math::{self, Func, Lanes};
+
+impl Lanes for Y {
+    const LANES: usize = 8;
+    type I = __m256i;
+    type M = __m256;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Y(_mm256_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Y(_mm256_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self.0)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Y(_mm256_add_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        Y(_mm256_sub_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        Y(_mm256_mul_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        Y(_mm256_div_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        Y(_mm256_fmadd_ps(a.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        Y(_mm256_max_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn min(a: Self, b: Self) -> Self {
+        Y(_mm256_min_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn lt(a: Self, b: Self) -> __m256 {
+        _mm256_cmp_ps::<_CMP_LT_OQ>(a.0, b.0)
+    }
+    #[inline(always)]
+    unsafe fn ge(a: Self, b: Self) -> __m256 {
+        _mm256_cmp_ps::<_CMP_GE_OQ>(a.0, b.0)
+    }
+    #[inline(always)]
+    unsafe fn eq(a: Self, b: Self) -> __m256 {
+        _mm256_cmp_ps::<_CMP_EQ_OQ>(a.0, b.0)
+    }
+    #[inline(always)]
+    unsafe fn select(m: __m256, a: Self, b: Self) -> Self {
+        Y(_mm256_blendv_ps(b.0, a.0, m))
+    }
+    #[inline(always)]
+    unsafe fn isplat(x: i32) -> __m256i {
+        _mm256_set1_epi32(x)
+    }
+    #[inline(always)]
+    unsafe fn iadd(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn isub(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_sub_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn iand(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_and_si256(a, b)
+    }
+    #[inline(always)]
+    unsafe fn ior(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_or_si256(a, b)
+    }
+    #[inline(always)]
+    unsafe fn shl23(a: __m256i) -> __m256i {
+        _mm256_slli_epi32::<23>(a)
+    }
+    #[inline(always)]
+    unsafe fn shr23(a: __m256i) -> __m256i {
+        _mm256_srli_epi32::<23>(a)
+    }
+    #[inline(always)]
+    unsafe fn sra1(a: __m256i) -> __m256i {
+        _mm256_srai_epi32::<1>(a)
+    }
+    #[inline(always)]
+    unsafe fn to_bits(self) -> __m256i {
+        _mm256_castps_si256(self.0)
+    }
+    #[inline(always)]
+    unsafe fn from_bits(i: __m256i) -> Self {
+        Y(_mm256_castsi256_ps(i))
+    }
+    #[inline(always)]
+    unsafe fn i2f(i: __m256i) -> Self {
+        Y(_mm256_cvtepi32_ps(i))
+    }
+}
+
+#[allow(clippy::incompatible_msrv)]
+impl Lanes for Z {
+    const LANES: usize = 16;
+    type I = __m512i;
+    type M = __mmask16;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Z(_mm512_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Z(_mm512_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self.0)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Z(_mm512_add_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        Z(_mm512_sub_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        Z(_mm512_mul_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        Z(_mm512_div_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        Z(_mm512_fmadd_ps(a.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        Z(_mm512_max_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn min(a: Self, b: Self) -> Self {
+        Z(_mm512_min_ps(a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn lt(a: Self, b: Self) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a.0, b.0)
+    }
+    #[inline(always)]
+    unsafe fn ge(a: Self, b: Self) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a.0, b.0)
+    }
+    #[inline(always)]
+    unsafe fn eq(a: Self, b: Self) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a.0, b.0)
+    }
+    #[inline(always)]
+    unsafe fn select(m: __mmask16, a: Self, b: Self) -> Self {
+        Z(_mm512_mask_blend_ps(m, b.0, a.0))
+    }
+    #[inline(always)]
+    unsafe fn isplat(x: i32) -> __m512i {
+        _mm512_set1_epi32(x)
+    }
+    #[inline(always)]
+    unsafe fn iadd(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_add_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn isub(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_sub_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn iand(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_and_si512(a, b)
+    }
+    #[inline(always)]
+    unsafe fn ior(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_or_si512(a, b)
+    }
+    #[inline(always)]
+    unsafe fn shl23(a: __m512i) -> __m512i {
+        _mm512_slli_epi32::<23>(a)
+    }
+    #[inline(always)]
+    unsafe fn shr23(a: __m512i) -> __m512i {
+        _mm512_srli_epi32::<23>(a)
+    }
+    #[inline(always)]
+    unsafe fn sra1(a: __m512i) -> __m512i {
+        _mm512_srai_epi32::<1>(a)
+    }
+    #[inline(always)]
+    unsafe fn to_bits(self) -> __m512i {
+        _mm512_castps_si512(self.0)
+    }
+    #[inline(always)]
+    unsafe fn from_bits(i: __m512i) -> Self {
+        Z(_mm512_castsi512_ps(i))
+    }
+    #[inline(always)]
+    unsafe fn i2f(i: __m512i) -> Self {
+        Z(_mm512_cvtepi32_ps(i))
+    }
+}
+
+/// `out[i] = func(x[i])` for `i < n` (`x` and `out` may be the same pointer).
+pub(super) unsafe fn map(isa: Isa, func: Func, x: *const f32, out: *mut f32, n: usize) {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(func: Func, x: *const f32, out: *mut f32, n: usize) {
+        math::with_op!(func, |O| math::map::<Y, O>(x, out, n))
+    }
+    #[allow(clippy::incompatible_msrv)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn avx512(func: Func, x: *const f32, out: *mut f32, n: usize) {
+        math::with_op!(func, |O| math::map::<Z, O>(x, out, n))
+    }
+    match isa {
+        Isa::Avx2Fma => avx2(func, x, out, n),
+        Isa::Avx512 => avx512(func, x, out, n),
+        Isa::Portable => unreachable!("portable kernels do not come here"),
     }
 }
