@@ -250,11 +250,11 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                 continue;
             }
             let n = &plan.ident[id];
-            let sample = if decls.len() == 1 {
-                quote!(#src[at(j)])
+            let (sample, field) = if decls.len() == 1 {
+                (quote!(#src[at(j)]), quote!(|s| s))
             } else {
                 let i = syn::Index::from(k);
-                quote!(#src[at(j)].#i)
+                (quote!(#src[at(j)].#i), quote!(|s| &s.#i))
             };
             let len = proc_macro2::Literal::usize_unsuffixed(d.shape.len());
             fx.stmts.push(match (d.per_step, d.shape.rank(), g.steps) {
@@ -267,6 +267,10 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                     quote!(for j in 0..B { for t in 0..#count { for i in 0..#len { tape.#n[t][i][j] = #sample[t][i]; } } })
                 }
                 (_, 0, _) => quote!(for j in 0..B { tape.#n[j] = #sample; }),
+                (_, 1, _) => {
+                    let k = super::kernels();
+                    quote!(#k::gather_cols(#src, #field, &at, &mut tape.#n);)
+                }
                 _ => quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample[i]; } }),
             });
             fx.place.insert(id, plan.tape_place(id));

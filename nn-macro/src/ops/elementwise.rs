@@ -13,6 +13,8 @@ use crate::lower::{broadcast_all, Cx, Lowered, Reported, Value};
 use crate::opt::simplify::simplify;
 use crate::scalar::{build::*, Cmp, Func, S};
 use nn_grammar::{Diagnostic, Expr, Span};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
 
 /// An elementwise primitive: a scalar function of one argument.
 pub struct ScalarFn {
@@ -556,7 +558,10 @@ pub fn compact(args: Vec<NodeId>, bcast: Vec<Bcast>, body: S) -> (Vec<NodeId>, V
 /// copied, added, or (computed nowhere else) emitted straight into `dest`.
 pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     match op {
-        Op::Map { .. } => {
+        Op::Map { args, bcast, body } => {
+            if mode == Mode::Assign && emit_vectorised(ex, args, bcast, body, dest) {
+                return;
+            }
             let e = ex.map_elem(ex.id);
             let lhs = ex.elem_of(dest, ex.id, Bcast::Full);
             let body = Ex::put(mode, lhs, e);
@@ -581,6 +586,54 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
         }
         _ => unreachable!("not an elementwise op"),
     }
+}
+
+/// `f(inner)` set into a whole array, where the runtime has a vectorised
+/// slice kernel for `f` (`exp`, `ln`, `tanh`, `sigmoid`): the inner
+/// expression's loop, then one kernel call over the array in place, instead
+/// of one scalar call per element. Returns whether it emitted the node.
+fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest: &Place) -> bool {
+    let S::Call(f, inner) = body else {
+        return false;
+    };
+    let kernel = match f.method() {
+        "exp" => format_ident!("exp_in_place"),
+        "ln" => format_ident!("log_in_place"),
+        "tanh" => format_ident!("tanh_in_place"),
+        "sigmoid" => format_ident!("sigmoid_in_place"),
+        _ => return false,
+    };
+    let node = ex.node();
+    let rank = node.shape.rank() + usize::from(ex.batched(ex.id));
+    if node.shape.len() < 4 && !ex.batched(ex.id) {
+        return false;
+    }
+    let place = match dest {
+        Place::Local(_)
+        | Place::Tape(_)
+        | Place::TapeStep(_)
+        | Place::TapeNext(_)
+        | Place::State(_)
+        | Place::Grad(_) => dest.value(),
+        Place::Ref(_) | Place::RefStep(_) => return false,
+    };
+    let flat = match rank {
+        1 => quote!(&mut #place[..]),
+        2 => quote!(#place.as_flattened_mut()),
+        _ => return false,
+    };
+    let operands: Vec<TokenStream> = args
+        .iter()
+        .zip(bcast)
+        .map(|(&a, &b)| ex.elem(a, b))
+        .collect();
+    let e = crate::emit::scalar::scalar_tokens(inner, &operands).0;
+    let lhs = ex.elem_of(dest, ex.id, Bcast::Full);
+    let stmt = ex.loops(ex.id, Ex::put(Mode::Assign, lhs, e));
+    let k = Ex::kernels();
+    ex.out.push(stmt);
+    ex.out.push(quote!(#k::#kernel(#flat);));
+    true
 }
 
 /// A per-sample elementwise value may read shared operands only as they are
