@@ -9,7 +9,7 @@ use crate::source::{read_args, Origin, Source};
 use crate::{autodiff, lower, opt};
 use nn_grammar::Diagnostic;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 
 /// Expands `#[network(args)] item`.
 pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -184,11 +184,83 @@ fn combine(source: &Source, ds: &[Diagnostic]) -> syn::Error {
     first
 }
 
-/// The struct as written plus the errors, so the user sees our message and
-/// not a cascade about a missing struct.
+/// The struct as written plus the errors, and stubs of the generated
+/// methods and constants, so the user sees our message and not a cascade
+/// of errors about a missing struct or missing methods. The stubs never run
+/// (the crate does not compile); they diverge, so any use type-checks.
 fn fallback(item: &syn::ItemStruct, e: syn::Error) -> TokenStream {
     let err = e.to_compile_error();
-    quote!(#item #err)
+    if !item.generics.params.is_empty() {
+        return quote!(#item #err);
+    }
+    let name = &item.ident;
+    let stub = quote!(::core::unreachable!(
+        "the `#[network]` definition has errors"
+    ));
+    // each generated method with its number of arguments (after `self`)
+    let methods = [
+        ("predict", 1),
+        ("forward", 3),
+        ("backward", 2),
+        ("backward_traced", 3),
+        ("step", 2),
+        ("initial_state", 0),
+        ("input_gradient", 2),
+        ("hvp", 4),
+        ("forward_batch", 3),
+        ("backward_batch", 2),
+    ]
+    .map(|(m, n)| {
+        let m = format_ident!("{m}");
+        let ty: Vec<_> = (0..n).map(|k| format_ident!("A{k}")).collect();
+        quote!(
+            #[doc(hidden)]
+            pub fn #m<#(#ty),*>(&self, #(_: #ty),*) -> ! {
+                #stub
+            }
+        )
+    });
+    let constructors = ["new", "from_params"].map(|m| {
+        let m = format_ident!("{m}");
+        quote!(
+            #[doc(hidden)]
+            pub fn #m<A>(_: A) -> Self {
+                #stub
+            }
+        )
+    });
+    let buffers = ["new_tape", "new_grads"].map(|m| {
+        let m = format_ident!("{m}");
+        quote!(
+            #[doc(hidden)]
+            pub fn #m() -> ! {
+                #stub
+            }
+        )
+    });
+    let consts = ["PARAMS", "TAPE_BYTES", "STEPS"].map(|c| {
+        let c = format_ident!("{c}");
+        quote!(#[doc(hidden)] pub const #c: usize = 0;)
+    });
+    quote!(
+        #item
+        #err
+        #[allow(dead_code, clippy::all)]
+        impl #name {
+            #(#consts)*
+            #[doc(hidden)]
+            pub const FORWARD_FLOPS: u64 = 0;
+            #[doc(hidden)]
+            pub const BACKWARD_FLOPS: u64 = 0;
+            #(#constructors)*
+            #(#buffers)*
+            #[doc(hidden)]
+            pub fn new_batch_tape<const B: usize>() -> ! {
+                #stub
+            }
+            #(#methods)*
+        }
+    )
 }
 
 /// For a file definition: `include_bytes!` makes cargo rebuild when it changes.
