@@ -12,7 +12,27 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 /// Expands `#[network(args)] item`.
+/// What is generated beyond the passes every network has.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// `hvp`, the Hessian-vector product: more than the rest of the code
+    /// together, so only with the runtime's `hvp` feature.
+    pub hvp: bool,
+}
+
+impl Options {
+    /// Everything (what the tests and the snapshots see).
+    pub const ALL: Options = Options { hvp: true };
+}
+
+/// [`network_with`] everything generated (the tests and snapshots).
+#[allow(dead_code)]
 pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
+    network_with(args, item, Options::ALL)
+}
+
+/// The expansion of `#[network(args)] item`.
+pub fn network_with(args: TokenStream, item: TokenStream, options: Options) -> TokenStream {
     let item: syn::ItemStruct = match syn::parse2(item) {
         Ok(item) => item,
         Err(e) => {
@@ -36,7 +56,8 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return fallback(&item, e),
     };
     let rebuild = rebuild_on_change(&source);
-    let compiled = compile(&source.text, source.dtype).map_err(|ds| combine(&source, &ds));
+    let compiled =
+        compile_with(&source.text, source.dtype, options).map_err(|ds| combine(&source, &ds));
     let result = match (compiled, shape_error.or(generics_error)) {
         (Ok(c), None) => emit_network(&c, &item),
         (Ok(_), Some(e)) => fallback(&item, e),
@@ -67,6 +88,15 @@ pub struct Compiled {
 /// The pipeline on a definition's text, with diagnostics as plain data (no
 /// proc-macro context needed). One parse and one lowering serve every graph.
 pub fn compile(text: &str, dtype: Option<Dtype>) -> Result<Compiled, Vec<Diagnostic>> {
+    compile_with(text, dtype, Options::ALL)
+}
+
+/// [`compile`], building only the graphs `options` asks for.
+pub fn compile_with(
+    text: &str,
+    dtype: Option<Dtype>,
+    options: Options,
+) -> Result<Compiled, Vec<Diagnostic>> {
     let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
     let lowered = lower::lower_definition(&def, dtype)?;
     let tidied = opt::tidy(lowered);
@@ -77,7 +107,7 @@ pub fn compile(text: &str, dtype: Option<Dtype>) -> Result<Compiled, Vec<Diagnos
         Some(_) => (None, None),
         None => (
             Some(input_gradient_graph(&tidied)),
-            Some(hvp_graph(&tidied)),
+            options.hvp.then(|| hvp_graph(&tidied)),
         ),
     };
     let sample = opt::optimise(autodiff::diff_graph(tidied));
@@ -107,7 +137,7 @@ fn leaf(g: &Graph, op: Op) -> NodeId {
 }
 
 /// The loss differentiated with respect to each input (not the parameters).
-fn input_gradient_graph(tidied: &Graph) -> Graph {
+pub(crate) fn input_gradient_graph(tidied: &Graph) -> Graph {
     let mut g = tidied.clone();
     let inputs: Vec<NodeId> = (0..g.inputs.len())
         .map(|k| leaf(&g, Op::Input(k)))
@@ -120,7 +150,7 @@ fn input_gradient_graph(tidied: &Graph) -> Graph {
 /// The gradient's inner product with a vector `v` of the parameters' shape,
 /// `s = Σ_k ∇θ_k loss · v_k`, differentiated again in the parameters:
 /// `∂s/∂θ = H v`, the Hessian-vector product (reverse over reverse).
-fn hvp_graph(tidied: &Graph) -> Graph {
+pub(crate) fn hvp_graph(tidied: &Graph) -> Graph {
     let mut g = autodiff::diff_graph(tidied.clone());
     let mut terms = vec![];
     for k in 0..g.params.len() {
@@ -327,6 +357,33 @@ mod tests {
                 pub struct Robust;
             )
         ));
+    }
+
+    /// A long sum nests its adjoints' sums (and their derivatives in `hvp`)
+    /// thousands deep: emitted from a work list, not by recursion, so a
+    /// small stack suffices.
+    #[test]
+    fn long_sums_expand_on_a_small_stack() {
+        let mut def = String::from("input x[4]; target y[4]; h = dense(x, 4); s = h");
+        for _ in 1..3000 {
+            def += " + h";
+        }
+        def += "; loss = mse(s, y);";
+        let out = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                network(
+                    def.parse().expect("tokens"),
+                    quote!(
+                        pub struct Net;
+                    ),
+                )
+                .to_string()
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow");
+        assert!(!out.contains("compile_error"));
     }
 
     #[test]

@@ -569,11 +569,21 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
             ex.out.push(stmt);
         }
         Op::AddN(parts) => {
-            for (n, &part) in parts.iter().enumerate() {
-                let m = if n == 0 { mode } else { Mode::Accumulate };
+            // a part that is itself a sum computed nowhere else adds its own
+            // parts in turn, from a work list: sums may nest deeply
+            let mut todo: Vec<NodeId> = parts.iter().rev().copied().collect();
+            let mut first = true;
+            while let Some(part) = todo.pop() {
+                let m = if first { mode } else { Mode::Accumulate };
                 match ex.place.get(&part).cloned() {
                     Some(src) => ex.copy_into(part, ex.id, &src, dest, m),
-                    None if ex.batched(part) == ex.batched(ex.id) => ex.emit_into(part, dest, m),
+                    None if ex.batched(part) == ex.batched(ex.id) => {
+                        if let Op::AddN(inner) = &ex.g().nodes[part].op {
+                            todo.extend(inner.iter().rev());
+                            continue;
+                        }
+                        ex.emit_into(part, dest, m)
+                    }
                     None => {
                         // a shared value added to every sample's
                         let e = ex.map_elem(part);
@@ -582,6 +592,7 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                         ex.out.push(stmt);
                     }
                 }
+                first = false;
             }
         }
         _ => unreachable!("not an elementwise op"),
