@@ -15,33 +15,11 @@
 
 use nn_runtime::prelude::*;
 use nn_runtime::Rng;
+use nn_tests::check_at_random_points as check;
 
 /// Parameters of size 0.3 to 1.2 with random signs.
 fn randomize<N: Network<Scalar = f64>>(net: &mut N, seed: u64) {
-    let mut rng = Rng::new(seed + 10);
-    for v in net.params_mut().as_mut_slice() {
-        let m = rng.uniform(0.3, 1.2);
-        *v = if rng.next_f64() < 0.5 { -m } else { m };
-    }
-}
-
-/// The parameters' gradient (which differentiates through every `grad`)
-/// against central differences of the loss, at three random points.
-fn check<N: Network<Scalar = f64>>(input: N::Input, target: N::Target) {
-    for seed in 1..=3 {
-        let mut net = N::new(seed);
-        randomize(&mut net, seed);
-        let opts = GradCheckOptions {
-            h: 1e-5,
-            ..GradCheckOptions::default()
-        };
-        let report = check_gradients(&mut net, &input, &target, opts).unwrap();
-        assert!(
-            report.analytic_norm > 1e-3,
-            "seed {seed}: gradient is trivially zero"
-        );
-        report.assert_within(1e-6);
-    }
+    nn_tests::fill_params(net, seed + 10, 0.3, 1.2);
 }
 
 /// Central differences of `f` in each coordinate of `x`.

@@ -407,31 +407,33 @@ pub fn copy_shape(shape: &Shape, src: &Place, dest: &Place, mode: Mode) -> Token
     loops(shape, Ex::put(mode, lhs, rhs))
 }
 
+/// Adds each parameter's result that is not computed straight into the
+/// gradient buffer (`grads.w += d_w`).
+fn add_param_results(plan: &Plan, fx: &mut Fx, results: &[Option<NodeId>]) {
+    for (k, gr) in results.iter().enumerate() {
+        let Some(gr) = *gr else { continue };
+        if plan.grad_direct(gr) {
+            continue;
+        }
+        let dest = Place::Grad(plan.param_field(k));
+        let src = fx
+            .place
+            .get(&gr)
+            .cloned()
+            .unwrap_or_else(|| Place::Ref(plan.ident[gr].clone()));
+        let stmt = copy_shape(&plan.g.nodes[gr].shape, &src, &dest, Mode::Accumulate);
+        fx.stmts.push(stmt);
+    }
+}
+
 /// The statements after the last region: gradients of stored values, and the result.
 fn finish(plan: &Plan, fx: &mut Fx) {
     let g = plan.g;
     match fx.which {
-        Which::Backward => {
-            // gradients that are stored values (several users, or forward values)
-            for (k, gr) in g.grads.iter().enumerate() {
-                let Some(gr) = *gr else { continue };
-                if plan.grad_direct(gr) {
-                    continue;
-                }
-                let dest = Place::Grad(plan.param_field(k));
-                let src = fx
-                    .place
-                    .get(&gr)
-                    .cloned()
-                    .unwrap_or_else(|| Place::Ref(plan.ident[gr].clone()));
-                fx.stmts.push(copy_shape(
-                    &g.nodes[gr].shape,
-                    &src,
-                    &dest,
-                    Mode::Accumulate,
-                ));
-            }
-        }
+        // gradients (or parts of `H v`) that are stored values (several
+        // users, or forward values)
+        Which::Backward => add_param_results(plan, fx, &g.grads),
+        Which::Hvp => add_param_results(plan, fx, &g.hvp),
         Which::Predict if g.steps.is_some() && plan.regions[g.output] == Region::Step => {
             fx.stmts.push(quote!(output_seq));
         }
@@ -467,26 +469,6 @@ fn finish(plan: &Plan, fx: &mut Fx) {
                 [one] => quote!(#one),
                 many => quote!((#(#many,)*)),
             });
-        }
-        Which::Hvp => {
-            for (k, gr) in g.hvp.iter().enumerate() {
-                let Some(gr) = *gr else { continue };
-                if plan.grad_direct(gr) {
-                    continue;
-                }
-                let dest = Place::Grad(plan.param_field(k));
-                let src = fx
-                    .place
-                    .get(&gr)
-                    .cloned()
-                    .unwrap_or_else(|| Place::Ref(plan.ident[gr].clone()));
-                fx.stmts.push(copy_shape(
-                    &g.nodes[gr].shape,
-                    &src,
-                    &dest,
-                    Mode::Accumulate,
-                ));
-            }
         }
     }
 }
