@@ -436,7 +436,14 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
             }
             o
         }),
-        (false, _, _) => quote!(tape.#out_id),
+        // a shared output: a parameter, or a value on the tape
+        (false, _, _) => match g.nodes[g.output].op {
+            Op::Param(k) => {
+                let f = plan.param_field(k);
+                quote!(params.#f)
+            }
+            _ => quote!(tape.#out_id),
+        },
     };
     let work_doc = "The batched passes' workspace: one batch tape for each compiled batch width.";
     quote!(
