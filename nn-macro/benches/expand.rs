@@ -3,7 +3,8 @@
 //! grow with the size of a definition (chains of bindings, long sums).
 //!
 //! Entries per network (`xor`, `digits`, `mnist`, `rnn`):
-//! - `expand/<net>`: the whole expansion, `expand::network(definition, item)`
+//! - `expand/<net>`: the whole expansion as a user gets it by default
+//!   (`expand::network_with`, without the `hvp` feature's pass)
 //!   = read the tokens, parse, lower, differentiate, optimise, emit the
 //!   per-sample code and (feed-forward nets) the batched code, as
 //!   `proc_macro2` tokens. What the compiler adds around it (converting its
@@ -104,6 +105,14 @@ const WIDTHS: &[(&str, &str)] = &[
     ("mlp 784-1024-10", MLP_784_1024_10),
 ];
 
+/// The expansion without `hvp` (nn-runtime's default features).
+fn default_expansion(
+    def: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    expand::network_with(def, item, expand::Options { hvp: false })
+}
+
 fn tokens(def: &str) -> TokenStream {
     def.parse().expect("the definition tokenizes")
 }
@@ -116,7 +125,7 @@ fn item() -> TokenStream {
 
 /// The expansion as a reader sees it under `cargo expand`.
 fn pretty(def: &str) -> String {
-    let out = expand::network(tokens(def), item());
+    let out = default_expansion(tokens(def), item());
     let text = out.to_string();
     assert!(
         !text.contains("compile_error"),
@@ -203,7 +212,7 @@ fn expansion(c: &mut Criterion) {
         g.bench_function(*name, |b| {
             b.iter_batched(
                 || (def_tokens.clone(), item()),
-                |(d, i)| black_box(expand::network(d, i)),
+                |(d, i)| black_box(default_expansion(d, i)),
                 BatchSize::SmallInput,
             )
         });
@@ -258,7 +267,7 @@ fn scaling(c: &mut Criterion) {
         .collect();
     for (kind, n, def) in &cases {
         let t = std::time::Instant::now();
-        let out = expand::network(tokens(def), item());
+        let out = default_expansion(tokens(def), item());
         let took = t.elapsed();
         let bytes = out.to_string().len();
         println!(
@@ -276,7 +285,7 @@ fn scaling(c: &mut Criterion) {
         g.bench_function(format!("{kind}/{n}"), |b| {
             b.iter_batched(
                 || (def_tokens.clone(), item()),
-                |(d, i)| black_box(expand::network(d, i)),
+                |(d, i)| black_box(default_expansion(d, i)),
                 BatchSize::SmallInput,
             )
         });

@@ -131,3 +131,76 @@ pub fn diff_graph(mut g: Graph) -> Graph {
 fn push(g: &mut Graph, op: Op, shape: Shape, name: String) -> NodeId {
     g.push(op, shape, name, Pass::Backward, None)
 }
+
+/// The derivative of the scalar node `e` with respect to node `x`
+/// (`grad(e, x)` inside a definition), built by the same reverse walk as
+/// the backward pass, but as nodes of the forward pass, which the backward
+/// pass then differentiates in turn (reverse over reverse). `None` when `e`
+/// does not depend on `x`. Only for feed-forward graphs.
+pub fn derivative(g: &mut Graph, e: NodeId, x: NodeId) -> Option<NodeId> {
+    derivatives(g, e, &[x])[0]
+}
+
+/// The derivatives of the scalar node `e` with respect to each of `xs`, by
+/// one reverse walk over the nodes up to `e` (forward and backward ones
+/// alike: the Hessian-vector product differentiates a backward pass), as
+/// new forward nodes. Only for feed-forward graphs.
+pub fn derivatives(g: &mut Graph, e: NodeId, xs: &[NodeId]) -> Vec<Option<NodeId>> {
+    let n = e + 1;
+    let mut needs = vec![false; n];
+    for &x in xs.iter().filter(|&&x| x < n) {
+        needs[x] = true;
+    }
+    for id in 0..n {
+        if !needs[id] {
+            needs[id] = g.nodes[id].op.args().iter().any(|&a| needs[a]);
+        }
+    }
+    let mut found = vec![None; xs.len()];
+    if !needs[e] {
+        return found;
+    }
+    let regions = vec![Region::Before; n];
+    let mut parts: Vec<Vec<NodeId>> = vec![vec![]; n];
+    // ∂e/∂h is named `d_e_d_h`
+    let prefix = format!("d_{}_d_", g.nodes[e].name);
+    let seed = g.push(
+        Op::Map {
+            args: vec![],
+            bcast: vec![],
+            body: c(1.0),
+        },
+        Shape::scalar(),
+        format!("{prefix}{}", g.nodes[e].name),
+        Pass::Forward,
+        None,
+    );
+    parts[e].push(seed);
+    let first = xs.iter().copied().min().unwrap_or(0);
+    for id in (first..n).rev() {
+        if parts[id].is_empty() || !needs[id] {
+            continue;
+        }
+        let d = if parts[id].len() == 1 {
+            parts[id][0]
+        } else {
+            let shape = g.nodes[id].shape.clone();
+            let nm = format!("{prefix}{}", g.nodes[id].name);
+            g.push(Op::AddN(parts[id].clone()), shape, nm, Pass::Forward, None)
+        };
+        for (k, &x) in xs.iter().enumerate() {
+            if x == id {
+                found[k] = Some(d);
+            }
+        }
+        let node = g.nodes[id].clone();
+        let mut v = ops::Vjp::new(g, id, d, &needs, &regions);
+        v.pass = Pass::Forward;
+        v.prefix = prefix.clone();
+        ops::vjp(&mut v, &node.op);
+        for (k, part) in v.out {
+            parts[k].push(part);
+        }
+    }
+    found
+}

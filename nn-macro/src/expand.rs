@@ -3,15 +3,36 @@
 //! once, from the same lowering, for the batched ones.
 
 use crate::emit::emit_network;
-use crate::ir::{Dtype, Graph};
+use crate::ir::{Bcast, Dtype, Graph, NodeId, Op, Pass, Shape};
+use crate::scalar::{build::mul, S};
 use crate::source::{read_args, Origin, Source};
 use crate::{autodiff, lower, opt};
 use nn_grammar::Diagnostic;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 
 /// Expands `#[network(args)] item`.
+/// What is generated beyond the passes every network has.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// `hvp`, the Hessian-vector product: more than the rest of the code
+    /// together, so only with the runtime's `hvp` feature.
+    pub hvp: bool,
+}
+
+impl Options {
+    /// Everything (what the tests and the snapshots see).
+    pub const ALL: Options = Options { hvp: true };
+}
+
+/// [`network_with`] everything generated (the tests and snapshots).
+#[allow(dead_code)]
 pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
+    network_with(args, item, Options::ALL)
+}
+
+/// The expansion of `#[network(args)] item`.
+pub fn network_with(args: TokenStream, item: TokenStream, options: Options) -> TokenStream {
     let item: syn::ItemStruct = match syn::parse2(item) {
         Ok(item) => item,
         Err(e) => {
@@ -35,9 +56,10 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return fallback(&item, e),
     };
     let rebuild = rebuild_on_change(&source);
-    let compiled = compile_both(&source.text, source.dtype).map_err(|ds| combine(&source, &ds));
+    let compiled =
+        compile_with(&source.text, source.dtype, options).map_err(|ds| combine(&source, &ds));
     let result = match (compiled, shape_error.or(generics_error)) {
-        (Ok((g, batch)), None) => emit_network(&g, batch.as_ref(), &item),
+        (Ok(c), None) => emit_network(&c, &item),
         (Ok(_), Some(e)) => fallback(&item, e),
         (Err(mut e), other) => {
             if let Some(o) = other {
@@ -49,23 +71,128 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
     quote!(#rebuild #result)
 }
 
+/// Every graph a definition's code is emitted from.
+pub struct Compiled {
+    /// The per-sample passes (`predict`, `forward`, `backward`, `step`).
+    pub sample: Graph,
+    /// The batched passes, where per-sample contributions to shared values
+    /// are summed over the batch (emitted when every op has a batched form).
+    pub batch: Graph,
+    /// `input_gradient`: each input's `∂loss/∂input` (feed-forward only).
+    pub input_grad: Option<Graph>,
+    /// `hvp`: the Hessian-vector product of the loss in the parameters
+    /// (feed-forward only).
+    pub hvp: Option<Graph>,
+}
+
 /// The pipeline on a definition's text, with diagnostics as plain data (no
-/// proc-macro context needed): the per-sample graph, and the batched one,
-/// where per-sample contributions to shared values are summed over the
-/// batch (emitted when every op has a batched form). One parse and one
-/// lowering serve both.
-pub fn compile_both(
+/// proc-macro context needed). One parse and one lowering serve every graph.
+pub fn compile(text: &str, dtype: Option<Dtype>) -> Result<Compiled, Vec<Diagnostic>> {
+    compile_with(text, dtype, Options::ALL)
+}
+
+/// [`compile`], building only the graphs `options` asks for.
+pub fn compile_with(
     text: &str,
     dtype: Option<Dtype>,
-) -> Result<(Graph, Option<Graph>), Vec<Diagnostic>> {
+    options: Options,
+) -> Result<Compiled, Vec<Diagnostic>> {
     let def = nn_grammar::parse_definition(text).map_err(|d| vec![d])?;
     let lowered = lower::lower_definition(&def, dtype)?;
     let tidied = opt::tidy(lowered);
     let mut batch = tidied.clone();
     batch.batch = true;
-    let batch = Some(opt::optimise(autodiff::diff_graph(batch)));
+    let batch = opt::optimise(autodiff::diff_graph(batch));
+    let (input_grad, hvp) = match tidied.steps {
+        Some(_) => (None, None),
+        None => (
+            Some(input_gradient_graph(&tidied)),
+            options.hvp.then(|| hvp_graph(&tidied)),
+        ),
+    };
     let sample = opt::optimise(autodiff::diff_graph(tidied));
-    Ok((sample, batch))
+    Ok(Compiled {
+        sample,
+        batch,
+        input_grad,
+        hvp,
+    })
+}
+
+/// The per-sample and the batched graph (what the tests of the batched form look at).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn compile_both(
+    text: &str,
+    dtype: Option<Dtype>,
+) -> Result<(Graph, Option<Graph>), Vec<Diagnostic>> {
+    compile(text, dtype).map(|c| (c.sample, Some(c.batch)))
+}
+
+/// The node of a leaf op (an input, a parameter).
+fn leaf(g: &Graph, op: Op) -> NodeId {
+    g.nodes
+        .iter()
+        .position(|n| n.op == op)
+        .unwrap_or(usize::MAX)
+}
+
+/// The loss differentiated with respect to each input (not the parameters).
+pub(crate) fn input_gradient_graph(tidied: &Graph) -> Graph {
+    let mut g = tidied.clone();
+    let inputs: Vec<NodeId> = (0..g.inputs.len())
+        .map(|k| leaf(&g, Op::Input(k)))
+        .collect();
+    let loss = g.loss;
+    g.input_grads = autodiff::derivatives(&mut g, loss, &inputs);
+    opt::optimise(g)
+}
+
+/// The gradient's inner product with a vector `v` of the parameters' shape,
+/// `s = Σ_k ∇θ_k loss · v_k`, differentiated again in the parameters:
+/// `∂s/∂θ = H v`, the Hessian-vector product (reverse over reverse).
+pub(crate) fn hvp_graph(tidied: &Graph) -> Graph {
+    let mut g = autodiff::diff_graph(tidied.clone());
+    let mut terms = vec![];
+    for k in 0..g.params.len() {
+        let Some(gr) = g.grads[k] else { continue };
+        let shape = g.params[k].shape.clone();
+        let name = format!("v_{}", g.params[k].field);
+        let v = g.push(Op::Tangent(k), shape.clone(), name, Pass::Forward, None);
+        let prod = g.push(
+            Op::Map {
+                args: vec![gr, v],
+                bcast: vec![Bcast::Full; 2],
+                body: mul(S::Arg(0), S::Arg(1)),
+            },
+            shape,
+            "grad_v".into(),
+            Pass::Forward,
+            None,
+        );
+        let total = g.push(
+            Op::Sum(prod),
+            Shape::scalar(),
+            "grad_v_sum".into(),
+            Pass::Forward,
+            None,
+        );
+        terms.push(total);
+    }
+    let params: Vec<NodeId> = (0..g.params.len())
+        .map(|k| leaf(&g, Op::Param(k)))
+        .collect();
+    g.hvp = vec![None; g.params.len()];
+    if !terms.is_empty() {
+        let s = g.push(
+            Op::AddN(terms),
+            Shape::scalar(),
+            "grad_dot_v".into(),
+            Pass::Forward,
+            None,
+        );
+        g.hvp = autodiff::derivatives(&mut g, s, &params);
+    }
+    opt::optimise(g)
 }
 
 /// The per-sample graph alone (what most tests look at).
@@ -87,11 +214,83 @@ fn combine(source: &Source, ds: &[Diagnostic]) -> syn::Error {
     first
 }
 
-/// The struct as written plus the errors, so the user sees our message and
-/// not a cascade about a missing struct.
+/// The struct as written plus the errors, and stubs of the generated
+/// methods and constants, so the user sees our message and not a cascade
+/// of errors about a missing struct or missing methods. The stubs never run
+/// (the crate does not compile); they diverge, so any use type-checks.
 fn fallback(item: &syn::ItemStruct, e: syn::Error) -> TokenStream {
     let err = e.to_compile_error();
-    quote!(#item #err)
+    if !item.generics.params.is_empty() {
+        return quote!(#item #err);
+    }
+    let name = &item.ident;
+    let stub = quote!(::core::unreachable!(
+        "the `#[network]` definition has errors"
+    ));
+    // each generated method with its number of arguments (after `self`)
+    let methods = [
+        ("predict", 1),
+        ("forward", 3),
+        ("backward", 2),
+        ("backward_traced", 3),
+        ("step", 2),
+        ("initial_state", 0),
+        ("input_gradient", 2),
+        ("hvp", 4),
+        ("forward_batch", 3),
+        ("backward_batch", 2),
+    ]
+    .map(|(m, n)| {
+        let m = format_ident!("{m}");
+        let ty: Vec<_> = (0..n).map(|k| format_ident!("A{k}")).collect();
+        quote!(
+            #[doc(hidden)]
+            pub fn #m<#(#ty),*>(&self, #(_: #ty),*) -> ! {
+                #stub
+            }
+        )
+    });
+    let constructors = ["new", "from_params"].map(|m| {
+        let m = format_ident!("{m}");
+        quote!(
+            #[doc(hidden)]
+            pub fn #m<A>(_: A) -> Self {
+                #stub
+            }
+        )
+    });
+    let buffers = ["new_tape", "new_grads"].map(|m| {
+        let m = format_ident!("{m}");
+        quote!(
+            #[doc(hidden)]
+            pub fn #m() -> ! {
+                #stub
+            }
+        )
+    });
+    let consts = ["PARAMS", "TAPE_BYTES", "STEPS"].map(|c| {
+        let c = format_ident!("{c}");
+        quote!(#[doc(hidden)] pub const #c: usize = 0;)
+    });
+    quote!(
+        #item
+        #err
+        #[allow(dead_code, clippy::all)]
+        impl #name {
+            #(#consts)*
+            #[doc(hidden)]
+            pub const FORWARD_FLOPS: u64 = 0;
+            #[doc(hidden)]
+            pub const BACKWARD_FLOPS: u64 = 0;
+            #(#constructors)*
+            #(#buffers)*
+            #[doc(hidden)]
+            pub fn new_batch_tape<const B: usize>() -> ! {
+                #stub
+            }
+            #(#methods)*
+        }
+    )
 }
 
 /// For a file definition: `include_bytes!` makes cargo rebuild when it changes.
@@ -156,6 +355,46 @@ mod tests {
             def.parse().expect("tokens"),
             quote!(
                 pub struct Robust;
+            )
+        ));
+    }
+
+    /// A long sum nests its adjoints' sums (and their derivatives in `hvp`)
+    /// thousands deep: emitted from a work list, not by recursion, so a
+    /// small stack suffices.
+    #[test]
+    fn long_sums_expand_on_a_small_stack() {
+        let mut def = String::from("input x[4]; target y[4]; h = dense(x, 4); s = h");
+        for _ in 1..3000 {
+            def += " + h";
+        }
+        def += "; loss = mse(s, y);";
+        let out = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                network(
+                    def.parse().expect("tokens"),
+                    quote!(
+                        pub struct Net;
+                    ),
+                )
+                .to_string()
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow");
+        assert!(!out.contains("compile_error"));
+    }
+
+    #[test]
+    fn derivatives_expansion() {
+        let def = "dtype f64; input x[1]; target f[1]; h = tanh(dense(x, 8)); \
+            u = x * (1 - x) * dense(h, 1); du = grad(sum(u), x); d2u = grad(sum(du), x); \
+            output u; loss = mse(d2u, f);";
+        insta::assert_snapshot!(expand_named(
+            def.parse().expect("tokens"),
+            quote!(
+                pub struct Poisson;
             )
         ));
     }

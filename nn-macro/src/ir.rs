@@ -72,6 +72,9 @@ pub enum Op {
     Target(usize),
     /// The k-th parameter.
     Param(usize),
+    /// The k-th parameter's part of the vector `v` of a Hessian-vector
+    /// product (`hvp`'s argument, shaped like the parameters).
+    Tangent(usize),
     /// Elementwise: `out[i] = body(args[0][i], ...)`, operands broadcast as in `bcast`.
     /// Shape: the node's shape; each operand full, scalar, or a column vector.
     Map {
@@ -122,6 +125,9 @@ pub enum Op {
     SumRows(NodeId),
     /// `ln Σ exp(a)`, computed stably: any shape -> `[]`.
     LogSumExp(NodeId),
+    /// `√(Σ a²)`, computed scaled by `max |a|` so that it neither overflows
+    /// nor underflows where the result is representable: any shape -> `[]`.
+    Norm(NodeId),
     /// The k-th state's value at the previous step (its initial value at the first).
     StatePrev(usize),
     /// `Σ_t a[t]` of a per-step value, after the loop.
@@ -155,13 +161,19 @@ impl Op {
     /// The operands, in order.
     pub fn args(&self) -> Vec<NodeId> {
         match self {
-            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::StatePrev(_) | Op::Carry(_) => vec![],
+            Op::Input(_)
+            | Op::Target(_)
+            | Op::Param(_)
+            | Op::Tangent(_)
+            | Op::StatePrev(_)
+            | Op::Carry(_) => vec![],
             Op::Map { args, .. } | Op::AddN(args) => args.clone(),
             Op::Sum(a)
             | Op::SumCols(a)
             | Op::SumRows(a)
             | Op::LogSoftmax(a)
             | Op::LogSumExp(a)
+            | Op::Norm(a)
             | Op::Transpose(a)
             | Op::Slice(a, _)
             | Op::StepSum(a)
@@ -187,13 +199,19 @@ impl Op {
     /// Rewrites every operand through `f`.
     pub fn map_args(&mut self, f: impl Fn(NodeId) -> NodeId) {
         match self {
-            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::StatePrev(_) | Op::Carry(_) => {}
+            Op::Input(_)
+            | Op::Target(_)
+            | Op::Param(_)
+            | Op::Tangent(_)
+            | Op::StatePrev(_)
+            | Op::Carry(_) => {}
             Op::Map { args, .. } | Op::AddN(args) => args.iter_mut().for_each(|a| *a = f(*a)),
             Op::Sum(a)
             | Op::SumCols(a)
             | Op::SumRows(a)
             | Op::LogSoftmax(a)
             | Op::LogSumExp(a)
+            | Op::Norm(a)
             | Op::Transpose(a)
             | Op::Slice(a, _)
             | Op::StepSum(a)
@@ -225,6 +243,7 @@ impl Op {
             Op::Input(_) => "input",
             Op::Target(_) => "target",
             Op::Param(_) => "param",
+            Op::Tangent(_) => "tangent",
             Op::Map { .. } => "map",
             Op::MatVec(..) => "matvec",
             Op::MatVecT(..) => "matvec_t",
@@ -246,6 +265,7 @@ impl Op {
             Op::Concat(..) => "concat",
             Op::SumRows(_) => "sum_rows",
             Op::LogSumExp(_) => "logsumexp",
+            Op::Norm(_) => "norm",
             Op::StatePrev(_) => "prev",
             Op::StepSum(_) => "step_sum",
             Op::Last(_) => "last",
@@ -413,6 +433,12 @@ pub struct Graph {
     /// Differentiated for a mini-batch: a per-sample contribution to a
     /// shared value's adjoint is summed over the batch (`BatchSum`).
     pub batch: bool,
+    /// The graph of `input_gradient`: each input's `∂loss/∂input` (`None`
+    /// where the loss does not depend on it); empty in the others.
+    pub input_grads: Vec<Option<NodeId>>,
+    /// The graph of `hvp`: the Hessian-vector product of each parameter
+    /// (`H v`'s part of the parameter's shape); empty in the others.
+    pub hvp: Vec<Option<NodeId>>,
 }
 
 impl Graph {
@@ -441,6 +467,8 @@ impl Graph {
         roots.extend(self.grads.iter().flatten());
         roots.extend(self.states.iter().map(|s| s.update));
         roots.extend(self.state_adjoints.iter().flatten());
+        roots.extend(self.input_grads.iter().flatten());
+        roots.extend(self.hvp.iter().flatten());
         roots
     }
 
@@ -514,6 +542,12 @@ impl Graph {
             s.prev = f(s.prev);
         }
         for a in self.state_adjoints.iter_mut().flatten() {
+            *a = f(*a);
+        }
+        for a in self.input_grads.iter_mut().flatten() {
+            *a = f(*a);
+        }
+        for a in self.hvp.iter_mut().flatten() {
             *a = f(*a);
         }
     }

@@ -37,7 +37,12 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
     // The pipeline reports every mistake in a definition as an error; a panic
     // would be a bug of ours. Should one happen, the user still gets a
     // compile error that says so, not a crashed macro.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| expand::network(args, item))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let options = expand::Options {
+            hvp: cfg!(feature = "hvp"),
+        };
+        expand::network_with(args, item, options)
+    })) {
         Ok(tokens) => tokens.into(),
         Err(payload) => {
             let what = payload

@@ -281,6 +281,16 @@ impl S {
         usize::from(*self == S::Arg(k)) + self.children().map(|ch| ch.count_arg(k)).sum::<usize>()
     }
 
+    /// Whether the expression can be infinite or NaN for finite operands: it
+    /// divides by a non-constant, or raises to a negative or fractional power.
+    pub fn may_be_non_finite(&self) -> bool {
+        match self {
+            S::Div(_, b) if b.as_const().is_none() => true,
+            S::Pow(_, e) if *e < 0.0 || e.fract() != 0.0 => true,
+            other => other.children().any(|ch| ch.may_be_non_finite()),
+        }
+    }
+
     /// Number of nodes of the expression tree.
     pub fn size(&self) -> usize {
         1 + self.children().map(|ch| ch.size()).sum::<usize>()

@@ -32,6 +32,7 @@ pub mod network;
 pub mod optim;
 pub mod plot;
 pub mod rng;
+pub mod summary;
 pub mod train;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use network::{Flat, Network, NoBatch, ParamInfo, TargetError, Zeroable};
 pub use nn_macro::network;
 pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
 pub use rng::Rng;
+pub use summary::Summary;
 pub use train::{
     evaluate, max_threads, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport,
     Trainer, Training, MAX_CHUNKS, MAX_THREADS_PER_CORE,
@@ -86,5 +88,6 @@ pub mod __private {
         no_batched_pass, Flat, Network, NoBatch, ParamInfo, TargetError, Zeroable,
     };
     pub use crate::rng::Rng;
+    pub use crate::summary::Summary;
     pub use std::boxed::Box;
 }

@@ -110,6 +110,39 @@ fn rnn(c: &mut Criterion) {
     g.bench_function("handwritten/step", |b| {
         b.iter(|| black_box(hand.step(&mut hg, &mut work, black_box(&x), black_box(&y), LR)))
     });
+
+    // 32 sequences: one at a time through forward/backward, against one
+    // batched pass (each step's values a matrix with a column per sequence).
+    // Both add the 32 sequences' summed gradient; the update is left out.
+    let inputs: Vec<_> = (0..32).map(|_| x).collect();
+    let targets: Vec<_> = (0..32).map(|_| y).collect();
+    let idx: Vec<usize> = (0..32).collect();
+    let mut bwork = Rnn::new_batch_work();
+    let (mut losses, mut correct) = (vec![0.0f32; 32], vec![false; 32]);
+    g.throughput(Throughput::Elements(
+        32 * (Rnn::FORWARD_FLOPS + Rnn::BACKWARD_FLOPS),
+    ));
+    g.bench_function("generated/32_sequences_one_by_one", |b| {
+        b.iter(|| {
+            for (xi, yi) in inputs.iter().zip(&targets) {
+                net.forward(black_box(xi), black_box(yi), &mut tape);
+                net.backward(&tape, &mut grads);
+            }
+        })
+    });
+    g.bench_function("generated/32_sequences_batched", |b| {
+        b.iter(|| {
+            net.train_block(
+                black_box(&inputs),
+                black_box(&targets),
+                &idx,
+                &mut bwork,
+                &mut grads,
+                &mut losses,
+                &mut correct,
+            )
+        })
+    });
     g.finish();
 }
 

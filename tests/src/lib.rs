@@ -93,6 +93,22 @@ pub fn f64_options() -> GradCheckOptions {
     }
 }
 
+/// [`f64_options`]'s gradient check of `N` at three points: parameters of
+/// size 0.3 to 1.2 with random signs (seeds 1 to 3); the gradient must not
+/// be trivially zero.
+pub fn check_at_random_points<N: Network<Scalar = f64>>(input: N::Input, target: N::Target) {
+    for seed in 1..=3 {
+        let mut net = N::new(seed);
+        fill_params(&mut net, seed + 10, 0.3, 1.2);
+        let report = nn_runtime::check_gradients(&mut net, &input, &target, f64_options()).unwrap();
+        assert!(
+            report.analytic_norm > 1e-3,
+            "seed {seed}: gradient is trivially zero"
+        );
+        report.assert_within(F64_TOLERANCE);
+    }
+}
+
 /// Checks `backward` against central differences for one sample (f64
 /// [`f64_options`]), and that the
 /// check means something: the whole analytic gradient's norm exceeds

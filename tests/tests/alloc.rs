@@ -219,6 +219,21 @@ fn digits_sized_hot_path_does_not_allocate() {
     assert_ne!(net.params().as_slice(), Digits::new(3).params().as_slice());
 }
 
+/// `input_gradient` and `hvp` keep every intermediate on the stack.
+#[test]
+fn input_gradient_and_hvp_do_not_allocate() {
+    let net = Digits::new(3);
+    let v = Digits::new(4);
+    let mut out = Digits::new_grads();
+    let x: [f32; 64] = core::array::from_fn(|i| (i % 17) as f32 / 16.0);
+    let (g, n) = allocations(|| net.input_gradient(black_box(&x), &7));
+    assert_eq!(n, 0, "input_gradient allocated {n} times");
+    assert!(g.iter().any(|v| *v != 0.0));
+    let ((), n) = allocations(|| net.hvp(black_box(&x), &7, v.params(), &mut out));
+    assert_eq!(n, 0, "hvp allocated {n} times");
+    assert!(out.as_slice().iter().any(|v| *v != 0.0));
+}
+
 /// An LSTM over 16 steps with a loss at every step: the forward pass stores
 /// all 16 steps in the tape, BPTT runs back over them.
 #[network {

@@ -8,30 +8,7 @@
 //! points) so finite differences are meaningful.
 
 use nn_runtime::prelude::*;
-use nn_runtime::Rng;
-
-/// Random parameters of size 0.3 to 1.2 with random signs, then a gradient
-/// check at three points; the gradient must not be trivially zero.
-fn check<N: Network<Scalar = f64>>(input: N::Input, target: N::Target) {
-    for seed in 1..=3 {
-        let mut net = N::new(seed);
-        let mut rng = Rng::new(seed + 10);
-        for v in net.params_mut().as_mut_slice() {
-            let m = rng.uniform(0.3, 1.2);
-            *v = if rng.next_f64() < 0.5 { -m } else { m };
-        }
-        let opts = GradCheckOptions {
-            h: 1e-5,
-            ..GradCheckOptions::default()
-        };
-        let report = check_gradients(&mut net, &input, &target, opts).unwrap();
-        assert!(
-            report.analytic_norm > 1e-3,
-            "seed {seed}: gradient is trivially zero"
-        );
-        report.assert_within(1e-6);
-    }
-}
+use nn_tests::check_at_random_points as check;
 
 const X4: [f64; 4] = [0.7, -1.3, 0.4, 2.1];
 

@@ -38,3 +38,24 @@ fn xor_is_learned_for_at_least_nine_of_ten_seeds() {
     }
     assert!(solved >= 9, "solved {solved} of 10 seeds");
 }
+
+#[test]
+fn the_summary_lists_every_parameter() {
+    let net = Xor::new(1);
+    let s = net.to_string();
+    let expected = format!(
+        "Xor (f32)\n\
+parameter   shape   count\n\
+h.weight    [4, 2]      8\n\
+h.bias      [4]         4\n\
+out.weight  [1, 4]      4\n\
+out.bias    [1]         1\n\
+total                  17 (68 B)\n\
+per sample: forward {} FLOPs, backward {} FLOPs, tape {} B\n\
+batched passes: [32, 4] samples",
+        Xor::FORWARD_FLOPS,
+        Xor::BACKWARD_FLOPS,
+        Xor::TAPE_BYTES
+    );
+    assert_eq!(s, expected);
+}

@@ -24,6 +24,11 @@ pub enum Which {
     Backward,
     /// One time step of a recurrent network, with its state passed in and out.
     Step,
+    /// `∂loss/∂input` of each input (its own graph).
+    InputGrad,
+    /// The Hessian-vector product (its own graph, whose forward and backward
+    /// nodes it computes alike).
+    Hvp,
 }
 
 /// The state of one function while it is emitted.
@@ -50,8 +55,13 @@ pub fn function(plan: &Plan, which: Which) -> TokenStream {
     };
     let mut roots: Vec<NodeId> = match which {
         Which::Predict | Which::Step => vec![g.output],
-        Which::Forward => vec![g.loss],
+        // the loss, and every value the backward pass reads
+        Which::Forward => std::iter::once(g.loss)
+            .chain(plan.tape.iter().copied())
+            .collect(),
         Which::Backward => g.grads.iter().flatten().copied().collect(),
+        Which::InputGrad => g.input_grads.iter().flatten().copied().collect(),
+        Which::Hvp => g.hvp.iter().flatten().copied().collect(),
     };
     if which == Which::Backward {
         // carried state adjoints flow into learned initial states and the norms
@@ -113,6 +123,10 @@ fn bind_leaves(plan: &Plan, fx: &mut Fx) {
     } else {
         let stmt = bind_decls(plan, quote!(input), &g.inputs, Op::Input, fx);
         fx.stmts.push(stmt);
+        if matches!(which, Which::InputGrad | Which::Hvp) {
+            let stmt = bind_decls(plan, quote!(target), &g.targets, Op::Target, fx);
+            fx.stmts.push(stmt);
+        }
         if which == Which::Forward {
             let stmt = bind_decls(plan, quote!(target), &g.targets, Op::Target, fx);
             fx.stmts.push(stmt);
@@ -131,10 +145,11 @@ fn bind_leaves(plan: &Plan, fx: &mut Fx) {
             .iter()
             .any(|st| matches!(st.init, StateInit::Param(p) if g.nodes[id].op == Op::Param(p)))
     };
+    let all_passes = which == Which::Hvp;
     let read_here = |id: NodeId| {
         plan.users[id]
             .iter()
-            .any(|&u| fx.live[u] && g.nodes[u].pass == pass)
+            .any(|&u| fx.live[u] && (all_passes || g.nodes[u].pass == pass))
             || (matches!(which, Which::Predict | Which::Step) && g.output == id)
             || (which == Which::Backward && !plan.grad_of[id].is_empty())
             || (matches!(which, Which::Predict | Which::Forward)
@@ -153,6 +168,16 @@ fn bind_leaves(plan: &Plan, fx: &mut Fx) {
     let mut prelude = vec![quote!(
         use ::nn_runtime::__private::Activations as _;
     )];
+    if which == Which::Hvp {
+        // `v`'s parts, bound before the parameters (one may be named `v`)
+        for (id, node) in g.nodes.iter().enumerate() {
+            if let (Op::Tangent(k), true) = (&node.op, fx.live[id]) {
+                let (n, f) = (&plan.ident[id], plan.param_field(*k));
+                prelude.push(quote!(let #n = &v.#f;));
+                fx.place.insert(id, Place::Ref(n.clone()));
+            }
+        }
+    }
     if !used.is_empty() {
         let pty = &plan.params_ty;
         prelude.push(quote!(let #pty { #(#used,)* .. } = params;));
@@ -225,11 +250,11 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                 continue;
             }
             let n = &plan.ident[id];
-            let sample = if decls.len() == 1 {
-                quote!(#src[at(j)])
+            let (sample, field) = if decls.len() == 1 {
+                (quote!(#src[at(j)]), quote!(|s| s))
             } else {
                 let i = syn::Index::from(k);
-                quote!(#src[at(j)].#i)
+                (quote!(#src[at(j)].#i), quote!(|s| &s.#i))
             };
             let len = proc_macro2::Literal::usize_unsuffixed(d.shape.len());
             fx.stmts.push(match (d.per_step, d.shape.rank(), g.steps) {
@@ -242,6 +267,10 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                     quote!(for j in 0..B { for t in 0..#count { for i in 0..#len { tape.#n[t][i][j] = #sample[t][i]; } } })
                 }
                 (_, 0, _) => quote!(for j in 0..B { tape.#n[j] = #sample; }),
+                (_, 1, _) => {
+                    let k = super::kernels();
+                    quote!(#k::gather_cols(#src, #field, &at, &mut tape.#n);)
+                }
                 _ => quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample[i]; } }),
             });
             fx.place.insert(id, plan.tape_place(id));
@@ -253,13 +282,14 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
 pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
     let g = plan.g;
     let looped = g.steps.is_some() && fx.which != Which::Step;
+    let all_passes = fx.which == Which::Hvp;
     for id in 0..g.nodes.len() {
         let node = &g.nodes[id];
-        if !fx.live[id] || node.pass != fx.pass || plan.regions[id] != region {
+        if !fx.live[id] || (node.pass != fx.pass && !all_passes) || plan.regions[id] != region {
             continue;
         }
         match node.op {
-            Op::Input(_) | Op::Target(_) | Op::Param(_) => continue,
+            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Tangent(_) => continue,
             // registers and accumulators set up around the loop
             Op::StatePrev(_) | Op::Carry(_) | Op::StepSum(_) | Op::Last(_) if looped => continue,
             Op::StatePrev(k) => {
@@ -280,7 +310,7 @@ pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
         if plan.absorbed[id] {
             continue;
         }
-        if fx.which == Which::Backward && plan.grad_direct(id) {
+        if matches!(fx.which, Which::Backward | Which::Hvp) && plan.grad_direct(id) {
             // only the gradient reads it: compute straight into the gradient buffer
             let dest = Place::Grad(plan.param_field(plan.grad_of[id][0]));
             emit_node(plan, fx, id, &dest, Mode::Accumulate);
@@ -377,31 +407,33 @@ pub fn copy_shape(shape: &Shape, src: &Place, dest: &Place, mode: Mode) -> Token
     loops(shape, Ex::put(mode, lhs, rhs))
 }
 
+/// Adds each parameter's result that is not computed straight into the
+/// gradient buffer (`grads.w += d_w`).
+fn add_param_results(plan: &Plan, fx: &mut Fx, results: &[Option<NodeId>]) {
+    for (k, gr) in results.iter().enumerate() {
+        let Some(gr) = *gr else { continue };
+        if plan.grad_direct(gr) {
+            continue;
+        }
+        let dest = Place::Grad(plan.param_field(k));
+        let src = fx
+            .place
+            .get(&gr)
+            .cloned()
+            .unwrap_or_else(|| Place::Ref(plan.ident[gr].clone()));
+        let stmt = copy_shape(&plan.g.nodes[gr].shape, &src, &dest, Mode::Accumulate);
+        fx.stmts.push(stmt);
+    }
+}
+
 /// The statements after the last region: gradients of stored values, and the result.
 fn finish(plan: &Plan, fx: &mut Fx) {
     let g = plan.g;
     match fx.which {
-        Which::Backward => {
-            // gradients that are stored values (several users, or forward values)
-            for (k, gr) in g.grads.iter().enumerate() {
-                let Some(gr) = *gr else { continue };
-                if plan.grad_direct(gr) {
-                    continue;
-                }
-                let dest = Place::Grad(plan.param_field(k));
-                let src = fx
-                    .place
-                    .get(&gr)
-                    .cloned()
-                    .unwrap_or_else(|| Place::Ref(plan.ident[gr].clone()));
-                fx.stmts.push(copy_shape(
-                    &g.nodes[gr].shape,
-                    &src,
-                    &dest,
-                    Mode::Accumulate,
-                ));
-            }
-        }
+        // gradients (or parts of `H v`) that are stored values (several
+        // users, or forward values)
+        Which::Backward => add_param_results(plan, fx, &g.grads),
+        Which::Hvp => add_param_results(plan, fx, &g.hvp),
         Which::Predict if g.steps.is_some() && plan.regions[g.output] == Region::Step => {
             fx.stmts.push(quote!(output_seq));
         }
@@ -421,6 +453,22 @@ fn finish(plan: &Plan, fx: &mut Fx) {
         Which::Forward => {
             let v = fx.place[&g.loss].value();
             fx.stmts.push(quote!(#v));
+        }
+        Which::InputGrad => {
+            // each input's gradient, zeros where the loss does not depend on it
+            let values: Vec<TokenStream> = g
+                .inputs
+                .iter()
+                .zip(&g.input_grads)
+                .map(|(d, gr)| match gr.and_then(|gr| fx.place.get(&gr)) {
+                    Some(p) => p.value(),
+                    None => plan.fill(&d.shape, 0.0),
+                })
+                .collect();
+            fx.stmts.push(match values.as_slice() {
+                [one] => quote!(#one),
+                many => quote!((#(#many,)*)),
+            });
         }
     }
 }

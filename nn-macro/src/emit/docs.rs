@@ -18,6 +18,15 @@ pub fn math_name(plan: &Plan, id: NodeId) -> String {
 pub fn doc(plan: &Plan, which: Which) -> String {
     let g = plan.g;
     let batch = plan.batch;
+    match which {
+        Which::InputGrad => {
+            return "The gradient of the loss with respect to the input (each input, for several): `∂loss/∂input` for one sample, by a forward and a backward pass through the network (saliency, adversarial examples). Computed on the stack; stores nothing.".to_string();
+        }
+        Which::Hvp => {
+            return "The Hessian-vector product: adds `H v` into `out`, where `H` is the Hessian of the loss in the parameters at this sample and `v` has the parameters' layout. Computed exactly, by differentiating the backward pass once more (reverse over reverse), with no tape and no allocation: the intermediates of a forward, a backward and a second backward pass are local arrays.".to_string();
+        }
+        _ => {}
+    }
     let (intro, pass, roots): (&str, Pass, Vec<NodeId>) = match which {
         Which::Predict => ("Inference: the output for one input; stores nothing.", Pass::Forward, vec![g.output]),
         Which::Forward if batch => (
@@ -49,6 +58,7 @@ pub fn doc(plan: &Plan, which: Which) -> String {
             Pass::Forward,
             vec![g.output],
         ),
+        Which::InputGrad | Which::Hvp => unreachable!("returned above"),
     };
     let live = live_with_states(g, roots);
     let mut lines = vec![intro.to_string(), String::new(), "```text".to_string()];

@@ -6,30 +6,29 @@
 
 use super::body::{function, live_with_states, Which};
 use super::dims;
-use super::docs::{doc, math_name};
+use super::docs::math_name;
 use super::plan::Plan;
+use super::wrappers::wrappers;
+use crate::expand::Compiled;
 use crate::ir::*;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
-/// The names bound in the wrappers (method parameters, locals). The
-/// wrappers' block declares each first as a function of its own, so that a
-/// constant or unit struct of the same name in the user's module cannot
-/// make a parameter a pattern (`const input: usize = 4;`).
-const WRAPPER_BINDINGS: &[&str] = &[
-    "input", "target", "tape", "grads", "norms", "seed", "params", "state", "inputs", "targets",
-    "output", "other", "s", "v", "j", "idx", "work", "losses", "correct",
-];
-
 /// Emits the network's items: `g` the per-sample graph, `bg` the batched
 /// one (when the definition has a batched form), `item` the user's struct.
-pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> TokenStream {
+pub fn emit_network(c: &Compiled, item: &syn::ItemStruct) -> TokenStream {
+    let g = &c.sample;
     let name = &item.ident;
     let params_ty = format_ident!("{}Params", name);
     let plan = Plan::new(g, params_ty.clone());
-    let batch_plan = bg
-        .map(|bg| Plan::new(bg, params_ty.clone()))
-        .filter(|p| p.supported());
+    let batch_plan = Some(Plan::new(&c.batch, params_ty.clone())).filter(|p| p.supported());
+    let extra = Extra {
+        input_grad: c
+            .input_grad
+            .as_ref()
+            .map(|ig| Plan::new(ig, params_ty.clone())),
+        hvp: c.hvp.as_ref().map(|h| Plan::new(h, params_ty.clone())),
+    };
     let n = Names {
         name: name.clone(),
         module: format_ident!("__nn_{}", name),
@@ -39,8 +38,8 @@ pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> To
         batch_work: format_ident!("{}BatchWork", name),
         state: format_ident!("{}State", name),
     };
-    let module_items = module(&plan, batch_plan.as_ref(), &n);
-    let wrappers = wrappers(&plan, batch_plan.as_ref(), &n);
+    let module_items = module(&plan, batch_plan.as_ref(), &extra, &n);
+    let wrappers = wrappers(&plan, batch_plan.as_ref(), &extra, &n);
     let attrs = &item.attrs;
     let vis = &item.vis;
     let (name, module_name, params_ty, tape_ty) = (&n.name, &n.module, &n.params, &n.tape);
@@ -78,20 +77,26 @@ pub fn emit_network(g: &Graph, bg: Option<&Graph>, item: &syn::ItemStruct) -> To
     }
 }
 
+/// The plans of the graphs with one function each (feed-forward networks).
+pub(super) struct Extra<'g> {
+    pub(super) input_grad: Option<Plan<'g>>,
+    pub(super) hvp: Option<Plan<'g>>,
+}
+
 /// The generated items' names.
-struct Names {
-    name: Ident,
-    module: Ident,
-    params: Ident,
-    tape: Ident,
-    batch_tape: Ident,
-    batch_work: Ident,
-    state: Ident,
+pub(super) struct Names {
+    pub(super) name: Ident,
+    pub(super) module: Ident,
+    pub(super) params: Ident,
+    pub(super) tape: Ident,
+    pub(super) batch_tape: Ident,
+    pub(super) batch_work: Ident,
+    pub(super) state: Ident,
 }
 
 /// Whether a recurrent network gets the stateful `step`: its output is
 /// computed at every step from per-step inputs only.
-fn has_step(plan: &Plan) -> bool {
+pub(super) fn has_step(plan: &Plan) -> bool {
     let g = plan.g;
     if g.steps.is_none() || g.states.is_empty() || plan.regions[g.output] != Region::Step {
         return false;
@@ -104,7 +109,7 @@ fn has_step(plan: &Plan) -> bool {
 }
 
 /// The type of one input or target: a sequence `[x; T]` when per-step.
-fn decl_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
+pub(super) fn decl_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
     let one = match d.classes {
         Some(_) => quote!(usize),
         None => plan.shape_ty(&d.shape),
@@ -119,19 +124,19 @@ fn decl_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
 }
 
 /// One type for several declarations: the type, or a tuple of them.
-fn tuple(tys: Vec<TokenStream>) -> TokenStream {
+pub(super) fn tuple(tys: Vec<TokenStream>) -> TokenStream {
     match tys.as_slice() {
         [one] => one.clone(),
         many => quote!((#(#many,)*)),
     }
 }
 
-fn input_ty(plan: &Plan, decls: &[TensorDecl]) -> TokenStream {
+pub(super) fn input_ty(plan: &Plan, decls: &[TensorDecl]) -> TokenStream {
     tuple(decls.iter().map(|d| decl_ty(plan, d)).collect())
 }
 
 /// The input of one call of `step`: one step's value of each per-step input.
-fn step_input_ty(plan: &Plan) -> TokenStream {
+pub(super) fn step_input_ty(plan: &Plan) -> TokenStream {
     sample_ty_of(plan, plan.g.inputs.iter().filter(|d| d.per_step))
 }
 
@@ -148,7 +153,7 @@ fn sample_ty_of<'a>(plan: &Plan, decls: impl Iterator<Item = &'a TensorDecl>) ->
 }
 
 /// The module's items: structs and passes.
-fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
+fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenStream {
     let g = plan.g;
     let t = &plan.t;
     let (name, params_ty, tape_ty) = (&n.name, &n.params, &n.tape);
@@ -214,6 +219,30 @@ fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
     };
     let step_items = step_items(plan, n);
     let batch_items = batch.map(|b| batch_items(b, n)).unwrap_or_default();
+    let input_grad = extra
+        .input_grad
+        .as_ref()
+        .map(|ig| {
+            let body = function(ig, Which::InputGrad);
+            quote!(
+                pub fn input_gradient(params: &#params_ty, input: &#input_ty, target: &#target_ty) -> #input_ty {
+                    #body
+                }
+            )
+        })
+        .unwrap_or_default();
+    let hvp = extra
+        .hvp
+        .as_ref()
+        .map(|h| {
+            let body = function(h, Which::Hvp);
+            quote!(
+                pub fn hvp(params: &#params_ty, input: &#input_ty, target: &#target_ty, v: &#params_ty, grads: &mut #params_ty) {
+                    #body
+                }
+            )
+        })
+        .unwrap_or_default();
     let is_correct = is_correct(plan);
     let dot = g.to_dot(&name.to_string());
     quote! {
@@ -262,6 +291,10 @@ fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
 
         #batch_items
 
+        #input_grad
+
+        #hvp
+
         pub fn is_correct(output: &#output_ty, target: &#target_ty) -> bool {
             #is_correct
         }
@@ -273,7 +306,7 @@ fn module(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
     }
 }
 
-fn input_ty_of(plan: &Plan, decls: &[TensorDecl]) -> TokenStream {
+pub(super) fn input_ty_of(plan: &Plan, decls: &[TensorDecl]) -> TokenStream {
     input_ty(plan, decls)
 }
 
@@ -403,7 +436,14 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
             }
             o
         }),
-        (false, _, _) => quote!(tape.#out_id),
+        // a shared output: a parameter, or a value on the tape
+        (false, _, _) => match g.nodes[g.output].op {
+            Op::Param(k) => {
+                let f = plan.param_field(k);
+                quote!(params.#f)
+            }
+            _ => quote!(tape.#out_id),
+        },
     };
     let work_doc = "The batched passes' workspace: one batch tape for each compiled batch width.";
     quote!(
@@ -463,346 +503,8 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
 /// trainer cuts a batch into blocks of these, the rest one by one).
 pub const BATCH_WIDTHS: &[usize] = &[32, 4];
 
-/// The methods next to the user's struct and its `Network` impl, each a
-/// call into the module.
-fn wrappers(plan: &Plan, batch: Option<&Plan>, n: &Names) -> TokenStream {
-    let g = plan.g;
-    let t = &plan.t;
-    let (name, m, params_ty, tape_ty) = (&n.name, &n.module, &n.params, &n.tape);
-    let n_params = Literal::usize_unsuffixed(g.params.iter().map(|p| p.shape.len()).sum());
-    let input_ty = input_ty_of(plan, &g.inputs);
-    let target_ty = input_ty_of(plan, &g.targets);
-    let output_ty = plan.tape_ty(g.output);
-    let (fwd_flops, bwd_flops) = flops(plan);
-    let (fwd_flops, bwd_flops) = (
-        Literal::u64_unsuffixed(fwd_flops),
-        Literal::u64_unsuffixed(bwd_flops),
-    );
-    let param_info = {
-        let mut offset = 0usize;
-        let infos = g.params.iter().map(|p| {
-            let pname = &p.name;
-            let dims = dims(&p.shape);
-            let o = Literal::usize_unsuffixed(offset);
-            offset += p.shape.len();
-            quote!(::nn_runtime::__private::ParamInfo { name: #pname, shape: &[#(#dims),*], offset: #o })
-        });
-        quote!(&[#(#infos),*])
-    };
-    let (predict_doc, forward_doc, backward_doc) = (
-        doc(plan, Which::Predict),
-        doc(plan, Which::Forward),
-        doc(plan, Which::Backward),
-    );
-    let backward_methods = match g.steps {
-        Some(steps) => {
-            let count = Literal::usize_unsuffixed(steps.count);
-            quote!(
-                #[doc = #backward_doc]
-                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                    let mut norms = [0.0; #count];
-                    #m::backward_traced(&self.params, tape, grads, &mut norms);
-                }
-
-                #[doc = #backward_doc]
-                ///
-                /// Also records in `norms[t]` the norm of the state adjoint carried from step `t`
-                /// to step `t - 1`: watch it shrink or grow to see vanishing or exploding gradients.
-                pub fn backward_traced(&self, tape: &#tape_ty, grads: &mut #params_ty, norms: &mut [#t; #count]) {
-                    #m::backward_traced(&self.params, tape, grads, norms);
-                }
-
-                /// Number of time steps of a training sequence.
-                pub const STEPS: usize = #count;
-            )
-        }
-        None => quote!(
-            #[doc = #backward_doc]
-            pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                #m::backward(&self.params, tape, grads);
-            }
-        ),
-    };
-    let step_methods = if has_step(plan) {
-        let state_ty = &n.state;
-        let step_input_ty = step_input_ty(plan);
-        let out_ty = plan.ty(g.output);
-        let step_doc = doc(plan, Which::Step);
-        quote!(
-            /// The state before the first step, as declared.
-            pub fn initial_state(&self) -> #state_ty {
-                #m::initial_state(&self.params)
-            }
-
-            #[doc = #step_doc]
-            pub fn step(&self, state: &mut #state_ty, input: &#step_input_ty) -> #out_ty {
-                #m::step(&self.params, state, input)
-            }
-        )
-    } else {
-        quote!()
-    };
-    let batch_methods = batch
-        .map(|b| {
-            let bt = &n.batch_tape;
-            let input_ty = input_ty_of(b, &g.inputs);
-            let target_ty = input_ty_of(b, &g.targets);
-            let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
-            quote!(
-                /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
-                pub fn new_batch_tape<const B: usize>() -> ::nn_runtime::__private::Box<#bt<{ B }>> {
-                    <#bt<{ B }> as ::nn_runtime::__private::Zeroable>::zeroed_box()
-                }
-
-                #[doc = #fdoc]
-                pub fn forward_batch<const B: usize>(&self, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #bt<{ B }>) -> #t {
-                    #m::forward_batch(&self.params, &inputs[..], &targets[..], |j| j, tape)
-                }
-
-                #[doc = #bdoc]
-                pub fn backward_batch<const B: usize>(&self, tape: &mut #bt<{ B }>, grads: &mut #params_ty) {
-                    #m::backward_batch(&self.params, tape, grads)
-                }
-            )
-        })
-        .unwrap_or_default();
-    let check_target = check_target(plan);
-    let tape_output = if plan.on_tape[g.output] {
-        let o = &plan.ident[g.output];
-        quote!(
-            fn tape_output(tape: &#tape_ty) -> ::core::option::Option<#output_ty> {
-                ::core::option::Option::Some(tape.#o)
-            }
-        )
-    } else {
-        quote!()
-    };
-    let batch_trait = match batch {
-        Some(b) => {
-            let (work, input_ty, target_ty) = (
-                &n.batch_work,
-                input_ty_of(b, &g.inputs),
-                input_ty_of(b, &g.targets),
-            );
-            let widths = BATCH_WIDTHS.iter().map(|w| Literal::usize_unsuffixed(*w));
-            let arms = |train: bool| {
-                BATCH_WIDTHS.iter().map(move |w| {
-                    let f = format_ident!("w{}", w);
-                    let lit = Literal::usize_unsuffixed(*w);
-                    let grads = if train {
-                        quote!(::core::option::Option::Some(grads))
-                    } else {
-                        quote!(::core::option::Option::None)
-                    };
-                    quote!(#lit => #m::block::<#lit>(&self.params, inputs, targets, idx, &mut work.#f, #grads, losses, correct),)
-                })
-            };
-            let (train_arms, eval_arms) = (arms(true), arms(false));
-            quote!(
-                type BatchWork = #work;
-                const BATCH_WIDTHS: &'static [usize] = &[#(#widths),*];
-                fn train_block(&self, inputs: &[#input_ty], targets: &[#target_ty], idx: &[usize], work: &mut #work, grads: &mut #params_ty, losses: &mut [#t], correct: &mut [bool]) {
-                    match idx.len() {
-                        #(#train_arms)*
-                        other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
-                    }
-                }
-                fn eval_block(&self, inputs: &[#input_ty], targets: &[#target_ty], idx: &[usize], work: &mut #work, losses: &mut [#t], correct: &mut [bool]) {
-                    match idx.len() {
-                        #(#eval_arms)*
-                        other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
-                    }
-                }
-            )
-        }
-        None => quote!(
-            type BatchWork = ::nn_runtime::__private::NoBatch;
-        ),
-    };
-    let dummies = WRAPPER_BINDINGS.iter().map(|b| {
-        let b = format_ident!("{}", b);
-        quote!(#[allow(dead_code)] fn #b() {})
-    });
-    quote! {
-        const _: () = {
-            use ::core::primitive::{bool, f32, f64, str, u64, usize};
-            // Every name the methods below bind is first declared here, so
-            // that an item of the same name in the user's module cannot
-            // capture it.
-            #(#dummies)*
-
-            #[allow(unused_mut, unused_variables, dead_code, clippy::all)]
-            impl #name {
-                /// Number of scalar parameters.
-                pub const PARAMS: usize = #n_params;
-                /// Size of one tape in bytes.
-                pub const TAPE_BYTES: usize = ::core::mem::size_of::<#tape_ty>();
-                /// Floating-point operations of one forward pass.
-                pub const FORWARD_FLOPS: u64 = #fwd_flops;
-                /// Floating-point operations of one backward pass.
-                pub const BACKWARD_FLOPS: u64 = #bwd_flops;
-                /// Every parameter tensor with its name, shape and flat offset.
-                pub const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #param_info;
-                /// The forward (solid) and backward (dashed) graph in Graphviz DOT:
-                /// `dot -Tsvg` renders it.
-                pub const GRAPH_DOT: &'static str = #m::graph_dot();
-
-                /// A network with every parameter initialised as declared, from `seed`.
-                pub fn new(seed: u64) -> Self {
-                    let mut params = <#params_ty as ::nn_runtime::__private::Zeroable>::zeroed_box();
-                    #m::init(&mut params, seed);
-                    Self { params }
-                }
-
-                /// A network with the given parameters.
-                pub fn from_params(params: ::nn_runtime::__private::Box<#params_ty>) -> Self {
-                    Self { params }
-                }
-
-                /// A zeroed tape on the heap.
-                pub fn new_tape() -> ::nn_runtime::__private::Box<#tape_ty> {
-                    <#tape_ty as ::nn_runtime::__private::Zeroable>::zeroed_box()
-                }
-
-                /// A zeroed gradient buffer on the heap.
-                pub fn new_grads() -> ::nn_runtime::__private::Box<#params_ty> {
-                    <#params_ty as ::nn_runtime::__private::Zeroable>::zeroed_box()
-                }
-
-                #[doc = #predict_doc]
-                pub fn predict(&self, input: &#input_ty) -> #output_ty {
-                    #m::predict(&self.params, input)
-                }
-
-                #[doc = #forward_doc]
-                pub fn forward(&self, input: &#input_ty, target: &#target_ty, tape: &mut #tape_ty) -> #t {
-                    #m::forward(&self.params, input, target, tape)
-                }
-
-                #backward_methods
-
-                #step_methods
-
-                #batch_methods
-            }
-
-            impl ::nn_runtime::__private::Network for #name {
-                type Scalar = #t;
-                type Input = #input_ty;
-                type Target = #target_ty;
-                type Output = #output_ty;
-                type Params = #params_ty;
-                type Tape = #tape_ty;
-                #batch_trait
-                const PARAMS: usize = #name::PARAMS;
-                const TAPE_BYTES: usize = #name::TAPE_BYTES;
-                const FORWARD_FLOPS: u64 = #name::FORWARD_FLOPS;
-                const BACKWARD_FLOPS: u64 = #name::BACKWARD_FLOPS;
-                const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #name::PARAM_INFO;
-                fn new(seed: u64) -> Self {
-                    #name::new(seed)
-                }
-                fn params(&self) -> &#params_ty {
-                    &self.params
-                }
-                fn params_mut(&mut self) -> &mut #params_ty {
-                    &mut self.params
-                }
-                fn predict(&self, input: &#input_ty) -> #output_ty {
-                    #m::predict(&self.params, input)
-                }
-                fn forward(&self, input: &#input_ty, target: &#target_ty, tape: &mut #tape_ty) -> #t {
-                    #m::forward(&self.params, input, target, tape)
-                }
-                fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                    #name::backward(self, tape, grads)
-                }
-                fn is_correct(output: &#output_ty, target: &#target_ty) -> bool {
-                    #m::is_correct(output, target)
-                }
-                fn check_target(target: &#target_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
-                    #check_target
-                }
-                fn swap_params(&mut self, other: &mut ::nn_runtime::__private::Box<#params_ty>) {
-                    ::core::mem::swap(&mut self.params, other);
-                }
-                #tape_output
-            }
-        };
-    }
-}
-
-/// `Network::check_target`: every class index below its class count (at
-/// every step of a per-step target), the first one that is not named.
-fn check_target(plan: &Plan) -> TokenStream {
-    let g = plan.g;
-    let checks = g.targets.iter().enumerate().filter_map(|(k, d)| {
-        let n = Literal::usize_unsuffixed(d.classes?);
-        let name = &d.name;
-        let field = if g.targets.len() == 1 {
-            quote!((*target))
-        } else {
-            let i = syn::Index::from(k);
-            quote!(target.#i)
-        };
-        let error = |value: TokenStream, step: TokenStream| {
-            quote!(::core::result::Result::Err(::nn_runtime::__private::TargetError {
-                target: #name,
-                step: #step,
-                value: #value,
-                classes: #n,
-            }))
-        };
-        Some(if d.per_step {
-            let e = error(quote!(v), quote!(::core::option::Option::Some(s)));
-            quote!(
-                for (s, &v) in #field.iter().enumerate() {
-                    if v >= #n {
-                        return #e;
-                    }
-                }
-            )
-        } else {
-            let e = error(field.clone(), quote!(::core::option::Option::None));
-            quote!(
-                if #field >= #n {
-                    return #e;
-                }
-            )
-        })
-    });
-    quote!(#(#checks)* ::core::result::Result::Ok(()))
-}
-
-/// `(forward, backward)` floating-point operation counts, saturating.
-fn flops(plan: &Plan) -> (u64, u64) {
-    let g = plan.g;
-    let mut fwd = 0u64;
-    let mut bwd = 0u64;
-    let fwd_live = live_with_states(g, vec![g.loss]);
-    let steps = g.steps.map_or(1, |s| s.count) as u64;
-    for (id, node) in g.nodes.iter().enumerate() {
-        let f = crate::ops::flops(g, id);
-        // a per-step node runs once per step
-        let f = if plan.regions[id] == Region::Step {
-            f.saturating_mul(steps)
-        } else {
-            f
-        };
-        match node.pass {
-            Pass::Forward if fwd_live[id] => fwd = fwd.saturating_add(f),
-            Pass::Backward if plan.live[id] => bwd = bwd.saturating_add(f),
-            _ => {}
-        }
-    }
-    for gr in g.grads.iter().flatten() {
-        bwd = bwd.saturating_add(g.nodes[*gr].shape.len() as u64);
-    }
-    (fwd, bwd)
-}
-
 /// Accuracy: whether `output` counts as correct for `target`.
-fn is_correct(plan: &Plan) -> TokenStream {
+pub(super) fn is_correct(plan: &Plan) -> TokenStream {
     let g = plan.g;
     let k = quote!(::nn_runtime::__private::kernels);
     let target_expr = |k_target: usize| -> TokenStream {

@@ -25,6 +25,7 @@ pub mod names;
 pub mod plan;
 pub mod recurrent;
 pub mod scalar;
+pub mod wrappers;
 
 use crate::ir::*;
 use proc_macro2::{Literal, TokenStream};

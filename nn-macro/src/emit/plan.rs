@@ -63,8 +63,11 @@ impl<'g> Plan<'g> {
                 }
             }
         }
+        // the parameters' results: their gradients, or in the graph of `hvp`
+        // their parts of the Hessian-vector product
+        let results = if g.hvp.is_empty() { &g.grads } else { &g.hvp };
         let mut grad_of = vec![vec![]; n];
-        for (k, gr) in g.grads.iter().enumerate() {
+        for (k, gr) in results.iter().enumerate() {
             if let Some(gr) = gr {
                 grad_of[*gr].push(k);
             }
@@ -166,7 +169,7 @@ impl<'g> Plan<'g> {
     /// else: computed straight into the gradient buffer.
     pub fn grad_direct(&self, id: NodeId) -> bool {
         let node = &self.g.nodes[id];
-        node.pass == Pass::Backward
+        (node.pass == Pass::Backward || !self.g.hvp.is_empty())
             && self.grad_of[id].len() == 1
             && self.uses[id] == 1
             && !self.batched[id]

@@ -145,6 +145,8 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             states: vec![],
             state_adjoints: vec![],
             batch: false,
+            input_grads: vec![],
+            hvp: vec![],
         },
         errors: vec![],
         env: HashMap::new(),

@@ -13,6 +13,8 @@ use crate::lower::{broadcast_all, Cx, Lowered, Reported, Value};
 use crate::opt::simplify::simplify;
 use crate::scalar::{build::*, Cmp, Func, S};
 use nn_grammar::{Diagnostic, Expr, Span};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
 
 /// An elementwise primitive: a scalar function of one argument.
 pub struct ScalarFn {
@@ -145,6 +147,22 @@ pub static FUNCS: &[ScalarFn] = &[
         // expm1' = eˣ = expm1(x) + 1
         derivative: |_, e| add(e, c(1.0)),
     },
+    ScalarFn {
+        name: "sin",
+        callable: true,
+        method: "sin",
+        value: f64::sin,
+        // sin' = cos
+        derivative: |x, _| call(Func::COS, x),
+    },
+    ScalarFn {
+        name: "cos",
+        callable: true,
+        method: "cos",
+        value: f64::cos,
+        // cos' = -sin
+        derivative: |x, _| neg(call(Func::SIN, x)),
+    },
 ];
 
 impl Func {
@@ -154,8 +172,6 @@ impl Func {
     pub const TANH: Func = Func(1);
     /// `exp`.
     pub const EXP: Func = Func(3);
-    /// `sqrt`.
-    pub const SQRT: Func = Func(5);
     /// `abs`.
     pub const ABS: Func = Func(6);
     /// `softplus`.
@@ -166,6 +182,10 @@ impl Func {
     pub const STEP: Func = Func(9);
     /// `-1`, `0` or `1`.
     pub const SIGN: Func = Func(10);
+    /// `sin`.
+    pub const SIN: Func = Func(13);
+    /// `cos`.
+    pub const COS: Func = Func(14);
 
     /// The method the generated code calls.
     pub fn method(self) -> &'static str {
@@ -456,7 +476,14 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
                 let deriv = simplify(&body.diff(k).reuse_output(body));
                 let renum: Vec<usize> = (1..=n).collect();
                 let deriv = deriv.renumber(&renum).out_to_arg(n + 1);
-                let contrib = simplify(&mul(S::Arg(0), deriv));
+                let mut contrib = simplify(&mul(S::Arg(0), deriv.clone()));
+                // where the derivative can be infinite or NaN (a division,
+                // a negative or fractional power: `sqrt` or `log` outside
+                // their domain, say), an adjoint of exactly 0 (a branch of
+                // `where` not taken) contributes exactly 0, never 0 · inf
+                if deriv.may_be_non_finite() {
+                    contrib = select(cmp(Cmp::Ne, S::Arg(0), c(0.0)), contrib, c(0.0));
+                }
                 let mut margs = vec![v.d];
                 margs.extend(args.iter().copied());
                 margs.push(v.id);
@@ -473,7 +500,7 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
                     Bcast::Full => v.add(a, map),
                     // a broadcast operand's adjoint sums over the broadcast
                     Bcast::Scalar | Bcast::Col | Bcast::Row => {
-                        let name = format!("d_{}_full", v.g.nodes[a].name);
+                        let name = v.adjoint_name(a, "_full");
                         let full = v.push(map, v.shape(v.id), name);
                         let reduce = match b {
                             Bcast::Scalar => Op::Sum(full),
@@ -531,7 +558,10 @@ pub fn compact(args: Vec<NodeId>, bcast: Vec<Bcast>, body: S) -> (Vec<NodeId>, V
 /// copied, added, or (computed nowhere else) emitted straight into `dest`.
 pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     match op {
-        Op::Map { .. } => {
+        Op::Map { args, bcast, body } => {
+            if mode == Mode::Assign && emit_vectorised(ex, args, bcast, body, dest) {
+                return;
+            }
             let e = ex.map_elem(ex.id);
             let lhs = ex.elem_of(dest, ex.id, Bcast::Full);
             let body = Ex::put(mode, lhs, e);
@@ -539,11 +569,21 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
             ex.out.push(stmt);
         }
         Op::AddN(parts) => {
-            for (n, &part) in parts.iter().enumerate() {
-                let m = if n == 0 { mode } else { Mode::Accumulate };
+            // a part that is itself a sum computed nowhere else adds its own
+            // parts in turn, from a work list: sums may nest deeply
+            let mut todo: Vec<NodeId> = parts.iter().rev().copied().collect();
+            let mut first = true;
+            while let Some(part) = todo.pop() {
+                let m = if first { mode } else { Mode::Accumulate };
                 match ex.place.get(&part).cloned() {
                     Some(src) => ex.copy_into(part, ex.id, &src, dest, m),
-                    None if ex.batched(part) == ex.batched(ex.id) => ex.emit_into(part, dest, m),
+                    None if ex.batched(part) == ex.batched(ex.id) => {
+                        if let Op::AddN(inner) = &ex.g().nodes[part].op {
+                            todo.extend(inner.iter().rev());
+                            continue;
+                        }
+                        ex.emit_into(part, dest, m)
+                    }
                     None => {
                         // a shared value added to every sample's
                         let e = ex.map_elem(part);
@@ -552,10 +592,59 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                         ex.out.push(stmt);
                     }
                 }
+                first = false;
             }
         }
         _ => unreachable!("not an elementwise op"),
     }
+}
+
+/// `f(inner)` set into a whole array, where the runtime has a vectorised
+/// slice kernel for `f` (`exp`, `ln`, `tanh`, `sigmoid`): the inner
+/// expression's loop, then one kernel call over the array in place, instead
+/// of one scalar call per element. Returns whether it emitted the node.
+fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest: &Place) -> bool {
+    let S::Call(f, inner) = body else {
+        return false;
+    };
+    let kernel = match f.method() {
+        "exp" => format_ident!("exp_in_place"),
+        "ln" => format_ident!("log_in_place"),
+        "tanh" => format_ident!("tanh_in_place"),
+        "sigmoid" => format_ident!("sigmoid_in_place"),
+        _ => return false,
+    };
+    let node = ex.node();
+    let rank = node.shape.rank() + usize::from(ex.batched(ex.id));
+    if node.shape.len() < 4 && !ex.batched(ex.id) {
+        return false;
+    }
+    let place = match dest {
+        Place::Local(_)
+        | Place::Tape(_)
+        | Place::TapeStep(_)
+        | Place::TapeNext(_)
+        | Place::State(_)
+        | Place::Grad(_) => dest.value(),
+        Place::Ref(_) | Place::RefStep(_) => return false,
+    };
+    let flat = match rank {
+        1 => quote!(&mut #place[..]),
+        2 => quote!(#place.as_flattened_mut()),
+        _ => return false,
+    };
+    let operands: Vec<TokenStream> = args
+        .iter()
+        .zip(bcast)
+        .map(|(&a, &b)| ex.elem(a, b))
+        .collect();
+    let e = crate::emit::scalar::scalar_tokens(inner, &operands).0;
+    let lhs = ex.elem_of(dest, ex.id, Bcast::Full);
+    let stmt = ex.loops(ex.id, Ex::put(Mode::Assign, lhs, e));
+    let k = Ex::kernels();
+    ex.out.push(stmt);
+    ex.out.push(quote!(#k::#kernel(#flat);));
+    true
 }
 
 /// A per-sample elementwise value may read shared operands only as they are

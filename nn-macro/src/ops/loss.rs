@@ -178,7 +178,14 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
             v.add(a, Op::OneHot(t, d));
         }
         Op::Pick(..) => {}
-        _ => unreachable!("backward-only ops are never differentiated (no second derivatives)"),
+        // out = s at t, zeros elsewhere (a `grad` differentiated again):
+        // d_s = d[t]
+        Op::OneHot(t, s) if v.needs(s) => {
+            let d = v.d;
+            v.add(s, Op::Pick(d, t));
+        }
+        Op::OneHot(..) => {}
+        _ => unreachable!("not a loss op"),
     }
 }
 

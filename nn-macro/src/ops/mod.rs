@@ -16,6 +16,7 @@
 //! [`elementwise::FUNCS`]; adding a composite elementwise function is one
 //! [`Builtin`] of [`elementwise::BUILTINS`].
 
+pub mod derivative;
 pub mod elementwise;
 pub mod layers;
 pub mod linalg;
@@ -63,9 +64,10 @@ pub enum Lower {
 }
 
 /// Every built-in function, family by family.
-fn tables() -> [&'static [Builtin]; 8] {
+fn tables() -> [&'static [Builtin]; 9] {
     [
         elementwise::BUILTINS,
+        derivative::BUILTINS,
         slicing::BUILTINS,
         linalg::BUILTINS,
         reduce::BUILTINS,
@@ -112,7 +114,7 @@ enum Family {
 
 fn family(op: &Op) -> Family {
     match op {
-        Op::Input(_) | Op::Target(_) | Op::Param(_) => Family::Leaf,
+        Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Tangent(_) => Family::Leaf,
         Op::Map { .. } | Op::AddN(_) => Family::Elementwise,
         Op::MatVec(..)
         | Op::MatVecT(..)
@@ -122,7 +124,9 @@ fn family(op: &Op) -> Family {
         | Op::MatMulTN(..)
         | Op::Outer(..)
         | Op::Transpose(_) => Family::Linalg,
-        Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) | Op::BatchSum(_) => Family::Reduce,
+        Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) | Op::BatchSum(_) | Op::Norm(_) => {
+            Family::Reduce
+        }
         Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) | Op::LogSumExp(_) => Family::Softmax,
         Op::Pick(..) | Op::OneHot(..) => Family::Loss,
         Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => Family::Slicing,
@@ -146,6 +150,12 @@ pub struct Vjp<'a> {
     pub d: NodeId,
     needs: &'a [bool],
     regions: &'a [Region],
+    /// The pass the new nodes belong to: the backward pass, or (a `grad`
+    /// inside a definition) the forward pass.
+    pub pass: Pass,
+    /// How adjoints are named: `d_` (`d_h` is `∂loss/∂h`), or inside
+    /// `grad(e, x)` `d_e_d_` (`d_e_d_h` is `∂e/∂h`).
+    pub prefix: String,
     /// `(operand, contribution)` pairs, as they are added.
     pub out: Vec<(NodeId, NodeId)>,
 }
@@ -165,6 +175,8 @@ impl<'a> Vjp<'a> {
             d,
             needs,
             regions,
+            pass: Pass::Backward,
+            prefix: "d_".into(),
             out: vec![],
         }
     }
@@ -184,14 +196,19 @@ impl<'a> Vjp<'a> {
         self.g.nodes[a].shape.clone()
     }
 
+    /// The name of a part of `a`'s adjoint: `d_a` and `suffix`.
+    pub fn adjoint_name(&self, a: NodeId, suffix: &str) -> String {
+        format!("{}{}{suffix}", self.prefix, self.g.nodes[a].name)
+    }
+
     /// Adds a backward node of `shape` and returns it (an intermediate).
     pub fn push(&mut self, op: Op, shape: Shape, name: String) -> NodeId {
-        self.g.push(op, shape, name, Pass::Backward, None)
+        self.g.push(op, shape, name, self.pass, None)
     }
 
     /// Adds `op`, shaped like operand `a`, as a contribution to `a`'s adjoint.
     pub fn add(&mut self, a: NodeId, op: Op) {
-        let name = format!("d_{}", self.g.nodes[a].name);
+        let name = self.adjoint_name(a, "");
         let p = self.push(op, self.shape(a), name);
         self.out.push((a, p));
     }
@@ -248,7 +265,7 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Leaf | Family::Recurrent => false,
         Family::Elementwise => matches!(op, Op::Map { .. }),
         Family::Linalg => linalg::overwrites(op),
-        Family::Reduce => false,
+        Family::Reduce => matches!(op, Op::Norm(_)),
         Family::Softmax => !matches!(op, Op::LogSoftmaxGrad(..)),
         Family::Loss => matches!(op, Op::Pick(..)),
         Family::Slicing => !matches!(op, Op::Pad(..)),

@@ -8,7 +8,7 @@ use crate::emit::ex::Ex;
 use crate::emit::{Mode, Place};
 use crate::ir::*;
 use crate::lower::{Cx, Lowered, Reported, Value};
-use crate::scalar::{build::*, Func, S};
+use crate::scalar::{build::*, Cmp, S};
 use nn_grammar::{Diagnostic, Expr, Span};
 use quote::quote;
 
@@ -28,7 +28,8 @@ pub static BUILTINS: &[Builtin] = &[
         signature: "mean(x)` or `mean(matrix, axis)",
         lower: Lower::Custom(lower_reduce),
     },
-    // norm(x) = sqrt(Σ x²); its gradient x / norm(x) is undefined at 0
+    // norm(x) = √(Σ x²), scaled so that tiny or huge vectors stay finite;
+    // its gradient x / norm(x) is taken as 0 at x = 0, as PyTorch does
     Builtin {
         name: "norm",
         min_args: 1,
@@ -51,14 +52,7 @@ fn lower_reduce(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Lowered {
 
 fn lower_norm(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered {
     let x = cx.tensor(&args[0])?;
-    let sq = cx.unary(x, pow(S::Arg(0), 2.0), "sq", span);
-    let total = cx.node(Op::Sum(sq), Shape::scalar(), span);
-    Ok(Value::Node(cx.unary(
-        total,
-        call(Func::SQRT, S::Arg(0)),
-        "norm",
-        span,
-    )))
+    Ok(Value::Node(cx.node(Op::Norm(x), Shape::scalar(), span)))
 }
 
 /// `mean(x)` = `sum(x) / len`.
@@ -133,7 +127,24 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
         Op::SumCols(a) if v.needs(a) => v.add(a, spread(Bcast::Col)),
         // out[j] = Σ_i a[i][j]: d_a[i][j] = d[j]
         Op::SumRows(a) if v.needs(a) => v.add(a, spread(Bcast::Row)),
-        Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) => {}
+        // out = ‖a‖: d_a = d a / out, and 0 where out = 0 (the subgradient
+        // PyTorch takes there)
+        Op::Norm(a) if v.needs(a) => {
+            let (d, id) = (v.d, v.id);
+            v.add(
+                a,
+                Op::Map {
+                    args: vec![d, a, id],
+                    bcast: vec![Bcast::Scalar, Bcast::Full, Bcast::Scalar],
+                    body: select(
+                        cmp(Cmp::Gt, S::Arg(2), c(0.0)),
+                        div(mul(S::Arg(0), S::Arg(1)), S::Arg(2)),
+                        c(0.0),
+                    ),
+                },
+            );
+        }
+        Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) | Op::Norm(_) => {}
         _ => unreachable!("backward-only ops are never differentiated (no second derivatives)"),
     }
 }
@@ -142,6 +153,9 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
 /// operand used nowhere else is evaluated inside that loop, never stored.
 /// A batch sum of per-sample outer products is one `U Vᵀ` product.
 pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
+    if let Op::Norm(a) = *op {
+        return emit_norm(ex, a, dest, mode);
+    }
     let _ = mode; // reductions add: their destination is zeroed first
     let a = match *op {
         Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) | Op::BatchSum(a) => a,
@@ -193,6 +207,37 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     ex.out.push(stmt);
 }
 
+/// `‖a‖` as `m √(Σ (a / m)²)`, `m = max |a|` (0 for a zero vector): no
+/// overflow or underflow where the norm itself is representable.
+fn emit_norm(ex: &mut Ex, a: NodeId, dest: &Place, mode: Mode) {
+    let shape = ex.g().nodes[a].shape.clone();
+    let batched = ex.batched(a);
+    let at = |ex: &Ex| ex.elem(a, Bcast::Full);
+    let v = at(ex);
+    let max_loop = ex.loops_over(&shape, false, quote!(m = m.max(#v.abs());));
+    let sum_loop = ex.loops_over(&shape, false, quote!(s += (#v / m) * (#v / m);));
+    let t = &ex.plan.t;
+    let value = quote!({
+        let mut m: #t = 0.0;
+        #max_loop
+        if m > 0.0 {
+            let mut s: #t = 0.0;
+            #sum_loop
+            m * s.sqrt()
+        } else {
+            0.0
+        }
+    });
+    let stmt = if batched {
+        let lhs = dest.index(&quote!([j]));
+        let body = Ex::put(mode, lhs, value);
+        quote!(for j in 0..B { #body })
+    } else {
+        Ex::put(mode, dest.value(), value)
+    };
+    ex.out.push(stmt);
+}
+
 /// Row and column sums have no batched form (a per-sample matrix).
 pub fn batches(op: &Op, b: &dyn Fn(NodeId) -> bool) -> bool {
     match *op {
@@ -206,6 +251,8 @@ pub fn flops(g: &Graph, id: NodeId) -> u64 {
     match g.nodes[id].op {
         Op::Sum(a) | Op::SumCols(a) | Op::SumRows(a) => g.nodes[a].shape.len() as u64,
         Op::BatchSum(_) => g.nodes[id].shape.len() as u64,
+        // a max, a divide, a multiply-add per element
+        Op::Norm(a) => 4 * g.nodes[a].shape.len() as u64,
         _ => 0,
     }
 }
@@ -221,6 +268,7 @@ pub fn math(g: &Graph, op: &Op, n: &dyn Fn(NodeId) -> String) -> String {
         Op::Sum(a) => format!("Σ {}", n(a)),
         Op::SumCols(a) => format!("Σ_j {}[i][j]", n(a)),
         Op::SumRows(a) => format!("Σ_i {}[i][j]", n(a)),
+        Op::Norm(a) => format!("‖{}‖", n(a)),
         _ => unreachable!("not a reduction"),
     }
 }
@@ -239,6 +287,7 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
     };
     match g.nodes[id].op {
         Op::Sum(a) => vec![v[a].iter().sum()],
+        Op::Norm(a) => vec![v[a].iter().map(|x| x * x).sum::<f64>().sqrt()],
         Op::SumCols(a) => {
             let c = cols(a);
             (0..len)

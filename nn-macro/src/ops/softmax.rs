@@ -79,7 +79,7 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
     match *op {
         Op::LogSoftmax(z) if v.needs(z) => {
             if let Op::OneHot(t, s) = v.g.nodes[d].op {
-                let name = format!("d_{}_softmax", v.g.nodes[z].name);
+                let name = v.adjoint_name(z, "_softmax");
                 let spread = v.push(
                     Op::Map {
                         args: vec![s, id],
@@ -89,7 +89,7 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
                     v.shape(z),
                     name,
                 );
-                let name = format!("d_{}_label", v.g.nodes[z].name);
+                let name = v.adjoint_name(z, "_label");
                 let label = v.push(Op::OneHot(t, s), v.shape(z), name);
                 v.add(z, Op::AddN(vec![spread, label]));
             } else {
@@ -108,7 +108,52 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
             );
         }
         Op::LogSoftmax(_) | Op::LogSumExp(_) => {}
-        _ => unreachable!("backward-only ops are never differentiated (no second derivatives)"),
+        // out = e - exp(y) Σ e (the adjoint of log-softmax, differentiated
+        // again inside a `grad`): with d the adjoint of out,
+        // d_e = d - Σ d ⊙ exp(y) and d_y = -d ⊙ exp(y) Σ e
+        Op::LogSoftmaxGrad(y, e) => {
+            let shape = v.shape(y);
+            let weighted = v.push(
+                Op::Map {
+                    args: vec![d, y],
+                    bcast: vec![Bcast::Full; 2],
+                    body: mul(S::Arg(0), call(Func::EXP, S::Arg(1))),
+                },
+                shape.clone(),
+                v.adjoint_name(y, "_weighted"),
+            );
+            if v.needs(e) {
+                let total = v.push(
+                    Op::Sum(weighted),
+                    Shape::scalar(),
+                    v.adjoint_name(y, "_total"),
+                );
+                v.add(
+                    e,
+                    Op::Map {
+                        args: vec![d, total],
+                        bcast: vec![Bcast::Full, Bcast::Scalar],
+                        body: sub(S::Arg(0), S::Arg(1)),
+                    },
+                );
+            }
+            if v.needs(y) {
+                let sum_e = v.push(
+                    Op::Sum(e),
+                    Shape::scalar(),
+                    format!("{}_sum", v.g.nodes[e].name),
+                );
+                v.add(
+                    y,
+                    Op::Map {
+                        args: vec![weighted, sum_e],
+                        bcast: vec![Bcast::Full, Bcast::Scalar],
+                        body: neg(mul(S::Arg(0), S::Arg(1))),
+                    },
+                );
+            }
+        }
+        _ => unreachable!("not a softmax op"),
     }
 }
 
@@ -137,11 +182,12 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
             let (z, d) = (ex.place(z).borrow(), dest.borrow_mut());
             ex.out.push(quote!(#k::log_softmax(#z, #d);));
         }
-        Op::LogSoftmaxGrad(y, dd) if ex.batched(y) => {
+        Op::LogSoftmaxGrad(y, dd) if ex.batched(ex.id) => {
+            // either operand may be shared by the samples (a parameter)
             let (yp, dp) = (ex.place(y), ex.place(dd));
             let (yi, di, oi) = (
-                yp.index(&quote!([i][j])),
-                dp.index(&quote!([i][j])),
+                ex.at(&yp, y, quote!([i])),
+                ex.at(&dp, dd, quote!([i])),
                 dest.index(&quote!([i][j])),
             );
             ex.out.push(quote!(

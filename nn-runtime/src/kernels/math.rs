@@ -23,6 +23,11 @@
 //!   `sigmoid(inf) = 1` exactly, and full relative accuracy down to the
 //!   subnormal results near `x = -103`.
 //!
+//! The lane operations are `#[inline(always)]` in optimised builds only: in
+//! a debug build, inlining all of them into one function gives it a stack
+//! frame of about a quarter of a megabyte (every temporary vector keeps a
+//! slot of its own), more than a small thread has.
+//!
 //! The accuracy bounds (in ulps of the exact result rounded to `f32`, measured
 //! against `f64` references) are in the `MAX_ULPS_*` constants, which the
 //! tests assert; see the README's kernel section for the full sweep.
@@ -102,39 +107,39 @@ impl Lanes for f32 {
     const LANES: usize = 1;
     type I = i32;
     type M = bool;
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn splat(x: f32) -> Self {
         x
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         *p
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn store(self, p: *mut f32) {
         *p = self
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn add(a: Self, b: Self) -> Self {
         a + b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn sub(a: Self, b: Self) -> Self {
         a - b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn mul(a: Self, b: Self) -> Self {
         a * b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn div(a: Self, b: Self) -> Self {
         a / b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
         a * b + c
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn max(a: Self, b: Self) -> Self {
         if a > b {
             a
@@ -142,7 +147,7 @@ impl Lanes for f32 {
             b
         }
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn min(a: Self, b: Self) -> Self {
         if a < b {
             a
@@ -150,19 +155,19 @@ impl Lanes for f32 {
             b
         }
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn lt(a: Self, b: Self) -> bool {
         a < b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn ge(a: Self, b: Self) -> bool {
         a >= b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn eq(a: Self, b: Self) -> bool {
         a == b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn select(m: bool, a: Self, b: Self) -> Self {
         if m {
             a
@@ -170,47 +175,47 @@ impl Lanes for f32 {
             b
         }
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn isplat(x: i32) -> i32 {
         x
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn iadd(a: i32, b: i32) -> i32 {
         a.wrapping_add(b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn isub(a: i32, b: i32) -> i32 {
         a.wrapping_sub(b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn iand(a: i32, b: i32) -> i32 {
         a & b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn ior(a: i32, b: i32) -> i32 {
         a | b
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn shl23(a: i32) -> i32 {
         ((a as u32) << 23) as i32
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn shr23(a: i32) -> i32 {
         ((a as u32) >> 23) as i32
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn sra1(a: i32) -> i32 {
         a >> 1
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn to_bits(self) -> i32 {
         f32::to_bits(self) as i32
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn from_bits(i: i32) -> Self {
         f32::from_bits(i as u32)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn i2f(i: i32) -> Self {
         i as f32
     }
@@ -262,7 +267,7 @@ const TANH_P: [f32; 5] = [
 const TANH_SMALL: f32 = 0.625;
 const SIGN: i32 = i32::MIN;
 
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn poly<V: Lanes>(x: V, c: &[f32]) -> V {
     let mut p = V::splat(c[0]);
     for &ci in &c[1..] {
@@ -272,7 +277,7 @@ unsafe fn poly<V: Lanes>(x: V, c: &[f32]) -> V {
 }
 
 /// `e^x` per lane.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 pub(super) unsafe fn exp<V: Lanes>(x: V) -> V {
     // `max(lo, x)` and `min(hi, ·)` return `x` when it is NaN.
     let x = V::min(V::splat(EXP_HI), V::max(V::splat(EXP_LO), x));
@@ -292,7 +297,7 @@ pub(super) unsafe fn exp<V: Lanes>(x: V) -> V {
 }
 
 /// `ln x` per lane.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 pub(super) unsafe fn log<V: Lanes>(x: V) -> V {
     let one = V::splat(1.0);
     let tiny = V::lt(x, V::splat(f32::MIN_POSITIVE));
@@ -322,7 +327,7 @@ pub(super) unsafe fn log<V: Lanes>(x: V) -> V {
 }
 
 /// `tanh x` per lane.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 pub(super) unsafe fn tanh<V: Lanes>(x: V) -> V {
     let one = V::splat(1.0);
     let sign = V::iand(x.to_bits(), V::isplat(SIGN));
@@ -336,7 +341,7 @@ pub(super) unsafe fn tanh<V: Lanes>(x: V) -> V {
 }
 
 /// `1 / (1 + e^-x)` per lane.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 pub(super) unsafe fn sigmoid<V: Lanes>(x: V) -> V {
     let one = V::splat(1.0);
     let e = exp(V::from_bits(V::ior(x.to_bits(), V::isplat(SIGN))));
@@ -354,7 +359,7 @@ macro_rules! ops {
     ($($op:ident = $f:ident),*) => {$(
         pub(super) struct $op;
         impl Op for $op {
-            #[inline(always)]
+            #[cfg_attr(not(debug_assertions), inline(always))]
             unsafe fn apply<V: Lanes>(x: V) -> V {
                 $f(x)
             }
@@ -370,7 +375,7 @@ ops!(ExpOp = exp, LogOp = log, TanhOp = tanh, SigmoidOp = sigmoid);
 /// `x` is valid for reading and `out` for writing `n` values; they may be the
 /// same pointer (in place), otherwise they do not overlap. The CPU supports
 /// `V`'s instructions.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 pub(super) unsafe fn map<V: Lanes, O: Op>(x: *const f32, out: *mut f32, n: usize) {
     let l = V::LANES;
     let mut i = 0;
@@ -473,7 +478,7 @@ pub(super) use with_op;
 /// # Safety
 /// As [`map`] (every CPU runs the scalar code).
 pub(super) unsafe fn map_portable(func: Func, x: *const f32, out: *mut f32, n: usize) {
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn each<O: Op>(x: *const f32, out: *mut f32, n: usize) {
         // A plain counted loop without branches: the compiler vectorises it.
         for i in 0..n {

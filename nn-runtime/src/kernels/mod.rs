@@ -457,6 +457,39 @@ pub fn transpose<T: Float, const R: usize, const C: usize>(
     portable::transpose(src, dst)
 }
 
+/// The batched passes' input layout from samples picked by index:
+/// `out[i][j] = field(&samples[at(j)])[i]` for every `j < B` (one sample per
+/// column). Eight samples at a time, so that each sample is read along its
+/// length and each row of `out` written eight elements at a time, instead
+/// of one strided write per element.
+///
+/// # Panics
+/// If `at(j)` is out of range for `samples`.
+#[inline]
+pub fn gather_cols<S, T: Copy, const N: usize, const B: usize>(
+    samples: &[S],
+    field: impl Fn(&S) -> &[T; N],
+    at: impl Fn(usize) -> usize,
+    out: &mut [[T; B]; N],
+) {
+    const W: usize = 8;
+    let mut j0 = 0;
+    while j0 < B {
+        let w = W.min(B - j0);
+        let first = field(&samples[at(j0)]);
+        let mut rows: [&[T; N]; W] = [first; W];
+        for (k, row) in rows.iter_mut().enumerate().take(w).skip(1) {
+            *row = field(&samples[at(j0 + k)]);
+        }
+        for (i, out_row) in out.iter_mut().enumerate() {
+            for (o, row) in out_row[j0..j0 + w].iter_mut().zip(&rows) {
+                *o = row[i];
+            }
+        }
+        j0 += W;
+    }
+}
+
 /// Column-wise [`log_softmax`] of a batch stored one sample per column:
 /// `out[i][j] = z[i][j] - ln Σ_r exp(z[r][j])`, shifted by each column's
 /// maximum so that nothing overflows. The exponentials go through one

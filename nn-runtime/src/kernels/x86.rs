@@ -49,31 +49,31 @@ struct Y(__m256);
 impl Simd for Y {
     const LANES: usize = 8;
     const MAX_ROWS: usize = 6;
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn zero() -> Self {
         Y(_mm256_setzero_ps())
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn splat(x: f32) -> Self {
         Y(_mm256_set1_ps(x))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         Y(_mm256_loadu_ps(p))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn store(self, p: *mut f32) {
         _mm256_storeu_ps(p, self.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
         Y(_mm256_fmadd_ps(a.0, b.0, c.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn add(a: Self, b: Self) -> Self {
         Y(_mm256_add_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn hsum(self) -> f32 {
         let s = _mm_add_ps(
             _mm256_castps256_ps128(self.0),
@@ -95,31 +95,31 @@ struct Z(__m512);
 impl Simd for Z {
     const LANES: usize = 16;
     const MAX_ROWS: usize = 12;
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn zero() -> Self {
         Z(_mm512_setzero_ps())
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn splat(x: f32) -> Self {
         Z(_mm512_set1_ps(x))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         Z(_mm512_loadu_ps(p))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn store(self, p: *mut f32) {
         _mm512_storeu_ps(p, self.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
         Z(_mm512_fmadd_ps(a.0, b.0, c.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn add(a: Self, b: Self) -> Self {
         Z(_mm512_add_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn hsum(self) -> f32 {
         _mm512_reduce_add_ps(self.0)
     }
@@ -208,7 +208,7 @@ pub(super) struct Operand {
 
 /// Four rows at a time, two vectors of `x` per step (eight independent sums
 /// cover the FMA latency), then the leftover elements one by one.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn matvec_impl<V: Simd>(
     w: *const f32,
     x: *const f32,
@@ -278,7 +278,7 @@ unsafe fn matvec_impl<V: Simd>(
 
 /// Column blocks of `out` (four vectors, then one) stay in registers while
 /// every row of `w` adds `d[i] · w[i][block]` to them.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn matvec_t_impl<V: Simd>(w: *const f32, d: *const f32, out: *mut f32, m: usize, k: usize) {
     let l = V::LANES;
     let mut j = 0;
@@ -317,7 +317,7 @@ unsafe fn matvec_t_impl<V: Simd>(w: *const f32, d: *const f32, out: *mut f32, m:
 }
 
 /// Row by row: `out[i][..] += u[i] · v`.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn outer_impl<V: Simd>(u: *const f32, v: *const f32, out: *mut f32, m: usize, n: usize) {
     let l = V::LANES;
     for i in 0..m {
@@ -347,7 +347,7 @@ const KC: usize = 256;
 /// Cache-blocked matrix product: for each `KC`-deep slice of the shared
 /// dimension and each two-vector-wide column panel of `b`, `MR`-row
 /// micro-kernels keep an `MR × 2` block of `c` in registers.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn gemm_impl<V: Simd, const MR: usize>(
     m: usize,
     n: usize,
@@ -413,7 +413,7 @@ unsafe fn gemm_impl<V: Simd, const MR: usize>(
 /// one block of `r` when `r ≥ MR / 2`, else the last full block and the rest
 /// as two blocks of about `(MR + r) / 2`: no block is so short that its few
 /// accumulators cannot hide the FMA latency.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
     m: usize,
     kc: usize,
@@ -460,7 +460,7 @@ unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
 }
 
 /// [`micro`] for a run-time row count `r ≤ V::MAX_ROWS`.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn micro_rows<V: Simd, const NV: usize>(
     r: usize,
     kc: usize,
@@ -484,7 +484,7 @@ unsafe fn micro_rows<V: Simd, const NV: usize>(
 
 /// The register tile: `c[R][NV vectors] (+)= Σ_p A(r, p) · b[p][..]`, with one
 /// broadcast of `A` and `NV` loads of `b` per `R · NV` FMAs.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn micro<V: Simd, const R: usize, const NV: usize>(
     kc: usize,
     a: Operand,
@@ -533,7 +533,7 @@ const PB: usize = 64;
 /// `out += d · bᵀ`: `PB × PJ` blocks of `bᵀ` are packed (transposed, 8 × 8
 /// tiles at a time) into a 32 KiB stack buffer, then multiplied by
 /// [`gemm_impl`], whose vectors then run along the rows of `out`.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn gemm_nt_impl<V: Simd, const MR: usize>(
     m: usize,
     k: usize,
@@ -575,14 +575,14 @@ unsafe fn gemm_nt_impl<V: Simd, const MR: usize>(
 }
 
 /// `dst = srcᵀ` through [`pack_transposed`] (AVX 8 × 8 tiles on both paths).
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn transpose_impl<V: Simd>(src: *const f32, rows: usize, cols: usize, dst: *mut f32) {
     pack_transposed(src, cols, rows, cols, dst, rows)
 }
 
 /// `dst[q][r] = src[r][q]` for `r < rows`, `q < cols` (`src` row stride `lds`,
 /// `dst` row stride `ldd`), 8 × 8 tiles through AVX registers, edges one by one.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn pack_transposed(
     src: *const f32,
     lds: usize,
@@ -623,7 +623,7 @@ unsafe fn pack_transposed(
 }
 
 /// Transposes one 8 × 8 tile (unpack, shuffle, then swap 128-bit halves).
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 unsafe fn transpose8(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
     let r: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(src.add(i * lds)));
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
@@ -667,103 +667,103 @@ impl Lanes for Y {
     const LANES: usize = 8;
     type I = __m256i;
     type M = __m256;
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn splat(x: f32) -> Self {
         Y(_mm256_set1_ps(x))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         Y(_mm256_loadu_ps(p))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn store(self, p: *mut f32) {
         _mm256_storeu_ps(p, self.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn add(a: Self, b: Self) -> Self {
         Y(_mm256_add_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn sub(a: Self, b: Self) -> Self {
         Y(_mm256_sub_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn mul(a: Self, b: Self) -> Self {
         Y(_mm256_mul_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn div(a: Self, b: Self) -> Self {
         Y(_mm256_div_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
         Y(_mm256_fmadd_ps(a.0, b.0, c.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn max(a: Self, b: Self) -> Self {
         Y(_mm256_max_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn min(a: Self, b: Self) -> Self {
         Y(_mm256_min_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn lt(a: Self, b: Self) -> __m256 {
         _mm256_cmp_ps::<_CMP_LT_OQ>(a.0, b.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn ge(a: Self, b: Self) -> __m256 {
         _mm256_cmp_ps::<_CMP_GE_OQ>(a.0, b.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn eq(a: Self, b: Self) -> __m256 {
         _mm256_cmp_ps::<_CMP_EQ_OQ>(a.0, b.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn select(m: __m256, a: Self, b: Self) -> Self {
         Y(_mm256_blendv_ps(b.0, a.0, m))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn isplat(x: i32) -> __m256i {
         _mm256_set1_epi32(x)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn iadd(a: __m256i, b: __m256i) -> __m256i {
         _mm256_add_epi32(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn isub(a: __m256i, b: __m256i) -> __m256i {
         _mm256_sub_epi32(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn iand(a: __m256i, b: __m256i) -> __m256i {
         _mm256_and_si256(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn ior(a: __m256i, b: __m256i) -> __m256i {
         _mm256_or_si256(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn shl23(a: __m256i) -> __m256i {
         _mm256_slli_epi32::<23>(a)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn shr23(a: __m256i) -> __m256i {
         _mm256_srli_epi32::<23>(a)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn sra1(a: __m256i) -> __m256i {
         _mm256_srai_epi32::<1>(a)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn to_bits(self) -> __m256i {
         _mm256_castps_si256(self.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn from_bits(i: __m256i) -> Self {
         Y(_mm256_castsi256_ps(i))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn i2f(i: __m256i) -> Self {
         Y(_mm256_cvtepi32_ps(i))
     }
@@ -774,103 +774,103 @@ impl Lanes for Z {
     const LANES: usize = 16;
     type I = __m512i;
     type M = __mmask16;
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn splat(x: f32) -> Self {
         Z(_mm512_set1_ps(x))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn load(p: *const f32) -> Self {
         Z(_mm512_loadu_ps(p))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn store(self, p: *mut f32) {
         _mm512_storeu_ps(p, self.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn add(a: Self, b: Self) -> Self {
         Z(_mm512_add_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn sub(a: Self, b: Self) -> Self {
         Z(_mm512_sub_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn mul(a: Self, b: Self) -> Self {
         Z(_mm512_mul_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn div(a: Self, b: Self) -> Self {
         Z(_mm512_div_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
         Z(_mm512_fmadd_ps(a.0, b.0, c.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn max(a: Self, b: Self) -> Self {
         Z(_mm512_max_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn min(a: Self, b: Self) -> Self {
         Z(_mm512_min_ps(a.0, b.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn lt(a: Self, b: Self) -> __mmask16 {
         _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a.0, b.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn ge(a: Self, b: Self) -> __mmask16 {
         _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a.0, b.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn eq(a: Self, b: Self) -> __mmask16 {
         _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a.0, b.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn select(m: __mmask16, a: Self, b: Self) -> Self {
         Z(_mm512_mask_blend_ps(m, b.0, a.0))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn isplat(x: i32) -> __m512i {
         _mm512_set1_epi32(x)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn iadd(a: __m512i, b: __m512i) -> __m512i {
         _mm512_add_epi32(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn isub(a: __m512i, b: __m512i) -> __m512i {
         _mm512_sub_epi32(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn iand(a: __m512i, b: __m512i) -> __m512i {
         _mm512_and_si512(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn ior(a: __m512i, b: __m512i) -> __m512i {
         _mm512_or_si512(a, b)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn shl23(a: __m512i) -> __m512i {
         _mm512_slli_epi32::<23>(a)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn shr23(a: __m512i) -> __m512i {
         _mm512_srli_epi32::<23>(a)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn sra1(a: __m512i) -> __m512i {
         _mm512_srai_epi32::<1>(a)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn to_bits(self) -> __m512i {
         _mm512_castps_si512(self.0)
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn from_bits(i: __m512i) -> Self {
         Z(_mm512_castsi512_ps(i))
     }
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn i2f(i: __m512i) -> Self {
         Z(_mm512_cvtepi32_ps(i))
     }
