@@ -24,7 +24,6 @@ mod ops;
 mod opt;
 mod scalar;
 
-
 mod source;
 mod symbol;
 
