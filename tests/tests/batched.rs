@@ -166,7 +166,20 @@ fn training_blocks_equal_per_sample_passes() {
         (0..n).map(|_| random::<3>(&mut rng)).collect(),
     );
     blocks_equal_per_sample::<SharedOutput>(&shared);
+    let residual = Dataset::new(
+        (0..n).map(|_| random::<2>(&mut rng)).collect(),
+        (0..n).map(|_| random::<1>(&mut rng)).collect(),
+    );
+    blocks_equal_per_sample::<Residual>(&residual);
 }
+
+// A loss holding first and second derivatives (`grad` of `grad`): its
+// batched passes hold the derivative passes for every sample's column.
+#[network { dtype f64; input p[2]; target f[1];
+    h = tanh(dense(p, 6)); u = sum(p * p) * dense(h, 1);
+    du = grad(sum(u), p); dux = grad(sum(du[0:1]), p);
+    output u; loss = mse(dux[0:1] + du[1:2], f); }]
+pub struct Residual;
 
 // The output is a parameter, the same for every sample (found by the
 // definition generator: the batched block read it from the tape).
