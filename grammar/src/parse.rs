@@ -6,9 +6,7 @@ use crate::limits::{MAX_DEPTH, MAX_NESTING};
 use pest::iterators::Pair;
 use pest::Parser;
 
-#[derive(pest_derive::Parser)]
-#[grammar = "network.pest"]
-struct NetworkParser;
+use crate::generated::{NetworkParser, Rule};
 
 /// Parses a whole definition.
 pub fn parse_definition(source: &str) -> Result<Definition, Diagnostic> {
