@@ -13,16 +13,27 @@ use crate::expand::network;
 use proc_macro2::TokenStream;
 use quote::quote;
 
-/// A small seeded generator (xorshift64*), so every case reproduces from its seed.
+/// The tests' seeded generator (xorshift64*), so every case reproduces
+/// from its seed.
 pub struct Rng(pub u64);
 
 impl Rng {
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() >> 33) as usize % n.max(1)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
     }
 
     /// `true` with probability `1 / n`.

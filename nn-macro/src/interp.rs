@@ -80,21 +80,7 @@ mod tests {
     use super::*;
     use crate::expand::compile_text;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-            lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() >> 33) as usize % n
-        }
-    }
+    use crate::fuzz::Rng;
 
     /// One flat tensor per input, target or parameter.
     type Tensors = Vec<Vec<f64>>;

@@ -112,17 +112,20 @@ impl fmt::Display for Mismatch {
 }
 
 /// Why a checkpoint could not be saved or loaded; every variant names the file.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
     /// Reading, writing, flushing or renaming failed.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The checkpoint's path.
         path: PathBuf,
         /// The underlying error.
+        #[source]
         error: io::Error,
     },
     /// The file is not a valid safetensors file.
+    #[error("{}: not a valid safetensors file: {message}", path.display())]
     Format {
         /// The checkpoint's path.
         path: PathBuf,
@@ -130,6 +133,7 @@ pub enum CheckpointError {
         message: String,
     },
     /// The file's tensors do not match the network: every difference.
+    #[error("{}: the checkpoint does not match the network:{}", path.display(), Listed(problems))]
     Mismatch {
         /// The checkpoint's path.
         path: PathBuf,
@@ -139,6 +143,12 @@ pub enum CheckpointError {
     /// A value to save, or a value in the file, is NaN or infinite; nothing
     /// was written (the previous file is intact) or loaded (the network and
     /// optimiser are unchanged).
+    #[error(
+        "{}: tensor `{tensor}` element {index} is {value}; checkpoints hold finite numbers \
+         only, so nothing was {}",
+        path.display(),
+        if *saving { "saved (the previous file is intact)" } else { "loaded (the network is unchanged)" }
+    )]
     NonFinite {
         /// The checkpoint's path.
         path: PathBuf,
@@ -153,55 +163,12 @@ pub enum CheckpointError {
     },
 }
 
-impl fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckpointError::Io { path, error } => write!(f, "{}: {error}", path.display()),
-            CheckpointError::Format { path, message } => write!(
-                f,
-                "{}: not a valid safetensors file: {message}",
-                path.display()
-            ),
-            CheckpointError::Mismatch { path, problems } => {
-                write!(
-                    f,
-                    "{}: the checkpoint does not match the network:",
-                    path.display()
-                )?;
-                for p in problems {
-                    write!(f, "\n  {p}")?;
-                }
-                Ok(())
-            }
-            CheckpointError::NonFinite {
-                path,
-                tensor,
-                index,
-                value,
-                saving,
-            } => {
-                write!(
-                    f,
-                    "{}: tensor `{tensor}` element {index} is {value}; checkpoints hold finite \
-                     numbers only, ",
-                    path.display()
-                )?;
-                if *saving {
-                    write!(f, "so nothing was saved (the previous file is intact)")
-                } else {
-                    write!(f, "so nothing was loaded (the network is unchanged)")
-                }
-            }
-        }
-    }
-}
+/// Each difference on a line of its own.
+struct Listed<'a>(&'a [Mismatch]);
 
-impl std::error::Error for CheckpointError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            CheckpointError::Io { error, .. } => Some(error),
-            _ => None,
-        }
+impl fmt::Display for Listed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|p| write!(f, "\n  {p}"))
     }
 }
 

@@ -85,12 +85,14 @@ impl GradCheckOptions {
 }
 
 /// Why a gradient check could not run; nothing was computed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GradCheckError {
     /// The options are out of range.
-    InvalidOption(SettingError),
+    #[error("gradient check: {0}")]
+    InvalidOption(#[source] SettingError),
     /// `inputs` and `targets` differ in length.
+    #[error("gradient check: {inputs} inputs but {targets} targets; give one target per input")]
     LengthMismatch {
         /// Number of inputs.
         inputs: usize,
@@ -98,39 +100,17 @@ pub enum GradCheckError {
         targets: usize,
     },
     /// A sample's target does not fit the network ([`Network::check_target`]).
+    #[error(
+        "gradient check sample {sample}: {error}; class indices must be in 0..{}",
+        error.classes
+    )]
     InvalidTarget {
         /// 0-based index of the sample.
         sample: usize,
         /// What is wrong with the target.
+        #[source]
         error: TargetError,
     },
-}
-
-impl fmt::Display for GradCheckError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GradCheckError::InvalidOption(e) => write!(f, "gradient check: {e}"),
-            GradCheckError::LengthMismatch { inputs, targets } => write!(
-                f,
-                "gradient check: {inputs} inputs but {targets} targets; give one target per input"
-            ),
-            GradCheckError::InvalidTarget { sample, error } => write!(
-                f,
-                "gradient check sample {sample}: {error}; class indices must be in 0..{}",
-                error.classes
-            ),
-        }
-    }
-}
-
-impl std::error::Error for GradCheckError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            GradCheckError::InvalidOption(e) => Some(e),
-            GradCheckError::InvalidTarget { error, .. } => Some(error),
-            GradCheckError::LengthMismatch { .. } => None,
-        }
-    }
 }
 
 /// The element with the largest relative error.

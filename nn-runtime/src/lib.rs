@@ -21,27 +21,38 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+#[cfg(feature = "checkpoint")]
 pub mod checkpoint;
 pub mod data;
 pub mod float;
+#[cfg(feature = "train")]
 pub mod gradcheck;
 pub mod init;
 pub mod kernels;
+#[cfg(feature = "train")]
+mod log;
 pub mod metrics;
 pub mod network;
 pub mod optim;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod rng;
 pub mod summary;
+#[cfg(feature = "train")]
 pub mod train;
 
 #[cfg(test)]
+#[cfg_attr(not(feature = "train"), allow(dead_code))]
 mod testnet;
 
 pub use activation::Activations;
+#[cfg(feature = "checkpoint")]
 pub use checkpoint::CheckpointError;
-pub use data::{argmax, read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
+pub use data::{argmax, Dataset, Scaler};
+#[cfg(feature = "csv")]
+pub use data::{read_csv, read_csv_path, Csv, DataError, Table};
 pub use float::Float;
+#[cfg(feature = "train")]
 pub use gradcheck::{
     check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckError,
     GradCheckOptions, GradCheckReport,
@@ -53,6 +64,7 @@ pub use nn_macro::network;
 pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
 pub use rng::Rng;
 pub use summary::Summary;
+#[cfg(feature = "train")]
 pub use train::{
     evaluate, max_threads, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport,
     Trainer, Training, MAX_CHUNKS, MAX_THREADS_PER_CORE,
@@ -60,9 +72,13 @@ pub use train::{
 
 /// What a user of the library usually needs in scope.
 pub mod prelude {
+    #[cfg(feature = "checkpoint")]
     pub use crate::checkpoint::CheckpointError;
-    pub use crate::data::{read_csv, read_csv_path, Csv, DataError, Dataset, Scaler, Table};
+    #[cfg(feature = "csv")]
+    pub use crate::data::{read_csv, read_csv_path, Csv, DataError, Table};
+    pub use crate::data::{Dataset, Scaler};
     pub use crate::float::Float;
+    #[cfg(feature = "train")]
     pub use crate::gradcheck::{
         check_gradients, check_gradients_batch, check_gradients_dataset, GradCheckError,
         GradCheckOptions, GradCheckReport,
@@ -71,6 +87,7 @@ pub mod prelude {
     pub use crate::network;
     pub use crate::network::{Flat, Network, ParamInfo, TargetError};
     pub use crate::optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
+    #[cfg(feature = "train")]
     pub use crate::train::{
         evaluate, EarlyStopping, EpochReport, Evaluation, Metric, TrainError, TrainReport, Trainer,
         Training,

@@ -286,6 +286,7 @@ pub trait Network: Sized + Send + Sync {
         let _ = tape;
         None
     }
+    #[cfg(feature = "checkpoint")]
     /// Saves the parameters to a safetensors file at `path`, atomically
     /// (see [`checkpoint`](crate::checkpoint)).
     ///
@@ -297,6 +298,7 @@ pub trait Network: Sized + Send + Sync {
     ) -> Result<(), crate::checkpoint::CheckpointError> {
         crate::checkpoint::save(self, path)
     }
+    #[cfg(feature = "checkpoint")]
     /// Loads the parameters from a safetensors file at `path`, checking every
     /// tensor's name, shape and dtype first (see [`checkpoint`](crate::checkpoint)).
     ///

@@ -53,6 +53,7 @@ use crate::checkpoint;
 use crate::data::Dataset;
 use crate::float::Float;
 use crate::gradcheck::locate_param;
+use crate::log::MetricsLog;
 use crate::network::{Flat, Network, TargetError};
 use crate::optim::{Clip, Optimizer, Schedule, SettingError};
 use crate::rng::Rng;
@@ -132,6 +133,7 @@ pub struct Trainer<O> {
     clip: Option<Clip>,
     early_stopping: Option<EarlyStopping>,
     checkpoint: Option<PathBuf>,
+    log_to: Option<PathBuf>,
 }
 
 /// What early stopping and checkpointing watch: the validation set's value
@@ -286,18 +288,21 @@ impl TrainReport {
 }
 
 /// Why training (or an evaluation) could not start or stopped early.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
     /// A setting of the trainer or the optimiser is outside its valid range;
     /// found before training starts.
-    InvalidSetting(SettingError),
+    #[error("invalid setting: {0}")]
+    InvalidSetting(#[source] SettingError),
     /// A data set has no samples.
+    #[error("the {set} set is empty")]
     EmptyData {
         /// `"training"`, `"validation"` or `"evaluation"`.
         set: &'static str,
     },
     /// A data set's `inputs` and `targets` differ in length.
+    #[error("the {set} set has {inputs} inputs but {targets} targets")]
     LengthMismatch {
         /// `"training"`, `"validation"` or `"evaluation"`.
         set: &'static str,
@@ -308,16 +313,27 @@ pub enum TrainError {
     },
     /// A sample's target does not fit the network (a class index at or above
     /// the class count); found before training starts.
+    #[error(
+        "{set} sample {sample}: {error}; class indices must be in 0..{} \
+         (fix the data, or declare more classes)",
+        error.classes
+    )]
     InvalidTarget {
         /// `"training"`, `"validation"` or `"evaluation"`.
         set: &'static str,
         /// 0-based index of the sample in that set.
         sample: usize,
         /// What is wrong with the target.
+        #[source]
         error: TargetError,
     },
     /// A sample's loss was NaN or infinite; the parameters are left as they
     /// were before this batch (and no checkpoint is written).
+    #[error(
+        "non-finite loss {loss} at epoch {epoch}, step {step} (training sample {sample}); \
+         parameters are as before this batch; check that sample's input and target, \
+         or lower the learning rate"
+    )]
     NonFiniteLoss {
         /// 1-based epoch.
         epoch: usize,
@@ -331,6 +347,10 @@ pub enum TrainError {
     /// The batch's gradient had a NaN or infinite element while every loss
     /// was finite; the parameters are left as they were before this batch
     /// (and no checkpoint is written).
+    #[error(
+        "non-finite gradient of `{param}` (element {index}) at epoch {epoch}, step {step}; \
+         parameters are as before this batch"
+    )]
     NonFiniteGradient {
         /// 1-based epoch.
         epoch: usize,
@@ -345,6 +365,11 @@ pub enum TrainError {
     /// learning rate far too large, an overflow). The step was not taken:
     /// the parameters are those before it, and so is the state of the
     /// built-in optimisers (no checkpoint is written).
+    #[error(
+        "the update at epoch {epoch}, step {step} would set `{param}` (element {index}) \
+         to {value}; the step was not taken and the parameters are as before it; \
+         lower the learning rate or clip the gradient"
+    )]
     NonFiniteUpdate {
         /// 1-based epoch.
         epoch: usize,
@@ -360,6 +385,11 @@ pub enum TrainError {
     /// The optimiser's step left every parameter finite but would have made
     /// its own state non-finite (a moment estimate overflowing). The step
     /// was not taken, as for [`NonFiniteUpdate`](TrainError::NonFiniteUpdate).
+    #[error(
+        "the update at epoch {epoch}, step {step} would make the state of {optimizer} \
+         non-finite; the step was not taken and the parameters are as before it; \
+         clip the gradient"
+    )]
     NonFiniteOptimizerState {
         /// 1-based epoch.
         epoch: usize,
@@ -371,6 +401,10 @@ pub enum TrainError {
     /// A validation sample's loss was NaN or infinite (after the epoch's
     /// training, whose parameters the network keeps; no checkpoint is
     /// written for the epoch).
+    #[error(
+        "non-finite validation loss {loss} after epoch {epoch} (validation sample \
+         {sample}); check that sample's input and target"
+    )]
     NonFiniteValidation {
         /// 1-based epoch.
         epoch: usize,
@@ -380,108 +414,31 @@ pub enum TrainError {
         loss: f64,
     },
     /// Saving the checkpoint failed (the previous checkpoint file is intact).
+    #[error("saving the checkpoint after epoch {epoch} failed: {error}")]
     Checkpoint {
         /// 1-based epoch.
         epoch: usize,
         /// The error, naming the file.
-        message: String,
+        #[source]
+        error: checkpoint::CheckpointError,
+    },
+    /// The metrics file of [`Trainer::log_to`] could not be created or
+    /// written (the epochs before were logged; the parameters are those of
+    /// the last epoch logged, or of the start for a file not created).
+    #[error("{}: writing the metrics log failed: {error}", path.display())]
+    Log {
+        /// The metrics file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        error: std::io::Error,
     },
     /// The thread pool could not be started.
+    #[error("could not start the training threads: {message}")]
     Threads {
         /// What rayon said.
         message: String,
     },
-}
-
-impl fmt::Display for TrainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrainError::InvalidSetting(e) => write!(f, "invalid setting: {e}"),
-            TrainError::EmptyData { set } => write!(f, "the {set} set is empty"),
-            TrainError::LengthMismatch {
-                set,
-                inputs,
-                targets,
-            } => write!(f, "the {set} set has {inputs} inputs but {targets} targets"),
-            TrainError::InvalidTarget { set, sample, error } => write!(
-                f,
-                "{set} sample {sample}: {error}; class indices must be in 0..{} \
-                 (fix the data, or declare more classes)",
-                error.classes
-            ),
-            TrainError::NonFiniteLoss {
-                epoch,
-                step,
-                sample,
-                loss,
-            } => write!(
-                f,
-                "non-finite loss {loss} at epoch {epoch}, step {step} (training sample {sample}); \
-                 parameters are as before this batch; check that sample's input and target, \
-                 or lower the learning rate"
-            ),
-            TrainError::NonFiniteGradient {
-                epoch,
-                step,
-                param,
-                index,
-            } => write!(
-                f,
-                "non-finite gradient of `{param}` (element {index}) at epoch {epoch}, step {step}; \
-                 parameters are as before this batch"
-            ),
-            TrainError::NonFiniteUpdate {
-                epoch,
-                step,
-                param,
-                index,
-                value,
-            } => write!(
-                f,
-                "the update at epoch {epoch}, step {step} would set `{param}` (element {index}) \
-                 to {value}; the step was not taken and the parameters are as before it; \
-                 lower the learning rate or clip the gradient"
-            ),
-            TrainError::NonFiniteOptimizerState {
-                epoch,
-                step,
-                optimizer,
-            } => write!(
-                f,
-                "the update at epoch {epoch}, step {step} would make the state of {optimizer} \
-                 non-finite; the step was not taken and the parameters are as before it; \
-                 clip the gradient"
-            ),
-            TrainError::NonFiniteValidation {
-                epoch,
-                sample,
-                loss,
-            } => write!(
-                f,
-                "non-finite validation loss {loss} after epoch {epoch} (validation sample \
-                 {sample}); check that sample's input and target"
-            ),
-            TrainError::Checkpoint { epoch, message } => {
-                write!(
-                    f,
-                    "saving the checkpoint after epoch {epoch} failed: {message}"
-                )
-            }
-            TrainError::Threads { message } => {
-                write!(f, "could not start the training threads: {message}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for TrainError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            TrainError::InvalidSetting(e) => Some(e),
-            TrainError::InvalidTarget { error, .. } => Some(error),
-            _ => None,
-        }
-    }
 }
 
 impl From<SettingError> for TrainError {
@@ -777,6 +734,7 @@ impl<O> Trainer<O> {
             clip: None,
             early_stopping: None,
             checkpoint: None,
+            log_to: None,
         }
     }
 
@@ -814,6 +772,18 @@ impl<O> Trainer<O> {
     /// logs and CI output stay clean; `false` hides it there too.
     pub fn progress(mut self, progress: bool) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Writes every epoch's numbers to the file at `path` as training runs,
+    /// one record per epoch, flushed as it is written: JSON lines when the
+    /// name ends in `.jsonl`, `.ndjson` or `.json`, else CSV with the header
+    /// `epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds`
+    /// (a value there is none of is an empty field, or `null` in JSON). The
+    /// file is created, or emptied, when training starts; a file that cannot
+    /// be created or written stops training with [`TrainError::Log`].
+    pub fn log_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log_to = Some(path.into());
         self
     }
 
@@ -1027,7 +997,15 @@ impl<O> Trainer<O> {
             Some(e) if e.restore_best => Some(N::new_grads()),
             _ => None,
         };
+        let log = match &self.log_to {
+            Some(path) => Some(MetricsLog::create(path).map_err(|error| TrainError::Log {
+                path: path.clone(),
+                error,
+            })?),
+            None => None,
+        };
         Ok(Training {
+            log,
             net,
             train,
             validation,
@@ -1172,6 +1150,7 @@ pub struct Training<'a, N: Network, O> {
     stopped_early: Option<usize>,
     done: bool,
     bar: Option<ProgressBar>,
+    log: Option<MetricsLog>,
 }
 
 /// Runs `work(k, part, grads)` for each of `parts` (of a batch, or of the
@@ -1584,17 +1563,19 @@ where
             }
         }
         if let (Some(path), true) = (&self.trainer.checkpoint, report.improved) {
-            checkpoint::save_with_optimizer(&*self.net, &self.trainer.optimizer, path).map_err(
-                |e| TrainError::Checkpoint {
-                    epoch,
-                    message: e.to_string(),
-                },
-            )?;
+            checkpoint::save_with_optimizer(&*self.net, &self.trainer.optimizer, path)
+                .map_err(|error| TrainError::Checkpoint { epoch, error })?;
         }
         if let Some(bar) = &self.bar {
             bar.set_message(progress_message(&report));
         }
         report.duration = start.elapsed();
+        if let Some(log) = &mut self.log {
+            log.write(&report).map_err(|error| TrainError::Log {
+                path: log.path().to_owned(),
+                error,
+            })?;
+        }
         Ok(report)
     }
 }
@@ -1772,12 +1753,12 @@ mod tests {
         let line = last.to_string();
         assert!(line.starts_with("epoch 200: loss "), "{line}");
         assert!(line.contains(", val_accuracy 100.00%"), "{line}");
-        assert_eq!(
+        assert!(matches!(
             Trainer::new(Sgd::new(0.1))
                 .fit_with_validation(&mut net, &train, &Dataset::new(vec![], vec![]))
                 .unwrap_err(),
             TrainError::EmptyData { set: "validation" }
-        );
+        ));
     }
 
     #[test]
@@ -1840,14 +1821,17 @@ mod tests {
         let err = Trainer::new(Sgd::new(0.1))
             .fit(&mut net, &data)
             .unwrap_err();
-        assert_eq!(
-            err,
-            TrainError::NonFiniteGradient {
-                epoch: 1,
-                step: 1,
-                param: "b",
-                index: 0
-            }
+        assert!(
+            matches!(
+                err,
+                TrainError::NonFiniteGradient {
+                    epoch: 1,
+                    step: 1,
+                    param: "b",
+                    index: 0
+                }
+            ),
+            "{err:?}"
         );
         assert_eq!(net.params.b, [1.0]);
         assert!(err.to_string().contains("`b` (element 0)"));
@@ -2202,18 +2186,21 @@ mod tests {
         let err = Trainer::new(Sgd::new(0.5))
             .fit(&mut net, &bad_train)
             .unwrap_err();
-        assert_eq!(
-            err,
-            TrainError::InvalidTarget {
-                set: "training",
-                sample: 4,
-                error: TargetError {
+        assert!(
+            matches!(
+                &err,
+                TrainError::InvalidTarget {
+                    set: "training",
+                    sample: 4,
+                    error,
+                } if *error == TargetError {
                     target: "label",
                     step: None,
                     value: 7,
                     classes: 3
                 }
-            }
+            ),
+            "{err:?}"
         );
         assert_eq!(
             err.to_string(),
@@ -2284,10 +2271,10 @@ mod tests {
     fn evaluating_bad_sets_is_an_error() {
         let net = Linear::new(1);
         let empty: Dataset<[f64; 2], [f64; 1]> = Dataset::new(vec![], vec![]);
-        assert_eq!(
+        assert!(matches!(
             evaluate(&net, &empty).unwrap_err(),
             TrainError::EmptyData { set: "evaluation" }
-        );
+        ));
         let uneven = Dataset {
             inputs: vec![[0.0, 0.0]; 3],
             targets: vec![[0.0]; 2],
@@ -2428,5 +2415,48 @@ mod tests {
                 assert!(!scale_all_finite(&mut g, 4.0), "{n} {i}");
             }
         }
+    }
+
+    #[test]
+    fn log_to_writes_one_record_per_epoch_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("nn-log-to-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = linear_data(20, 4);
+        let (train, val) = data.split(0.75, 1);
+        let path = dir.join("run.csv");
+        let mut net = Linear::with([0.0, 0.0], 0.0);
+        let report = Trainer::new(Sgd::new(0.1))
+            .epochs(3)
+            .batch_size(5)
+            .log_to(&path)
+            .quiet()
+            .fit_with_validation(&mut net, &train, &val)
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("epoch,loss,accuracy,val_loss"));
+        for (line, epoch) in lines[1..].iter().zip(&report.epochs) {
+            let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
+            assert_eq!(fields[0], epoch.epoch as f64);
+            assert_eq!(fields[1], epoch.loss);
+            assert_eq!(Some(fields[3]), epoch.val_loss);
+        }
+        let missing = dir.join("no/such/dir/run.jsonl");
+        let err = Trainer::new(Sgd::new(0.1))
+            .log_to(&missing)
+            .quiet()
+            .fit(&mut net, &train)
+            .unwrap_err();
+        assert!(matches!(err, TrainError::Log { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", missing.display())),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err)
+            .unwrap()
+            .is::<std::io::Error>());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

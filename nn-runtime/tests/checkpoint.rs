@@ -364,3 +364,31 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     assert_eq!(back.params().as_slice(), &weights[..]);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_failed_checkpoint_stops_training_with_the_error_chained() {
+    use std::error::Error;
+    let d = scratch("chain");
+    let data = Dataset::new(vec![[0.1f32, 0.2, 0.3]; 8], vec![[0.5f32, -0.5]; 8]);
+    let mut net = Tiny::new(3);
+    let mut trainer = Trainer::new(Sgd::new(0.1))
+        .epochs(2)
+        .batch_size(4)
+        .checkpoint(d.join("run.safetensors"))
+        .quiet();
+    let mut training = trainer.train(&mut net, &data, None).unwrap();
+    // The folder goes away after the settings were checked.
+    std::fs::remove_dir_all(&d).unwrap();
+    let err = training.next().unwrap().unwrap_err();
+    let TrainError::Checkpoint { epoch: 1, error } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(matches!(error, CheckpointError::Io { .. }), "{error:?}");
+    // The chain: training error -> checkpoint error (naming the file) -> io.
+    let source = err.source().expect("a checkpoint error as the source");
+    assert!(source.to_string().contains("run.safetensors"), "{source}");
+    assert!(source.source().unwrap().is::<std::io::Error>());
+    assert!(err
+        .to_string()
+        .starts_with("saving the checkpoint after epoch 1 failed: "));
+}

@@ -216,11 +216,12 @@ pub fn logsumexp<T: Float>(xs: &[T]) -> T {
     m + s.ln()
 }
 
-/// Index of the largest element (the first one on ties; NaN never wins).
+/// The index of the largest element (the first on ties; a NaN never wins
+/// over a number); 0 for an empty slice.
 pub fn argmax<T: Float>(xs: &[T]) -> usize {
     let mut best = 0;
     for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
+        if x > xs[best] || xs[best].to_f64().is_nan() {
             best = i;
         }
     }

@@ -49,6 +49,8 @@ fn kernels_agree_with_the_definitions() {
         (dz[0] - 0.2).abs() < 1e-12 && (dz[1] + 0.8).abs() < 1e-12 && (dz[2] - 0.6).abs() < 1e-12
     );
     assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+    assert_eq!(argmax(&[f32::NAN, -1.0, f32::NAN, 2.0]), 3);
+    assert_eq!(argmax::<f64>(&[]), 0);
     let u: [f64; 7] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
     assert_eq!(dot(&u, &u), 140.0);
 }

@@ -1,175 +1,11 @@
-//! Data sets: samples in memory, seeded splits, CSV reading and feature scaling.
-//!
-//! Positions in error messages are 1-based (line 17, field 65) as in an
-//! editor; column indices passed to the API are 0-based, as in Rust.
+//! Tables of numbers read from CSV files (the `csv` crate does the
+//! splitting: quoted fields, CRLF line ends, a byte order mark), with every
+//! error naming the file, line and field.
 
-use crate::float::Float;
-use crate::rng::Rng;
+use super::{Dataset, Float};
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-
-/// Samples for training or evaluation: `inputs[i]` goes with `targets[i]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Dataset<I, T> {
-    /// One input per sample.
-    pub inputs: Vec<I>,
-    /// One target per sample, in the same order.
-    pub targets: Vec<T>,
-}
-
-impl<I, T> Dataset<I, T> {
-    /// A data set from inputs and their targets.
-    ///
-    /// # Panics
-    /// If the two vectors have different lengths.
-    pub fn new(inputs: Vec<I>, targets: Vec<T>) -> Self {
-        assert_eq!(
-            inputs.len(),
-            targets.len(),
-            "Dataset::new: {} inputs but {} targets",
-            inputs.len(),
-            targets.len()
-        );
-        Dataset { inputs, targets }
-    }
-
-    /// A data set copied from slices (handy for literals such as XOR's four samples).
-    ///
-    /// # Panics
-    /// If the two slices have different lengths.
-    pub fn from_slices(inputs: &[I], targets: &[T]) -> Self
-    where
-        I: Clone,
-        T: Clone,
-    {
-        Self::new(inputs.to_vec(), targets.to_vec())
-    }
-
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.inputs.len()
-    }
-
-    /// `true` when there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty()
-    }
-
-    /// Sample `i`: its input and target.
-    pub fn get(&self, i: usize) -> Option<(&I, &T)> {
-        Some((self.inputs.get(i)?, self.targets.get(i)?))
-    }
-
-    /// All samples in order, as `(input, target)` pairs.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&I, &T)> + '_ {
-        self.inputs.iter().zip(self.targets.iter())
-    }
-
-    /// The samples at `indices`, in that order (repeats allowed).
-    ///
-    /// # Panics
-    /// If an index is out of range.
-    pub fn subset(&self, indices: &[usize]) -> Self
-    where
-        I: Clone,
-        T: Clone,
-    {
-        Dataset {
-            inputs: indices.iter().map(|&i| self.inputs[i].clone()).collect(),
-            targets: indices.iter().map(|&i| self.targets[i].clone()).collect(),
-        }
-    }
-
-    /// Shuffles the samples with `seed`, then splits them: the first part
-    /// holds `round(fraction · len)` samples (`0.8` for an 80/20 train /
-    /// validation split), the second the rest. The same seed gives the same
-    /// split.
-    ///
-    /// # Panics
-    /// If `fraction` is not within `[0, 1]`.
-    pub fn split(&self, fraction: f64, seed: u64) -> (Self, Self)
-    where
-        I: Clone,
-        T: Clone,
-    {
-        assert!(
-            (0.0..=1.0).contains(&fraction),
-            "Dataset::split: fraction {fraction} is not within [0, 1]"
-        );
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        Rng::new(seed).shuffle(&mut order);
-        let first = ((fraction * self.len() as f64).round() as usize).min(self.len());
-        (self.subset(&order[..first]), self.subset(&order[first..]))
-    }
-}
-
-impl<I, T> Dataset<I, T> {
-    /// Shuffles the samples in place with `seed` (inputs and targets stay
-    /// paired); the same seed gives the same order.
-    pub fn shuffle(&mut self, seed: u64) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        Rng::new(seed).shuffle(&mut order);
-        // Apply the permutation by cycles, swapping in place.
-        let mut done = vec![false; order.len()];
-        for start in 0..order.len() {
-            let mut i = start;
-            while !done[i] {
-                done[i] = true;
-                let j = order[i];
-                if !done[j] {
-                    self.inputs.swap(i, j);
-                    self.targets.swap(i, j);
-                }
-                i = j;
-            }
-        }
-    }
-
-    /// Shuffles with `seed`, then splits into training, validation and test
-    /// sets: the first `round(train · len)` samples, the next
-    /// `round(validation · len)`, and the rest.
-    ///
-    /// ```
-    /// # use nn_runtime::Dataset;
-    /// let d = Dataset::new((0..10).collect(), (0..10).collect::<Vec<u8>>());
-    /// let (train, val, test) = d.split3(0.6, 0.2, 1);
-    /// assert_eq!((train.len(), val.len(), test.len()), (6, 2, 2));
-    /// ```
-    ///
-    /// # Panics
-    /// If a fraction is negative or they add up to more than 1.
-    pub fn split3(&self, train: f64, validation: f64, seed: u64) -> (Self, Self, Self)
-    where
-        I: Clone,
-        T: Clone,
-    {
-        assert!(
-            train >= 0.0 && validation >= 0.0 && train + validation <= 1.0 + 1e-12,
-            "Dataset::split3: fractions {train} and {validation} must be non-negative and add up to at most 1"
-        );
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        Rng::new(seed).shuffle(&mut order);
-        let n = self.len();
-        let a = ((train * n as f64).round() as usize).min(n);
-        let b = (a + (validation * n as f64).round() as usize).min(n);
-        (
-            self.subset(&order[..a]),
-            self.subset(&order[a..b]),
-            self.subset(&order[b..]),
-        )
-    }
-
-    /// Consecutive mini-batches of `size` samples (the last may be smaller),
-    /// as `(inputs, targets)` slices; shuffle first for random batches.
-    ///
-    /// # Panics
-    /// If `size` is 0.
-    pub fn batches(&self, size: usize) -> impl ExactSizeIterator<Item = (&[I], &[T])> + '_ {
-        assert!(size > 0, "Dataset::batches: batch size 0");
-        self.inputs.chunks(size).zip(self.targets.chunks(size))
-    }
-}
 
 impl<I: Clone> Dataset<I, usize> {
     /// The class-index targets as one-hot vectors of `C` classes (for a
@@ -195,37 +31,6 @@ impl<I: Clone> Dataset<I, usize> {
     }
 }
 
-impl<I: Clone, F: Float, const C: usize> Dataset<I, [F; C]> {
-    /// One-hot (or probability) targets back to class indices: the index of
-    /// each target's largest element (the first on ties).
-    pub fn class_indices(&self) -> Dataset<I, usize> {
-        let targets = self.targets.iter().map(|t| argmax(t)).collect();
-        Dataset::new(self.inputs.clone(), targets)
-    }
-}
-
-/// The index of the largest element (the first on ties; NaNs never win);
-/// 0 for an empty slice.
-pub fn argmax<F: Float>(values: &[F]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] || values[best].to_f64().is_nan() {
-            best = i;
-        }
-    }
-    best
-}
-
-impl<F: Float, const N: usize, T> Dataset<[F; N], T> {
-    /// Multiplies every feature of every input by `factor` (e.g. `1.0 / 16.0`
-    /// for pixel counts in `0..=16`).
-    pub fn scale_features(&mut self, factor: F) {
-        for x in self.inputs.iter_mut().flatten() {
-            *x *= factor;
-        }
-    }
-}
-
 /// Where a CSV value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -242,26 +47,34 @@ impl fmt::Display for Location {
 }
 
 /// What went wrong reading or converting data; every variant names the
-/// source (file path) and, where there is one, the line and field.
-#[derive(Debug)]
+/// file (or source name) and, where there is one, the line and field.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
     /// The file could not be opened or read.
+    #[error("{file}: {error}")]
     Io {
         /// The file name or source name.
-        source: String,
+        file: String,
         /// The underlying error.
+        #[source]
         error: std::io::Error,
     },
-    /// Reading a line failed part-way through the file (e.g. a corrupt
-    /// compressed stream).
+    /// Reading failed part-way through the file (e.g. a corrupt compressed
+    /// stream).
+    #[error("{at}: {error}")]
     Read {
         /// The line being read.
         at: Location,
         /// The underlying error.
+        #[source]
         error: std::io::Error,
     },
     /// A line that is not valid UTF-8 text.
+    #[error(
+        "{at}, field {field}: byte 0x{byte:02x} (byte {column} of the line) is not \
+         valid UTF-8; save the file as UTF-8 text"
+    )]
     NotUtf8 {
         /// Where.
         at: Location,
@@ -272,13 +85,31 @@ pub enum DataError {
         /// 1-based byte position of that byte in the line.
         column: usize,
     },
+    /// A record the CSV reader could not split (e.g. a quote left open).
+    #[error("{at}: {message}")]
+    Malformed {
+        /// Where the record starts.
+        at: Location,
+        /// What the CSV reader said.
+        message: String,
+    },
+    /// A delimiter that is not a single ASCII character.
+    #[error("{file}: the delimiter {delimiter:?} is not an ASCII character; CSV delimiters are one byte")]
+    Delimiter {
+        /// The file name or source name.
+        file: String,
+        /// The delimiter asked for.
+        delimiter: char,
+    },
     /// No data rows.
+    #[error("{file}: no data rows")]
     Empty {
         /// The file name or source name.
-        source: String,
+        file: String,
     },
     /// A row with a different number of fields than the header (if read)
     /// or else the first data row.
+    #[error("{at}: expected {expected} fields, found {found}")]
     FieldCount {
         /// Where.
         at: Location,
@@ -288,6 +119,7 @@ pub enum DataError {
         found: usize,
     },
     /// A cell that is not a number.
+    #[error("{at}, field {field}: `{}` is not a number", Shown(cell))]
     NotANumber {
         /// Where.
         at: Location,
@@ -297,6 +129,7 @@ pub enum DataError {
         cell: String,
     },
     /// A class label that is not a non-negative integer.
+    #[error("{at}, field {field}: class label `{value}` is not a non-negative integer")]
     LabelNotInteger {
         /// Where.
         at: Location,
@@ -306,6 +139,9 @@ pub enum DataError {
         value: f64,
     },
     /// A class label not below the number of classes.
+    #[error(
+        "{at}, field {field}: class label {label} is out of range for {classes} classes (0..{classes})"
+    )]
     LabelOutOfRange {
         /// Where.
         at: Location,
@@ -317,15 +153,17 @@ pub enum DataError {
         classes: usize,
     },
     /// A column index beyond the table.
+    #[error("{file}: no column {column} (0-based); the table has {columns} columns")]
     NoSuchColumn {
         /// The file name or source name.
-        source: String,
+        file: String,
         /// The 0-based column asked for.
         column: usize,
         /// Columns in the table.
         columns: usize,
     },
     /// A cell that parses as a number but is NaN or infinite.
+    #[error("{at}, field {field}: `{}` is not a finite number", Shown(cell))]
     NotFinite {
         /// Where.
         at: Location,
@@ -335,15 +173,17 @@ pub enum DataError {
         cell: String,
     },
     /// A header has no column of this name.
+    #[error("{file}: no column named `{name}`; the header has {}", Quoted(columns))]
     NoSuchColumnName {
         /// The file name or source name.
-        source: String,
+        file: String,
         /// The name asked for.
         name: String,
         /// The header's names.
         columns: Vec<String>,
     },
     /// A class index not below the number of classes (one-hot conversion).
+    #[error("sample {sample}: class {label} is out of range for {classes} classes (0..{classes})")]
     ClassOutOfRange {
         /// 0-based sample index.
         sample: usize,
@@ -353,9 +193,10 @@ pub enum DataError {
         classes: usize,
     },
     /// The table's feature columns do not match the input size asked for.
+    #[error("{file}: expected {expected} feature columns, found {found}")]
     FeatureCount {
         /// The file name or source name.
-        source: String,
+        file: String,
         /// Features the input type holds (`N` of `[T; N]`).
         expected: usize,
         /// Feature columns in the table.
@@ -363,95 +204,16 @@ pub enum DataError {
     },
 }
 
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DataError::Io { source, error } => write!(f, "{source}: {error}"),
-            DataError::Read { at, error } => write!(f, "{at}: {error}"),
-            DataError::NotUtf8 {
-                at,
-                field,
-                byte,
-                column,
-            } => write!(
-                f,
-                "{at}, field {field}: byte 0x{byte:02x} (byte {column} of the line) is not \
-                 valid UTF-8; save the file as UTF-8 text"
-            ),
-            DataError::Empty { source } => write!(f, "{source}: no data rows"),
-            DataError::FieldCount {
-                at,
-                expected,
-                found,
-            } => write!(f, "{at}: expected {expected} fields, found {found}"),
-            DataError::NotANumber { at, field, cell } => {
-                write!(f, "{at}, field {field}: `{}` is not a number", Shown(cell))
-            }
-            DataError::LabelNotInteger { at, field, value } => write!(
-                f,
-                "{at}, field {field}: class label `{value}` is not a non-negative integer"
-            ),
-            DataError::LabelOutOfRange {
-                at,
-                field,
-                label,
-                classes,
-            } => write!(
-                f,
-                "{at}, field {field}: class label {label} is out of range for {classes} classes (0..{classes})"
-            ),
-            DataError::NotFinite { at, field, cell } => write!(
-                f,
-                "{at}, field {field}: `{}` is not a finite number",
-                Shown(cell)
-            ),
-            DataError::NoSuchColumnName {
-                source,
-                name,
-                columns,
-            } => write!(
-                f,
-                "{source}: no column named `{name}`; the header has {}",
-                columns
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            DataError::ClassOutOfRange {
-                sample,
-                label,
-                classes,
-            } => write!(
-                f,
-                "sample {sample}: class {label} is out of range for {classes} classes (0..{classes})"
-            ),
-            DataError::NoSuchColumn {
-                source,
-                column,
-                columns,
-            } => write!(
-                f,
-                "{source}: no column {column} (0-based); the table has {columns} columns"
-            ),
-            DataError::FeatureCount {
-                source,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{source}: expected {expected} feature columns, found {found}"
-            ),
-        }
-    }
-}
+/// Names in backquotes, separated by commas.
+struct Quoted<'a>(&'a [String]);
 
-impl std::error::Error for DataError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DataError::Io { error, .. } | DataError::Read { error, .. } => Some(error),
-            _ => None,
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}`{name}`")?;
         }
+        Ok(())
     }
 }
 
@@ -484,8 +246,8 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
     source: String,
-    delimiter: char,
     header: Option<String>,
+    names: Vec<String>,
     columns: usize,
     values: Vec<f64>,
     lines: Vec<usize>,
@@ -521,7 +283,7 @@ impl Table {
             .iter()
             .position(|c| c == name)
             .ok_or_else(|| DataError::NoSuchColumnName {
-                source: self.source.clone(),
+                file: self.source.clone(),
                 name: name.to_owned(),
                 columns: names,
             })
@@ -529,13 +291,7 @@ impl Table {
 
     /// The header's column names (empty without a header).
     pub fn column_names(&self) -> Vec<String> {
-        match &self.header {
-            None => Vec::new(),
-            Some(h) => h
-                .split(self.delimiter)
-                .map(|c| unquote(c).to_owned())
-                .collect(),
-        }
+        self.names.clone()
     }
 
     /// Number of data rows.
@@ -577,7 +333,7 @@ impl Table {
     fn check_column(&self, column: usize) -> Result<(), DataError> {
         if column >= self.columns {
             return Err(DataError::NoSuchColumn {
-                source: self.source.clone(),
+                file: self.source.clone(),
                 column,
                 columns: self.columns,
             });
@@ -689,7 +445,7 @@ impl Table {
         let found = self.columns - non_features;
         if found != n {
             return Err(DataError::FeatureCount {
-                source: self.source.clone(),
+                file: self.source.clone(),
                 expected: n,
                 found,
             });
@@ -698,11 +454,12 @@ impl Table {
     }
 }
 
-/// CSV reader options: numbers only, one record per line, UTF-8 text.
+/// CSV reader options: numbers only, UTF-8 text.
 ///
-/// Cells are trimmed; a cell wrapped in double quotes is unwrapped; blank
-/// lines are skipped; a byte order mark at the start of the file is
-/// skipped. Quoted delimiters are not supported (numeric data has none).
+/// The `csv` crate splits records, so quoted fields (with delimiters or
+/// line breaks inside), CRLF line ends and a byte order mark at the start
+/// of the file are read as a spreadsheet writes them. Cells are trimmed;
+/// blank lines are skipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Csv {
     delimiter: char,
@@ -724,7 +481,7 @@ impl Csv {
         Self::default()
     }
 
-    /// Splits fields at `delimiter` instead of `,`.
+    /// Splits fields at `delimiter` (an ASCII character) instead of `,`.
     pub fn delimiter(mut self, delimiter: char) -> Self {
         self.delimiter = delimiter;
         self
@@ -740,74 +497,98 @@ impl Csv {
     ///
     /// # Errors
     /// See [`DataError`].
-    pub fn read<R: Read>(&self, reader: R, source: &str) -> Result<Table, DataError> {
+    pub fn read<R: Read>(&self, mut reader: R, source: &str) -> Result<Table, DataError> {
+        let location = |line| Location {
+            source: source.to_owned(),
+            line,
+        };
+        let delimiter = match u8::try_from(self.delimiter) {
+            Ok(d) if d.is_ascii() => d,
+            _ => {
+                return Err(DataError::Delimiter {
+                    file: source.to_owned(),
+                    delimiter: self.delimiter,
+                })
+            }
+        };
+        let mut bytes = Vec::new();
+        if let Err(error) = reader.read_to_end(&mut bytes) {
+            // `read_to_end` keeps what it read before the failure.
+            let line = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+            return Err(DataError::Read {
+                at: location(line),
+                error,
+            });
+        }
+        let text = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+        if let Err(e) = std::str::from_utf8(text) {
+            return Err(not_utf8(text, e.valid_up_to(), delimiter, location));
+        }
+        let mut records = ::csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text);
         let mut table = Table {
             source: source.to_owned(),
-            delimiter: self.delimiter,
             header: None,
+            names: Vec::new(),
             columns: 0,
             values: Vec::new(),
             lines: Vec::new(),
         };
-        let mut reader = BufReader::new(reader);
-        let mut buf = Vec::new();
-        let mut line_no = 0;
         let mut want_header = self.header;
+        let mut record = ::csv::StringRecord::new();
+        // Lines are counted here: the reader's own record positions do not
+        // count the blank lines it skips before a record.
+        let newlines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count();
+        let (mut end, mut lines_before) = (0, 0);
         loop {
-            buf.clear();
-            let location = |line| Location {
-                source: source.to_owned(),
-                line,
-            };
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|error| DataError::Read {
-                    at: location(line_no + 1),
-                    error,
-                })?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let bytes = match buf.strip_prefix(BOM) {
-                Some(rest) if line_no == 1 => rest,
-                _ => &buf[..],
-            };
-            let text = std::str::from_utf8(bytes).map_err(|e| {
-                let valid = e.valid_up_to();
-                // The bytes before the bad one are valid UTF-8.
-                let before = std::str::from_utf8(&bytes[..valid]).unwrap_or("");
-                DataError::NotUtf8 {
-                    at: location(line_no),
-                    field: before.matches(self.delimiter).count() + 1,
-                    byte: bytes[valid],
-                    column: valid + 1,
+            let read = records.read_record(&mut record);
+            let start = end
+                + text[end..]
+                    .iter()
+                    .take_while(|b| matches!(b, b'\n' | b'\r'))
+                    .count();
+            lines_before += newlines(&text[end..start]);
+            let line = lines_before + 1;
+            match read {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    return Err(DataError::Malformed {
+                        at: location(line),
+                        message: e.to_string(),
+                    });
                 }
-            })?;
-            let line = text.trim_end_matches(['\n', '\r']);
-            if line.trim().is_empty() {
+            }
+            end = (records.position().byte() as usize).clamp(start, text.len());
+            lines_before += newlines(&text[start..end]);
+            if record.iter().all(|cell| cell.trim().is_empty()) && record.len() <= 1 {
                 continue;
             }
             if want_header {
                 want_header = false;
-                table.header = Some(line.to_owned());
-                table.columns = line.split(self.delimiter).count();
+                table.header = Some(
+                    record
+                        .iter()
+                        .collect::<Vec<_>>()
+                        .join(&self.delimiter.to_string()),
+                );
+                table.names = record.iter().map(|c| c.trim().to_owned()).collect();
+                table.columns = record.len();
                 continue;
             }
-            let at = || Location {
-                source: source.to_owned(),
-                line: line_no,
-            };
             let before = table.values.len();
-            for (i, cell) in line.split(self.delimiter).enumerate() {
-                let value: f64 = unquote(cell).parse().map_err(|_| DataError::NotANumber {
-                    at: at(),
+            for (i, cell) in record.iter().enumerate() {
+                let value: f64 = cell.trim().parse().map_err(|_| DataError::NotANumber {
+                    at: location(line),
                     field: i + 1,
                     cell: cell.to_owned(),
                 })?;
                 if !value.is_finite() {
                     return Err(DataError::NotFinite {
-                        at: at(),
+                        at: location(line),
                         field: i + 1,
                         cell: cell.to_owned(),
                     });
@@ -819,16 +600,16 @@ impl Csv {
                 table.columns = found;
             } else if found != table.columns {
                 return Err(DataError::FieldCount {
-                    at: at(),
+                    at: location(line),
                     expected: table.columns,
                     found,
                 });
             }
-            table.lines.push(line_no);
+            table.lines.push(line);
         }
         if table.lines.is_empty() {
             return Err(DataError::Empty {
-                source: source.to_owned(),
+                file: source.to_owned(),
             });
         }
         Ok(table)
@@ -845,20 +626,34 @@ impl Csv {
         let path = path.as_ref();
         let source = path.display().to_string();
         let file = std::fs::File::open(path).map_err(|error| DataError::Io {
-            source: source.clone(),
+            file: source.clone(),
             error,
         })?;
         self.read(file, &source)
     }
 }
 
-/// A cell trimmed, and unwrapped from double quotes.
-fn unquote(cell: &str) -> &str {
-    let text = cell.trim();
-    text.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text)
-        .trim()
+/// The error for the first byte of `text` that is not UTF-8 (at `bad`):
+/// its line, its field (delimiters before it on the line, plus one) and its
+/// position in the line.
+fn not_utf8(
+    text: &[u8],
+    bad: usize,
+    delimiter: u8,
+    location: impl Fn(usize) -> Location,
+) -> DataError {
+    let before = &text[..bad];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let in_line = &before[line_start..];
+    DataError::NotUtf8 {
+        at: location(before.iter().filter(|&&b| b == b'\n').count() + 1),
+        field: in_line.iter().filter(|&&b| b == delimiter).count() + 1,
+        byte: text[bad],
+        column: in_line.len() + 1,
+    }
 }
 
 /// Reads comma-separated numbers without a header from `reader`; `source`
@@ -878,88 +673,9 @@ pub fn read_csv_path(path: impl AsRef<Path>) -> Result<Table, DataError> {
     Csv::new().read_path(path)
 }
 
-/// A per-feature affine rescaling `x' = (x - offset) · scale`, fitted on
-/// one data set (the training set) and applied to others and to new inputs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Scaler<const N: usize> {
-    /// Subtracted from each feature.
-    pub offset: [f64; N],
-    /// Then multiplied into each feature.
-    pub scale: [f64; N],
-}
-
-impl<const N: usize> Scaler<N> {
-    /// Maps each feature's range in `data` to `[0, 1]`; a constant feature
-    /// maps to `0`.
-    pub fn min_max<F: Float, T>(data: &Dataset<[F; N], T>) -> Self {
-        let mut lo = [f64::INFINITY; N];
-        let mut hi = [f64::NEG_INFINITY; N];
-        for x in &data.inputs {
-            for ((l, h), v) in lo.iter_mut().zip(&mut hi).zip(x) {
-                *l = l.min(v.to_f64());
-                *h = h.max(v.to_f64());
-            }
-        }
-        let mut s = Scaler {
-            offset: [0.0; N],
-            scale: [1.0; N],
-        };
-        for i in 0..N {
-            if lo[i].is_finite() {
-                s.offset[i] = lo[i];
-            }
-            if hi[i] > lo[i] {
-                s.scale[i] = 1.0 / (hi[i] - lo[i]);
-            }
-        }
-        s
-    }
-
-    /// Gives each feature mean 0 and standard deviation 1 over `data`; a
-    /// constant feature is only centred.
-    pub fn standardize<F: Float, T>(data: &Dataset<[F; N], T>) -> Self {
-        let n = data.len().max(1) as f64;
-        let mut mean = [0.0; N];
-        for x in &data.inputs {
-            for (m, v) in mean.iter_mut().zip(x) {
-                *m += v.to_f64() / n;
-            }
-        }
-        let mut var = [0.0; N];
-        for x in &data.inputs {
-            for ((s, m), v) in var.iter_mut().zip(&mean).zip(x) {
-                *s += (v.to_f64() - m).powi(2) / n;
-            }
-        }
-        let mut scale = [1.0; N];
-        for (s, v) in scale.iter_mut().zip(var) {
-            if v > 0.0 {
-                *s = 1.0 / v.sqrt();
-            }
-        }
-        Scaler {
-            offset: mean,
-            scale,
-        }
-    }
-
-    /// Rescales one input in place.
-    pub fn transform<F: Float>(&self, x: &mut [F; N]) {
-        for ((v, o), s) in x.iter_mut().zip(&self.offset).zip(&self.scale) {
-            *v = F::from_f64((v.to_f64() - o) * s);
-        }
-    }
-
-    /// Rescales every input of `data` in place.
-    pub fn apply<F: Float, T>(&self, data: &mut Dataset<[F; N], T>) {
-        for x in &mut data.inputs {
-            self.transform(x);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::argmax;
     use super::*;
 
     fn err(text: &str) -> String {
@@ -990,6 +706,43 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "x.csv line 2, field 1: `1;2` is not a number"
+        );
+    }
+
+    #[test]
+    fn quoted_fields_crlf_and_delimiters() {
+        // What a spreadsheet writes: quoted names holding the delimiter, CRLF.
+        let t = Csv::new()
+            .header(true)
+            .read(
+                "\"x, mm\",label\r\n\r\n1.5,\"2\"\r\n3,\" 4 \"\r\n".as_bytes(),
+                "s.csv",
+            )
+            .unwrap();
+        assert_eq!(t.column_names(), ["x, mm", "label"]);
+        assert_eq!(t.column_index("x, mm").unwrap(), 0);
+        assert_eq!((t.row(0), t.row(1)), (&[1.5, 2.0][..], &[3.0, 4.0][..]));
+        assert_eq!((t.line_of(0), t.line_of(1)), (3, 4));
+        // A field spanning lines: the next record's line counts them.
+        let e = read_csv("1,\"2\n\"\n3,x\n".as_bytes(), "m.csv").unwrap_err();
+        assert_eq!(e.to_string(), "m.csv line 3, field 2: `x` is not a number");
+        let e = Csv::new()
+            .delimiter('→')
+            .read("1→2\n".as_bytes(), "u.csv")
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::Delimiter {
+                    delimiter: '→', ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("u.csv: the delimiter '→' is not an ASCII"),
+            "{e}"
         );
     }
 
@@ -1037,10 +790,11 @@ mod tests {
             err("1,2\n\n\n3,4,5\n"),
             "digits.csv line 4: expected 2 fields, found 3"
         );
-        // Non-numeric cells anywhere, quoted or not, and non-finite numbers.
+        // Non-numeric cells anywhere, quoted or not (the cell is shown
+        // without its quotes), and non-finite numbers.
         assert_eq!(
             err("1,2\n3,\"four\"\n"),
-            "digits.csv line 2, field 2: `\"four\"` is not a number"
+            "digits.csv line 2, field 2: `four` is not a number"
         );
         assert_eq!(
             err("0.5,1e3\n2,NaN\n"),
@@ -1184,49 +938,6 @@ mod tests {
     }
 
     #[test]
-    fn shuffle_split3_and_batches() {
-        let d = Dataset::new(
-            (0..10).collect::<Vec<u32>>(),
-            (0..10).map(|i| i * 10).collect(),
-        );
-        let mut s = d.clone();
-        s.shuffle(3);
-        let mut s2 = d.clone();
-        s2.shuffle(3);
-        assert_eq!(s, s2);
-        assert_ne!(s, d);
-        for (x, y) in s.iter() {
-            assert_eq!(*y, x * 10);
-        }
-        let mut sorted = s.inputs.clone();
-        sorted.sort();
-        assert_eq!(sorted, d.inputs);
-
-        let (a, b, c) = d.split3(0.7, 0.2, 5);
-        assert_eq!((a.len(), b.len(), c.len()), (7, 2, 1));
-        let mut all: Vec<u32> = a
-            .inputs
-            .iter()
-            .chain(&b.inputs)
-            .chain(&c.inputs)
-            .copied()
-            .collect();
-        all.sort();
-        assert_eq!(all, d.inputs);
-        assert_eq!(d.split3(0.7, 0.2, 5), (a, b, c));
-
-        let sizes: Vec<usize> = d
-            .batches(4)
-            .map(|(x, y)| {
-                assert_eq!(x.len(), y.len());
-                x.len()
-            })
-            .collect();
-        assert_eq!(sizes, [4, 4, 2]);
-        assert_eq!(d.batches(4).nth(1).unwrap().0, [4, 5, 6, 7]);
-    }
-
-    #[test]
     fn missing_file_error_names_the_path() {
         let e = read_csv_path("/nonexistent/dir/digits.csv").unwrap_err();
         assert!(matches!(e, DataError::Io { .. }));
@@ -1304,61 +1015,5 @@ mod tests {
             "r.csv: expected 2 feature columns, found 3"
         );
         assert!(t.regression::<f32, 3, 1>([9]).is_err());
-    }
-
-    #[test]
-    fn split_is_seeded_and_a_partition() {
-        let d = Dataset::new(
-            (0..10).collect::<Vec<u32>>(),
-            (0..10).map(|i| i * 10).collect(),
-        );
-        let (a, b) = d.split(0.8, 7);
-        let (a2, b2) = d.split(0.8, 7);
-        assert_eq!((&a, &b), (&a2, &b2));
-        assert_eq!((a.len(), b.len()), (8, 2));
-        let (a3, _) = d.split(0.8, 8);
-        assert_ne!(a, a3);
-        // Pairs stay together; every sample lands in exactly one part.
-        let mut all: Vec<u32> = a.inputs.iter().chain(&b.inputs).copied().collect();
-        for (x, y) in a.iter().chain(b.iter()) {
-            assert_eq!(*y, x * 10);
-        }
-        all.sort();
-        assert_eq!(all, (0..10).collect::<Vec<_>>());
-        assert_eq!(d.split(1.0, 1).1.len(), 0);
-        assert_eq!(d.split(0.0, 1).0.len(), 0);
-    }
-
-    #[test]
-    fn dataset_basics() {
-        let d = Dataset::from_slices(&[[0.0f32, 1.0], [2.0, 3.0]], &[1usize, 0]);
-        assert_eq!(d.len(), 2);
-        assert!(!d.is_empty());
-        assert_eq!(d.get(1), Some((&[2.0, 3.0], &0)));
-        assert_eq!(d.get(2), None);
-        let mut d = d;
-        d.scale_features(0.5);
-        assert_eq!(d.inputs, [[0.0, 0.5], [1.0, 1.5]]);
-    }
-
-    #[test]
-    #[should_panic(expected = "2 inputs but 1 targets")]
-    fn new_rejects_unequal_lengths() {
-        Dataset::new(vec![1, 2], vec![3]);
-    }
-
-    #[test]
-    fn scalers_fit_on_one_set_and_apply_to_another() {
-        let mut d = Dataset::new(vec![[0.0f64, 5.0], [10.0, 5.0], [5.0, 5.0]], vec![0, 1, 2]);
-        let mm = Scaler::min_max(&d);
-        let mut x = [20.0, 7.0];
-        mm.transform(&mut x);
-        assert_eq!(x, [2.0, 2.0]);
-        let st = Scaler::standardize(&d);
-        st.apply(&mut d);
-        let mean: f64 = d.inputs.iter().map(|x| x[0]).sum::<f64>() / 3.0;
-        let var: f64 = d.inputs.iter().map(|x| x[0] * x[0]).sum::<f64>() / 3.0;
-        assert!(mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-12);
-        assert!(d.inputs.iter().all(|x| x[1] == 0.0));
     }
 }
