@@ -157,83 +157,82 @@ pub enum Region {
     After,
 }
 
-impl Op {
-    /// The operands, in order.
-    pub fn args(&self) -> Vec<NodeId> {
-        match self {
-            Op::Input(_)
-            | Op::Target(_)
-            | Op::Param(_)
-            | Op::Tangent(_)
-            | Op::StatePrev(_)
-            | Op::Carry(_) => vec![],
-            Op::Map { args, .. } | Op::AddN(args) => args.clone(),
-            Op::Sum(a)
-            | Op::SumCols(a)
-            | Op::SumRows(a)
-            | Op::LogSoftmax(a)
-            | Op::LogSumExp(a)
-            | Op::Norm(a)
-            | Op::Transpose(a)
-            | Op::Slice(a, _)
-            | Op::StepSum(a)
-            | Op::Last(a)
-            | Op::EachStep(a)
-            | Op::AtLast(a)
-            | Op::BatchSum(a)
-            | Op::Pad(a, _) => vec![*a],
-            Op::MatVec(a, b)
-            | Op::MatVecT(a, b)
-            | Op::VecMat(a, b)
-            | Op::MatMul(a, b)
-            | Op::MatMulNT(a, b)
-            | Op::MatMulTN(a, b)
-            | Op::Outer(a, b)
-            | Op::Pick(a, b)
-            | Op::OneHot(a, b)
-            | Op::Concat(a, b)
-            | Op::LogSoftmaxGrad(a, b) => vec![*a, *b],
-        }
-    }
-
-    /// Rewrites every operand through `f`.
-    pub fn map_args(&mut self, f: impl Fn(NodeId) -> NodeId) {
-        match self {
+/// Runs `$body` with `$a` bound to each operand of `$op`, in order: by
+/// reference for `&Op`, by mutable reference for `&mut Op` (the match binds
+/// as the scrutinee allows), so reading and rewriting operands share one
+/// list of the variants.
+macro_rules! each_operand {
+    ($op:expr, $a:ident => $body:expr) => {
+        match $op {
             Op::Input(_)
             | Op::Target(_)
             | Op::Param(_)
             | Op::Tangent(_)
             | Op::StatePrev(_)
             | Op::Carry(_) => {}
-            Op::Map { args, .. } | Op::AddN(args) => args.iter_mut().for_each(|a| *a = f(*a)),
-            Op::Sum(a)
-            | Op::SumCols(a)
-            | Op::SumRows(a)
-            | Op::LogSoftmax(a)
-            | Op::LogSumExp(a)
-            | Op::Norm(a)
-            | Op::Transpose(a)
-            | Op::Slice(a, _)
-            | Op::StepSum(a)
-            | Op::Last(a)
-            | Op::EachStep(a)
-            | Op::AtLast(a)
-            | Op::BatchSum(a)
-            | Op::Pad(a, _) => *a = f(*a),
+            Op::Map { args, .. } | Op::AddN(args) => {
+                for $a in args {
+                    $body;
+                }
+            }
+            Op::Sum($a)
+            | Op::SumCols($a)
+            | Op::SumRows($a)
+            | Op::LogSoftmax($a)
+            | Op::LogSumExp($a)
+            | Op::Norm($a)
+            | Op::Transpose($a)
+            | Op::Slice($a, _)
+            | Op::StepSum($a)
+            | Op::Last($a)
+            | Op::EachStep($a)
+            | Op::AtLast($a)
+            | Op::BatchSum($a)
+            | Op::Pad($a, _) => $body,
+            Op::MatVec(x, y)
+            | Op::MatVecT(x, y)
+            | Op::VecMat(x, y)
+            | Op::MatMul(x, y)
+            | Op::MatMulNT(x, y)
+            | Op::MatMulTN(x, y)
+            | Op::Outer(x, y)
+            | Op::Pick(x, y)
+            | Op::OneHot(x, y)
+            | Op::Concat(x, y)
+            | Op::LogSoftmaxGrad(x, y) => {
+                for $a in [x, y] {
+                    $body;
+                }
+            }
+        }
+    };
+}
+
+impl Op {
+    /// The operands, in order.
+    pub fn args(&self) -> Vec<NodeId> {
+        let mut args = Vec::with_capacity(2);
+        each_operand!(self, a => args.push(*a));
+        args
+    }
+
+    /// Rewrites every operand through `f`.
+    pub fn map_args(&mut self, f: impl Fn(NodeId) -> NodeId) {
+        each_operand!(self, a => *a = f(*a));
+    }
+
+    /// The two factors of a product (`matvec`, `matvec_t`, `vecmat`, the
+    /// three `matmul`s, `outer`), linear in each.
+    pub fn product(&self) -> Option<(NodeId, NodeId)> {
+        match *self {
             Op::MatVec(a, b)
             | Op::MatVecT(a, b)
             | Op::VecMat(a, b)
             | Op::MatMul(a, b)
             | Op::MatMulNT(a, b)
             | Op::MatMulTN(a, b)
-            | Op::Outer(a, b)
-            | Op::Pick(a, b)
-            | Op::OneHot(a, b)
-            | Op::Concat(a, b)
-            | Op::LogSoftmaxGrad(a, b) => {
-                *a = f(*a);
-                *b = f(*b);
-            }
+            | Op::Outer(a, b) => Some((a, b)),
+            _ => None,
         }
     }
 

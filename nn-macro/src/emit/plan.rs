@@ -253,31 +253,39 @@ impl<'g> Plan<'g> {
 
     /// A node's type: `usize` for a class index, a column per sample when batched.
     pub fn ty(&self, id: NodeId) -> TokenStream {
-        let node = &self.g.nodes[id];
-        let class = matches!(node.op, Op::Target(k) if self.g.targets[k].classes.is_some());
         let t = &self.t;
-        let elem = if class { quote!(usize) } else { quote!(#t) };
-        match (self.batched[id], dims(&node.shape).as_slice()) {
+        let elem = if self.is_class(id) {
+            quote!(usize)
+        } else {
+            quote!(#t)
+        };
+        self.array_of(id, elem)
+    }
+
+    /// A node's zero value (or a class index's 0).
+    pub fn zero(&self, id: NodeId) -> TokenStream {
+        let z = if self.is_class(id) {
+            quote!(0)
+        } else {
+            quote!(0.0)
+        };
+        self.array_of(id, z)
+    }
+
+    /// Whether the node is a class-index target (`usize`, not a scalar).
+    fn is_class(&self, id: NodeId) -> bool {
+        matches!(self.g.nodes[id].op, Op::Target(k) if self.g.targets[k].classes.is_some())
+    }
+
+    /// `elem` (a type or a value) nested in arrays of the node's shape, with
+    /// the batch as the innermost dimension of a batched node.
+    fn array_of(&self, id: NodeId, elem: TokenStream) -> TokenStream {
+        match (self.batched[id], dims(&self.g.nodes[id].shape).as_slice()) {
             (true, []) => quote!([#elem; B]),
             (true, [n]) => quote!([[#elem; B]; #n]),
             (false, []) => elem,
             (false, [n]) => quote!([#elem; #n]),
             (false, [r, c]) => quote!([[#elem; #c]; #r]),
-            _ => unreachable!("a batched value is a vector or a scalar per sample"),
-        }
-    }
-
-    /// A node's zero value (or a class index's 0).
-    pub fn zero(&self, id: NodeId) -> TokenStream {
-        let node = &self.g.nodes[id];
-        let class = matches!(node.op, Op::Target(k) if self.g.targets[k].classes.is_some());
-        let z = if class { quote!(0) } else { quote!(0.0) };
-        match (self.batched[id], dims(&node.shape).as_slice()) {
-            (true, []) => quote!([#z; B]),
-            (true, [n]) => quote!([[#z; B]; #n]),
-            (false, []) => z,
-            (false, [n]) => quote!([#z; #n]),
-            (false, [r, c]) => quote!([[#z; #c]; #r]),
             _ => unreachable!("a batched value is a vector or a scalar per sample"),
         }
     }

@@ -191,15 +191,9 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
 pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     let k = Ex::kernels();
     let d = dest.borrow_mut();
-    let (a, b) = match *op {
-        Op::MatVec(a, b)
-        | Op::MatVecT(a, b)
-        | Op::VecMat(a, b)
-        | Op::MatMul(a, b)
-        | Op::MatMulNT(a, b)
-        | Op::MatMulTN(a, b)
-        | Op::Outer(a, b) => (a, b),
-        Op::Transpose(a) => {
+    let (a, b) = match (op.product(), op) {
+        (Some(factors), _) => factors,
+        (None, &Op::Transpose(a)) => {
             let v = ex.place(a).index(&quote!([j][i]));
             let lhs = dest.index(&quote!([i][j]));
             let stmt = ex.loops(ex.id, Ex::put(mode, lhs, v));

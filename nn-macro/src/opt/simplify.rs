@@ -237,14 +237,10 @@ fn is_zero(g: &Graph, id: NodeId) -> bool {
 /// linear in is: a product with a zero factor, a sum or part of zeros.
 fn zero_result(g: &Graph, id: NodeId) -> bool {
     let z = |a: NodeId| is_zero(g, a);
+    if let Some((a, b)) = g.nodes[id].op.product() {
+        return z(a) || z(b);
+    }
     match g.nodes[id].op {
-        Op::MatVec(a, b)
-        | Op::MatVecT(a, b)
-        | Op::VecMat(a, b)
-        | Op::MatMul(a, b)
-        | Op::MatMulNT(a, b)
-        | Op::MatMulTN(a, b)
-        | Op::Outer(a, b) => z(a) || z(b),
         Op::Sum(a)
         | Op::SumCols(a)
         | Op::SumRows(a)

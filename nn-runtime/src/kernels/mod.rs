@@ -176,6 +176,19 @@ fn f32s_mut<T: Float>(s: &mut [T]) -> Option<&mut [f32]> {
     }
 }
 
+/// The SIMD implementation and the `f32` views of two inputs and an output,
+/// when `T` is `f32` and a kernel call of `elems` elements is worth SIMD.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn simd_f32<'a, T: Float>(
+    elems: usize,
+    a: &'a [T],
+    b: &'a [T],
+    out: &'a mut [T],
+) -> Option<(Isa, &'a [f32], &'a [f32], &'a mut [f32])> {
+    Some((simd_for(elems)?, f32s(a)?, f32s(b)?, f32s_mut(out)?))
+}
+
 /// The SIMD implementation to use for an `f32` matrix with `elems` elements,
 /// if any.
 #[inline(always)]
@@ -196,12 +209,7 @@ pub fn matvec<T: Float, const M: usize, const K: usize>(
     x: &[T; K],
     out: &mut [T; M],
 ) {
-    if let (Some(isa), Some(w), Some(x), Some(o)) = (
-        simd_for(M * K),
-        f32s(w.as_flattened()),
-        f32s(x),
-        f32s_mut(out),
-    ) {
+    if let Some((isa, w, x, o)) = simd_f32(M * K, w.as_flattened(), x, out) {
         return f32_kernels::matvec(isa, w, x, o, false);
     }
     portable::matvec(w, x, out)
@@ -214,12 +222,7 @@ pub fn matvec_acc<T: Float, const M: usize, const K: usize>(
     x: &[T; K],
     out: &mut [T; M],
 ) {
-    if let (Some(isa), Some(w), Some(x), Some(o)) = (
-        simd_for(M * K),
-        f32s(w.as_flattened()),
-        f32s(x),
-        f32s_mut(out),
-    ) {
+    if let Some((isa, w, x, o)) = simd_f32(M * K, w.as_flattened(), x, out) {
         return f32_kernels::matvec(isa, w, x, o, true);
     }
     portable::matvec_acc(w, x, out)
@@ -232,12 +235,7 @@ pub fn matvec_t_acc<T: Float, const M: usize, const K: usize>(
     d: &[T; M],
     out: &mut [T; K],
 ) {
-    if let (Some(isa), Some(w), Some(d), Some(o)) = (
-        simd_for(M * K),
-        f32s(w.as_flattened()),
-        f32s(d),
-        f32s_mut(out),
-    ) {
+    if let Some((isa, w, d, o)) = simd_f32(M * K, w.as_flattened(), d, out) {
         return f32_kernels::matvec_t_acc(isa, w, d, o);
     }
     portable::matvec_t_acc(w, d, out)
@@ -251,12 +249,7 @@ pub fn outer_acc<T: Float, const M: usize, const N: usize>(
     v: &[T; N],
     out: &mut [[T; N]; M],
 ) {
-    if let (Some(isa), Some(u), Some(v), Some(o)) = (
-        simd_for(M * N),
-        f32s(u),
-        f32s(v),
-        f32s_mut(out.as_flattened_mut()),
-    ) {
+    if let Some((isa, u, v, o)) = simd_f32(M * N, u, v, out.as_flattened_mut()) {
         return f32_kernels::outer_acc(isa, u, v, o);
     }
     portable::outer_acc(u, v, out)
@@ -269,11 +262,11 @@ pub fn matmul<T: Float, const M: usize, const K: usize, const N: usize>(
     b: &[[T; N]; K],
     c: &mut [[T; N]; M],
 ) {
-    if let (Some(isa), Some(a), Some(b), Some(c)) = (
-        simd_for(M * K.max(N)),
-        f32s(a.as_flattened()),
-        f32s(b.as_flattened()),
-        f32s_mut(c.as_flattened_mut()),
+    if let Some((isa, a, b, c)) = simd_f32(
+        M * K.max(N),
+        a.as_flattened(),
+        b.as_flattened(),
+        c.as_flattened_mut(),
     ) {
         return f32_kernels::matmul(isa, M, K, N, a, b, c, false);
     }
@@ -287,11 +280,11 @@ pub fn matmul_acc<T: Float, const M: usize, const K: usize, const N: usize>(
     b: &[[T; N]; K],
     c: &mut [[T; N]; M],
 ) {
-    if let (Some(isa), Some(a), Some(b), Some(c)) = (
-        simd_for(M * K.max(N)),
-        f32s(a.as_flattened()),
-        f32s(b.as_flattened()),
-        f32s_mut(c.as_flattened_mut()),
+    if let Some((isa, a, b, c)) = simd_f32(
+        M * K.max(N),
+        a.as_flattened(),
+        b.as_flattened(),
+        c.as_flattened_mut(),
     ) {
         return f32_kernels::matmul(isa, M, K, N, a, b, c, true);
     }
@@ -305,11 +298,11 @@ pub fn matmul_nt_acc<T: Float, const M: usize, const K: usize, const N: usize>(
     b: &[[T; N]; K],
     out: &mut [[T; K]; M],
 ) {
-    if let (Some(isa), Some(d), Some(b), Some(o)) = (
-        simd_for(M * K),
-        f32s(d.as_flattened()),
-        f32s(b.as_flattened()),
-        f32s_mut(out.as_flattened_mut()),
+    if let Some((isa, d, b, o)) = simd_f32(
+        M * K,
+        d.as_flattened(),
+        b.as_flattened(),
+        out.as_flattened_mut(),
     ) {
         return f32_kernels::matmul_nt_acc(isa, M, K, N, d, b, o);
     }
@@ -323,11 +316,11 @@ pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
     d: &[[T; N]; M],
     out: &mut [[T; N]; K],
 ) {
-    if let (Some(isa), Some(a), Some(d), Some(o)) = (
-        simd_for(K * M.max(N)),
-        f32s(a.as_flattened()),
-        f32s(d.as_flattened()),
-        f32s_mut(out.as_flattened_mut()),
+    if let Some((isa, a, d, o)) = simd_f32(
+        K * M.max(N),
+        a.as_flattened(),
+        d.as_flattened(),
+        out.as_flattened_mut(),
     ) {
         return f32_kernels::matmul_tn_acc(isa, M, K, N, a, d, o);
     }
