@@ -5,7 +5,7 @@
 use crate::emit::emit_network;
 use crate::ir::{Bcast, Dtype, Graph, NodeId, Op, Pass, Shape};
 use crate::scalar::{build::mul, S};
-use crate::source::{read_args, Origin, Source};
+use crate::source::{read_args, read_item_options, rebase, Origin, Source};
 use crate::{autodiff, lower, opt};
 use nn_grammar::Diagnostic;
 use proc_macro2::TokenStream;
@@ -33,7 +33,7 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The expansion of `#[network(args)] item`.
 pub fn network_with(args: TokenStream, item: TokenStream, options: Options) -> TokenStream {
-    let item: syn::ItemStruct = match syn::parse2(item) {
+    let mut item: syn::ItemStruct = match syn::parse2(item) {
         Ok(item) => item,
         Err(e) => {
             return syn::Error::new(e.span(), "`#[network]` goes on a struct: `pub struct Net;`")
@@ -51,21 +51,58 @@ pub fn network_with(args: TokenStream, item: TokenStream, options: Options) -> T
     let generics_error = (!item.generics.params.is_empty()).then(|| {
         syn::Error::new_spanned(&item.generics, "a `#[network]` struct cannot be generic")
     });
-    let source = match read_args(args) {
+    // a second `#[network(crate = ...)]` below an inline definition: taken
+    // off the struct, which then carries no attribute of ours
+    let (ours, others): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut item.attrs).into_iter().partition(|a| {
+            a.path()
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "network")
+        });
+    item.attrs = others;
+    let mut source = match read_args(args) {
         Ok(s) => s,
         Err(e) => return fallback(&item, e),
     };
-    let rebuild = rebuild_on_change(&source);
+    for attr in &ours {
+        match read_item_options(attr) {
+            Ok(Some(path)) if source.krate.is_some() => {
+                let e = syn::Error::new_spanned(
+                    path,
+                    "`crate` is given twice\n  = help: keep one `crate = ...`",
+                );
+                return fallback(&item, e);
+            }
+            Ok(krate) => source.krate = source.krate.take().or(krate),
+            Err(e) => return fallback(&item, e),
+        }
+    }
+    let tokens = expand_source(&source, &item, shape_error.or(generics_error), options);
+    match &source.krate {
+        Some(krate) => rebase(tokens, krate),
+        None => tokens,
+    }
+}
+
+/// The expansion of a definition read from the attribute.
+fn expand_source(
+    source: &Source,
+    item: &syn::ItemStruct,
+    item_error: Option<syn::Error>,
+    options: Options,
+) -> TokenStream {
+    let rebuild = rebuild_on_change(source);
     let compiled =
-        compile_with(&source.text, source.dtype, options).map_err(|ds| combine(&source, &ds));
-    let result = match (compiled, shape_error.or(generics_error)) {
-        (Ok(c), None) => emit_network(&c, &item),
-        (Ok(_), Some(e)) => fallback(&item, e),
+        compile_with(&source.text, source.dtype, options).map_err(|ds| combine(source, &ds));
+    let result = match (compiled, item_error) {
+        (Ok(c), None) => emit_network(&c, item),
+        (Ok(_), Some(e)) => fallback(item, e),
         (Err(mut e), other) => {
             if let Some(o) = other {
                 e.combine(o);
             }
-            fallback(&item, e)
+            fallback(item, e)
         }
     };
     quote!(#rebuild #result)
@@ -327,6 +364,81 @@ mod tests {
     }
 
     const XOR: &str = "input x[2]; target y[1]; h = sigmoid(dense(x, 4)); out = sigmoid(dense(h, 1)); loss = mse(out, y);";
+
+    /// A renamed runtime: every path the expansion names goes through it.
+    #[test]
+    fn crate_option_rebases_every_runtime_path() {
+        let def: TokenStream = XOR.parse().expect("tokens");
+        let plain = network(
+            def.clone(),
+            quote!(
+                pub struct Xor;
+            ),
+        )
+        .to_string();
+        assert!(plain.contains(":: nn_runtime :: __private"));
+        for item in [
+            quote!(
+                #[network(crate = my_nn)]
+                pub struct Xor;
+            ),
+            quote!(
+                #[nn_runtime::network(crate = "my_nn")]
+                pub struct Xor;
+            ),
+        ] {
+            let out = network(def.clone(), item).to_string();
+            assert!(!out.contains("compile_error"), "{out}");
+            assert!(!out.contains("nn_runtime"), "a path escaped the rename");
+            assert!(out.contains("my_nn :: __private :: Network for Xor"));
+            // the options attribute is gone from the struct
+            assert!(!out.contains("# [network"));
+        }
+        let nested = network(
+            def.clone(),
+            quote!(
+                #[network(crate = deps::nn)]
+                pub struct Xor;
+            ),
+        );
+        assert!(nested
+            .to_string()
+            .contains("deps :: nn :: __private :: Zeroable"));
+        // misuse: options a second attribute cannot take, the option twice,
+        // `crate` alone above a definition
+        for (item, args, msg) in [
+            (
+                quote!(
+                    #[network(dtype = f64)]
+                    pub struct Xor;
+                ),
+                def.clone(),
+                "`dtype` cannot follow a definition",
+            ),
+            (
+                quote!(
+                    #[network(crate = a)]
+                    #[network(crate = b)]
+                    pub struct Xor;
+                ),
+                def.clone(),
+                "`crate` is given twice",
+            ),
+            (
+                quote!(
+                    pub struct Xor;
+                ),
+                quote!(crate = my_nn),
+                "alone has no definition",
+            ),
+        ] {
+            let out = network(args, item).to_string();
+            assert!(
+                out.contains("compile_error") && out.contains(msg),
+                "{msg}: {out}"
+            );
+        }
+    }
 
     #[test]
     fn xor_expansion() {

@@ -208,12 +208,69 @@ macro_rules! each_operand {
     };
 }
 
+/// An op's operands: at most two held inline, or the list of an n-ary op.
+#[derive(Clone, Copy, Debug)]
+pub enum Args<'a> {
+    /// The first `.1` of the array.
+    Fixed([NodeId; 2], usize),
+    /// A `map` or `add_n`'s operands.
+    Many(&'a [NodeId]),
+}
+
+impl Args<'_> {
+    /// The operands as a slice.
+    pub fn as_slice(&self) -> &[NodeId] {
+        match self {
+            Args::Fixed(a, n) => &a[..*n],
+            Args::Many(s) => s,
+        }
+    }
+
+    /// The operands, by reference.
+    pub fn iter(&self) -> std::slice::Iter<'_, NodeId> {
+        self.as_slice().iter()
+    }
+}
+
+impl<'a> IntoIterator for Args<'a> {
+    type Item = NodeId;
+    type IntoIter = ArgsIter<'a>;
+    fn into_iter(self) -> ArgsIter<'a> {
+        ArgsIter {
+            args: self,
+            next: 0,
+        }
+    }
+}
+
+/// The operands by value, from [`Op::args`].
+pub struct ArgsIter<'a> {
+    args: Args<'a>,
+    next: usize,
+}
+
+impl Iterator for ArgsIter<'_> {
+    type Item = NodeId;
+    fn next(&mut self) -> Option<NodeId> {
+        let a = self.args.as_slice().get(self.next).copied();
+        self.next += 1;
+        a
+    }
+}
+
 impl Op {
-    /// The operands, in order.
-    pub fn args(&self) -> Vec<NodeId> {
-        let mut args = Vec::with_capacity(2);
-        each_operand!(self, a => args.push(*a));
-        args
+    /// The operands, in order (without allocating: the graph passes ask
+    /// for them once per node, many times over).
+    pub fn args(&self) -> Args<'_> {
+        if let Op::Map { args, .. } | Op::AddN(args) = self {
+            return Args::Many(args);
+        }
+        let (mut fixed, mut n) = ([0; 2], 0);
+        each_operand!(self, a => {
+            fixed[n] = *a;
+            n += 1;
+        });
+        Args::Fixed(fixed, n)
     }
 
     /// Rewrites every operand through `f`.

@@ -33,6 +33,9 @@ pub struct Source {
     pub origin: Origin,
     /// A `dtype = f64` option of the attribute.
     pub dtype: Option<Dtype>,
+    /// A `crate = path` option: where the runtime is, when the user's
+    /// crate renamed or re-exported `nn_runtime`.
+    pub krate: Option<syn::Path>,
 }
 
 /// Reads the attribute's arguments.
@@ -40,7 +43,7 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
     let tokens: Vec<TokenTree> = args.clone().into_iter().collect();
     let is_options = matches!(
         tokens.as_slice(),
-        [TokenTree::Ident(key), TokenTree::Punct(eq), ..] if eq.as_char() == '=' && (key == "file" || key == "dtype")
+        [TokenTree::Ident(key), TokenTree::Punct(eq), ..] if eq.as_char() == '=' && (key == "file" || key == "dtype" || key == "crate")
     ) && !tokens
         .iter()
         .any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ';'));
@@ -66,11 +69,16 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
             text,
             origin: Origin::Inline { tokens: map },
             dtype: None,
+            krate: None,
         });
     }
     let mut file: Option<syn::LitStr> = None;
     let mut dtype = None;
+    let mut krate = None;
     let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            return read_crate(&meta, &mut krate);
+        }
         if meta.path.is_ident("file") {
             if file.is_some() {
                 return Err(meta
@@ -103,16 +111,19 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
                 .map(|i| i.to_string())
                 .unwrap_or_default();
             Err(meta.error(format!(
-                "unknown option `{key}`\n  = help: `#[network(...)]` takes `file = \"path\"` and `dtype = f32` or `dtype = f64`"
+                "unknown option `{key}`\n  = help: `#[network(...)]` takes `file = \"path\"`, `dtype = f32` or `dtype = f64`, and `crate = path`"
             )))
         }
     });
     syn::parse::Parser::parse2(parser, args)?;
     let Some(file) = file else {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "`#[network(...)]` needs `file = \"path\"`, or write the definition inline: `#[network { ... }]`",
-        ));
+        let msg = if krate.is_some() {
+            "`#[network(crate = ...)]` alone has no definition: put it below the attribute that holds one, \
+             `#[network { ... }]` then `#[network(crate = ...)]`, or add `file = \"path\"`"
+        } else {
+            "`#[network(...)]` needs `file = \"path\"`, or write the definition inline: `#[network { ... }]`"
+        };
+        return Err(syn::Error::new(Span::call_site(), msg));
     };
     let path = file.value();
     let dir = std::env::var_os("CARGO_MANIFEST_DIR")
@@ -138,7 +149,92 @@ pub fn read_args(args: TokenStream) -> Result<Source, syn::Error> {
             span: file.span(),
         },
         dtype,
+        krate,
     })
+}
+
+/// A `crate = path` (or `crate = "path"`) option into `krate`.
+fn read_crate(meta: &syn::meta::ParseNestedMeta, krate: &mut Option<syn::Path>) -> syn::Result<()> {
+    if krate.is_some() {
+        return Err(meta.error("`crate` is given twice\n  = help: keep one `crate = ...`"));
+    }
+    let value = meta.value()?;
+    *krate = Some(if value.peek(syn::LitStr) {
+        value.parse::<syn::LitStr>()?.parse()?
+    } else {
+        value.parse()?
+    });
+    Ok(())
+}
+
+/// The options of a second `#[network(...)]` attribute below an inline
+/// definition (only `crate = path`: the language has `dtype`).
+pub fn read_item_options(attr: &syn::Attribute) -> syn::Result<Option<syn::Path>> {
+    let mut krate = None;
+    attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("crate") {
+            return read_crate(&meta, &mut krate);
+        }
+        let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        Err(meta.error(format!(
+            "`{key}` cannot follow a definition\n  = help: a second `#[network(...)]` takes `crate = path`; \
+             the scalar type is a statement of the definition, `dtype f64;`"
+        )))
+    })?;
+    Ok(krate)
+}
+
+/// `tokens` with every `::nn_runtime` the emitted code names replaced by
+/// `krate` (for a renamed or re-exported runtime crate). Nested groups are
+/// walked with an explicit stack.
+pub fn rebase(tokens: TokenStream, krate: &syn::Path) -> TokenStream {
+    let krate = quote::quote!(#krate);
+    // each level: the tokens rebuilt so far and the rest of the group
+    let mut stack: Vec<(Vec<TokenTree>, Vec<TokenTree>, Option<proc_macro2::Group>)> =
+        vec![(Vec::new(), reversed(tokens), None)];
+    loop {
+        let (out, rest, _) = stack.last_mut().expect("the outermost level stays");
+        match rest.pop() {
+            Some(TokenTree::Group(g)) => {
+                let inner = reversed(g.stream());
+                stack.push((Vec::new(), inner, Some(g)));
+            }
+            Some(TokenTree::Punct(p)) if p.as_char() == ':' && is_runtime_path(rest, &p) => {
+                rest.pop(); // the second `:`
+                rest.pop(); // `nn_runtime`
+                out.extend(krate.clone());
+            }
+            Some(tt) => out.push(tt),
+            None => {
+                let (out, _, group) = stack.pop().expect("a level");
+                let Some(g) = group else {
+                    return out.into_iter().collect();
+                };
+                let mut rebuilt = proc_macro2::Group::new(g.delimiter(), out.into_iter().collect());
+                rebuilt.set_span(g.span());
+                stack
+                    .last_mut()
+                    .expect("a group has an enclosing level")
+                    .0
+                    .push(TokenTree::Group(rebuilt));
+            }
+        }
+    }
+}
+
+/// A group's tokens, last first (so that `pop` takes them in order).
+fn reversed(tokens: TokenStream) -> Vec<TokenTree> {
+    let mut v: Vec<TokenTree> = tokens.into_iter().collect();
+    v.reverse();
+    v
+}
+
+/// Whether the `:` just taken starts `::nn_runtime` (the emitted code
+/// always names the runtime by that absolute path).
+fn is_runtime_path(rest: &[TokenTree], first: &proc_macro2::Punct) -> bool {
+    first.spacing() == proc_macro2::Spacing::Joint
+        && matches!(rest.last(), Some(TokenTree::Punct(p)) if p.as_char() == ':')
+        && matches!(rest.iter().rev().nth(1), Some(TokenTree::Ident(i)) if i == "nn_runtime")
 }
 
 /// Writes each token's text, separated by spaces, recording its byte range.
