@@ -488,7 +488,37 @@ where
 /// unexpected, or of another shape or dtype (all are listed), or a value
 /// is NaN or infinite.
 pub fn load<N: Network>(net: &mut N, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
-    load_impl::<N, crate::optim::Sgd>(net, None, path.as_ref())
+    load_impl::<N, crate::optim::Sgd>(net, None, path.as_ref(), &|name| Some(name.to_owned()))
+}
+
+/// [`load`] from a file whose tensors have other names, such as a state
+/// dict saved by PyTorch (`model.0.weight`, `rnn.weight_ih_l0`): `rename`
+/// maps each name in the file to the network's name for it, or to `None` to
+/// skip that tensor (a buffer the network does not keep). Everything else is
+/// as `load`: every tensor of the network must be found, with its shape
+/// and dtype, and differences are reported under the network's names.
+///
+/// ```no_run
+/// # use nn_runtime::prelude::*;
+/// # #[network { input x[4]; target y[2]; h = relu(dense(x, 8)); out = dense(h, 2); loss = mse(out, y); }]
+/// # pub struct Net;
+/// # let mut net = Net::new(0);
+/// // an `nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))`
+/// nn_runtime::checkpoint::load_renamed(&mut net, "torch.safetensors", |name| {
+///     Some(name.replacen("0.", "h.", 1).replacen("2.", "out.", 1))
+/// })?;
+/// # Ok::<(), CheckpointError>(())
+/// ```
+///
+/// # Errors
+/// As [`load`]; two tensors of the file renamed to the same name are an
+/// error too (the second is reported as unexpected).
+pub fn load_renamed<N: Network>(
+    net: &mut N,
+    path: impl AsRef<Path>,
+    rename: impl Fn(&str) -> Option<String>,
+) -> Result<(), CheckpointError> {
+    load_impl::<N, crate::optim::Sgd>(net, None, path.as_ref(), &rename)
 }
 
 /// Loads `net`'s parameters and `optimizer`'s state from `path` (a file saved
@@ -506,13 +536,16 @@ where
     N: Network,
     O: Optimizer<N::Scalar> + ?Sized,
 {
-    load_impl(net, Some(optimizer), path.as_ref())
+    load_impl(net, Some(optimizer), path.as_ref(), &|name| {
+        Some(name.to_owned())
+    })
 }
 
 fn load_impl<N, O>(
     net: &mut N,
     mut optimizer: Option<&mut O>,
     path: &Path,
+    rename: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), CheckpointError>
 where
     N: Network,
@@ -553,7 +586,21 @@ where
 
     let dtype = dtype_of::<N::Scalar>();
     let mut problems = Vec::new();
-    let mut found: BTreeMap<String, TensorView<'_>> = file.tensors().into_iter().collect();
+    let mut found: BTreeMap<String, TensorView<'_>> = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let Some(name) = rename(&name) else { continue };
+        match found.entry(name) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                problems.push(Mismatch::Unexpected {
+                    name: e.key().clone(),
+                    shape: view.shape().to_vec(),
+                })
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(view);
+            }
+        }
+    }
     let mut matched = Vec::new();
     for (name, shape, range, buffer) in &expected {
         match found.remove(name) {
