@@ -319,6 +319,10 @@ fn fallback(item: &syn::ItemStruct, e: syn::Error) -> TokenStream {
             pub const FORWARD_FLOPS: u64 = 0;
             #[doc(hidden)]
             pub const BACKWARD_FLOPS: u64 = 0;
+            #[doc(hidden)]
+            pub const GRAPH_DOT: &'static str = "";
+            #[doc(hidden)]
+            pub const PYTORCH_MODULE: &'static str = "";
             #(#constructors)*
             #(#buffers)*
             #[doc(hidden)]

@@ -245,6 +245,11 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         .unwrap_or_default();
     let is_correct = is_correct(plan);
     let dot = g.to_dot(&name.to_string());
+    let pytorch = super::pytorch::module(g, &name.to_string()).unwrap_or_else(|op| {
+        format!(
+            "raise NotImplementedError(\"the `{name}` network has an operation with no PyTorch form here: {op}\")\n"
+        )
+    });
     quote! {
         #[doc = #params_doc]
         #[repr(C)]
@@ -302,6 +307,11 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         /// The forward (solid) and backward (dashed) graph in Graphviz DOT.
         pub const fn graph_dot() -> &'static str {
             #dot
+        }
+
+        /// The network as a PyTorch module (Python source).
+        pub const fn pytorch_module() -> &'static str {
+            #pytorch
         }
     }
 }

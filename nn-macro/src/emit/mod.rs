@@ -23,6 +23,7 @@ pub mod ex;
 pub mod items;
 pub mod names;
 pub mod plan;
+pub mod pytorch;
 pub mod recurrent;
 pub mod scalar;
 pub mod wrappers;

@@ -223,6 +223,12 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 /// The forward (solid) and backward (dashed) graph in Graphviz DOT:
                 /// `dot -Tsvg` renders it.
                 pub const GRAPH_DOT: &'static str = #m::graph_dot();
+                /// This network as a PyTorch `nn.Module` (Python source): the
+                /// same parameter names and layouts as its checkpoints, `forward`
+                /// over a batch of inputs and `losses` per sample. Write it to a
+                /// `.py` file to train the definition with PyTorch; its state
+                /// dict loads back with `load_checkpoint`.
+                pub const PYTORCH_MODULE: &'static str = #m::pytorch_module();
 
                 /// A network with every parameter initialised as declared, from `seed`.
                 pub fn new(seed: u64) -> Self {

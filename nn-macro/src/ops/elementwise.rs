@@ -26,6 +26,9 @@ pub struct ScalarFn {
     /// The method the generated code calls on an `f32`/`f64` (the standard
     /// library's, or `nn_runtime::Activations`').
     pub method: &'static str,
+    /// The same function in PyTorch, `{x}` standing for the operand (the
+    /// exported module's forward pass).
+    pub torch: &'static str,
     /// Its value in f64 (constant folding, the reference interpreter).
     pub value: fn(f64) -> f64,
     /// Its derivative `f'(x)`, given the operand `x` and the call `f(x)`
@@ -38,6 +41,7 @@ pub struct ScalarFn {
 pub static FUNCS: &[ScalarFn] = &[
     ScalarFn {
         name: "sigmoid",
+        torch: "torch.sigmoid({x})",
         callable: true,
         method: "sigmoid",
         value: prims::sigmoid,
@@ -46,6 +50,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "tanh",
+        torch: "torch.tanh({x})",
         callable: true,
         method: "tanh",
         value: f64::tanh,
@@ -54,6 +59,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "relu",
+        torch: "torch.relu({x})",
         callable: true,
         method: "relu",
         value: prims::relu,
@@ -63,6 +69,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "exp",
+        torch: "torch.exp({x})",
         callable: true,
         method: "exp",
         value: f64::exp,
@@ -71,6 +78,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "log",
+        torch: "torch.log({x})",
         callable: true,
         method: "ln",
         value: f64::ln,
@@ -79,6 +87,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "sqrt",
+        torch: "torch.sqrt({x})",
         callable: true,
         method: "sqrt",
         value: f64::sqrt,
@@ -87,6 +96,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "abs",
+        torch: "torch.abs({x})",
         callable: true,
         method: "abs",
         value: f64::abs,
@@ -95,6 +105,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "softplus",
+        torch: "F.softplus({x})",
         callable: true,
         method: "softplus",
         value: prims::softplus,
@@ -103,6 +114,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "erf",
+        torch: "torch.erf({x})",
         callable: false,
         // not `erf`: the standard library may gain an inherent `erf`
         method: "error_fn",
@@ -117,6 +129,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "step",
+        torch: "({x} > 0).to({x}.dtype)",
         callable: false,
         method: "step",
         value: prims::step,
@@ -125,6 +138,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "sign",
+        torch: "torch.sign({x})",
         callable: false,
         method: "sign0",
         value: prims::sign,
@@ -133,6 +147,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "log1p",
+        torch: "torch.log1p({x})",
         callable: true,
         method: "ln_1p",
         value: f64::ln_1p,
@@ -141,6 +156,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "expm1",
+        torch: "torch.expm1({x})",
         callable: true,
         method: "exp_m1",
         value: f64::exp_m1,
@@ -149,6 +165,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "sin",
+        torch: "torch.sin({x})",
         callable: true,
         method: "sin",
         value: f64::sin,
@@ -157,6 +174,7 @@ pub static FUNCS: &[ScalarFn] = &[
     },
     ScalarFn {
         name: "cos",
+        torch: "torch.cos({x})",
         callable: true,
         method: "cos",
         value: f64::cos,
