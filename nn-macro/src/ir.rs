@@ -64,7 +64,7 @@ pub enum Dtype {
 }
 
 /// An operation. Shape rules in each variant's doc; `d` is an adjoint.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// The k-th declared input.
     Input(usize),

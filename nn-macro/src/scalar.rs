@@ -146,6 +146,28 @@ pub mod build {
 
 use build::*;
 
+/// Structural hashing (constants by their bits), so that common
+/// subexpression elimination can key nodes by their ops.
+impl std::hash::Hash for S {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            S::Arg(k) => k.hash(state),
+            S::Const(c) | S::Pow(_, c) => c.to_bits().hash(state),
+            S::Call(f, _) => f.hash(state),
+            S::Cmp(op, _, _) => op.hash(state),
+            _ => {}
+        }
+        for child in self.children() {
+            child.hash(state);
+        }
+    }
+}
+
+/// Equality is structural; a NaN constant is unequal to itself, which only
+/// means two nodes holding one are not shared.
+impl Eq for S {}
+
 impl S {
     /// The same node with each child replaced by `f(child)`.
     pub fn map_children(&self, f: &mut dyn FnMut(&S) -> S) -> S {

@@ -22,6 +22,7 @@ use std::fmt::Write;
 pub fn module(g: &Graph, name: &str) -> Result<String, String> {
     let batched = g.batched();
     let regions = g.regions();
+    let names = python_names(g);
     let dtype = match g.dtype {
         crate::ir::Dtype::F32 => "torch.float32",
         crate::ir::Dtype::F64 => "torch.float64",
@@ -95,22 +96,22 @@ class {name}(torch.nn.Module):
     }
     let mut roots = vec![g.output];
     roots.extend(g.states.iter().map(|s| s.update));
-    let body = pass(g, &batched, &regions, &roots, &[g.output])?;
+    let body = pass(g, &batched, &regions, &names, &roots, &[g.output])?;
     let _ = writeln!(
         out,
         "\n    def forward(self, {}):\n        \"\"\"The outputs for a batch of inputs.\"\"\"\n{body}        return {}",
         inputs.join(", "),
-        python_names(g)[g.output]
+        names[g.output]
     );
     let mut roots = vec![g.loss];
     roots.extend(g.states.iter().map(|s| s.update));
-    let body = pass(g, &batched, &regions, &roots, &[g.loss])?;
+    let body = pass(g, &batched, &regions, &names, &roots, &[g.loss])?;
     let args: Vec<&str> = inputs.iter().chain(&targets).copied().collect();
     let _ = writeln!(
         out,
         "\n    def losses(self, {}):\n        \"\"\"Each sample's loss, `[B]`.\"\"\"\n{body}        return {}",
         args.join(", "),
-        python_names(g)[g.loss]
+        names[g.loss]
     );
     out.push_str(
         "
@@ -185,11 +186,11 @@ fn pass(
     g: &Graph,
     batched: &[bool],
     regions: &[Region],
+    names: &[String],
     roots: &[NodeId],
     wanted: &[NodeId],
 ) -> Result<String, String> {
     let live = g.live_from(roots);
-    let names = python_names(g);
     let first_input = g.inputs.first().map(|d| d.name.as_str());
     let mut before = String::new();
     if let Some(x) = first_input {
@@ -209,7 +210,7 @@ fn pass(
             let _ = writeln!(step_sums, "            {sum} = {sum} + {a}");
             continue;
         }
-        let value = value(g, batched, regions, &names, id)?;
+        let value = value(g, batched, regions, names, id)?;
         if value == names[id] {
             continue; // an input or target read whole
         }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 pub fn share_common(g: &mut Graph) -> bool {
     let live = g.live_from(&g.roots());
     let mut alias: Vec<NodeId> = (0..g.nodes.len()).collect();
-    let mut seen: HashMap<String, NodeId> = HashMap::new();
+    let mut seen: HashMap<(Op, Shape), NodeId> = HashMap::new();
     let mut changed = false;
     for id in 0..g.nodes.len() {
         if g.nodes[id].op.args().iter().any(|&a| alias[a] != a) {
@@ -22,7 +22,7 @@ pub fn share_common(g: &mut Graph) -> bool {
             continue;
         }
         let node = &g.nodes[id];
-        let key = format!("{:?} {:?}", node.op, node.shape);
+        let key = (node.op.clone(), node.shape.clone());
         match seen.get(&key) {
             Some(&first) => alias[id] = first,
             None => {

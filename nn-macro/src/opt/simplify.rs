@@ -142,8 +142,14 @@ const MAX_SUM_AS_MAP: usize = 16;
 /// several times) becomes one elementwise sum. Returns whether anything changed.
 pub fn simplify_graph(g: &mut Graph) -> bool {
     let mut alias: Vec<NodeId> = (0..g.nodes.len()).collect();
+    // dead nodes (left behind by earlier rewrites) are never emitted: not
+    // worth simplifying again on every round
+    let live = g.live_from(&g.roots());
     let mut changed = false;
     for id in 0..g.nodes.len() {
+        if !live[id] {
+            continue;
+        }
         // operands come before their users: their aliases are final
         if g.nodes[id].op.args().iter().any(|&a| alias[a] != a) {
             g.nodes[id].op.map_args(|a| alias[a]);
@@ -212,7 +218,12 @@ pub fn simplify_graph(g: &mut Graph) -> bool {
                 _ => S::Arg(k),
             })
             .collect();
-        let body = simplify(&body.substitute(&subst));
+        let folds = subst.iter().any(|s| !matches!(s, S::Arg(_)));
+        let body = simplify(&if folds {
+            body.substitute(&subst)
+        } else {
+            body.clone()
+        });
         let (args, bcast, body) = compact(args.clone(), bcast.clone(), body);
         let identity = body == S::Arg(0) && bcast.first() == Some(&Bcast::Full);
         // (the users' operands are rewritten as they come: that is the change)
