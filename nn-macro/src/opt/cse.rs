@@ -4,6 +4,7 @@
 
 use crate::ir::*;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 /// Replaces each node that repeats an earlier one by that earlier one, in
 /// one pass (returns whether it found any): operands come before their users, so a node's operands are
@@ -11,7 +12,10 @@ use std::collections::HashMap;
 pub fn share_common(g: &mut Graph) -> bool {
     let live = g.live_from(&g.roots());
     let mut alias: Vec<NodeId> = (0..g.nodes.len()).collect();
-    let mut seen: HashMap<(Op, Shape), NodeId> = HashMap::new();
+    // nodes by the hash of their op and shape, compared in place on a hit
+    // (no copy of an op is kept)
+    let hasher = RandomState::new();
+    let mut seen: HashMap<u64, Vec<NodeId>> = HashMap::new();
     let mut changed = false;
     for id in 0..g.nodes.len() {
         if g.nodes[id].op.args().iter().any(|&a| alias[a] != a) {
@@ -22,12 +26,15 @@ pub fn share_common(g: &mut Graph) -> bool {
             continue;
         }
         let node = &g.nodes[id];
-        let key = (node.op.clone(), node.shape.clone());
-        match seen.get(&key) {
+        let same = seen
+            .entry(hasher.hash_one((&node.op, &node.shape)))
+            .or_default();
+        match same
+            .iter()
+            .find(|&&e| g.nodes[e].op == node.op && g.nodes[e].shape == node.shape)
+        {
             Some(&first) => alias[id] = first,
-            None => {
-                seen.insert(key, id);
-            }
+            None => same.push(id),
         }
     }
     changed | crate::opt::simplify::remap_roots(g, &alias)

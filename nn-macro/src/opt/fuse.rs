@@ -30,6 +30,30 @@ pub fn fuse_maps(g: &mut Graph) -> bool {
         if !live[id] {
             continue;
         }
+        // whether operand `k` (node `a`, read as `b`) may be inlined
+        let fusible = |k: usize, a: NodeId, b: Bcast, body: &S| {
+            let producer = &g.nodes[a];
+            b == Bcast::Full
+                && uses[a] == 1
+                && matches!(producer.op, Op::Map { .. })
+                && body.count_arg(k) == 1
+                && producer.pass == g.nodes[id].pass
+                && producer.shape == g.nodes[id].shape
+                && regions[a] == regions[id]
+                && (!g.batch || batched[a] == batched[id])
+        };
+        // most nodes have nothing to fuse: look before copying the op
+        let Op::Map { args, bcast, body } = &g.nodes[id].op else {
+            continue;
+        };
+        if !args
+            .iter()
+            .zip(bcast)
+            .enumerate()
+            .any(|(k, (&a, &b))| fusible(k, a, b, body))
+        {
+            continue;
+        }
         let Op::Map { args, bcast, body } = g.nodes[id].op.clone() else {
             continue;
         };
@@ -41,13 +65,7 @@ pub fn fuse_maps(g: &mut Graph) -> bool {
         let mut changed = false;
         for (k, (&a, &b)) in args.iter().zip(&bcast).enumerate() {
             let producer = &g.nodes[a];
-            let fusible = b == Bcast::Full
-                && uses[a] == 1
-                && body.count_arg(k) == 1
-                && producer.pass == g.nodes[id].pass
-                && producer.shape == g.nodes[id].shape
-                && regions[a] == regions[id]
-                && (!g.batch || batched[a] == batched[id]);
+            let fusible = fusible(k, a, b, &body);
             match &producer.op {
                 Op::Map {
                     args: pa,
