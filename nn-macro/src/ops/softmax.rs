@@ -1,7 +1,7 @@
 //! The softmax family, computed stably through log-sum-exp: `softmax`,
 //! `log_softmax`, `logsumexp`; the graph's `LogSoftmax`, its adjoint
 //! `LogSoftmaxGrad`, and `LogSumExp`. Per sample they call the runtime's
-//! kernels; in the batched code each sample's column is reduced on its own.
+//! kernels; in the batched code the columns kernels reduce each sample's column.
 
 use super::{Builtin, Lower, Vjp};
 use crate::emit::ex::Ex;
@@ -157,30 +157,30 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
     }
 }
 
-/// One kernel call per sample; in the batched code a loop over the samples'
-/// columns, each shifted by its own maximum so large logits do not overflow.
+/// One kernel call per sample, or per batch (the columns kernels, each
+/// column shifted by its own maximum so large logits do not overflow); a
+/// loop over the columns where an operand is shared by the samples.
 pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     let k = Ex::kernels();
     let n = Literal::usize_unsuffixed(ex.node().shape.len());
     match *op {
         Op::LogSoftmax(z) if ex.batched(z) => {
-            let zp = ex.place(z);
-            let (z0, zi) = (zp.index(&quote!([0][j])), zp.index(&quote!([i][j])));
-            let oi = dest.index(&quote!([i][j]));
-            ex.out.push(quote!(
-                for j in 0..B {
-                    let mut m = #z0;
-                    for i in 1..#n { m = m.max(#zi); }
-                    let mut s = 0.0;
-                    for i in 0..#n { s += (#zi - m).exp(); }
-                    let lse = m + s.ln();
-                    for i in 0..#n { #oi = #zi - lse; }
-                }
-            ));
+            // every column at once: the exponentials and logarithms of the
+            // whole batch through the vectorised kernels
+            let (z, d) = (ex.place(z).borrow(), dest.borrow_mut());
+            ex.out.push(quote!(#k::log_softmax_cols(#z, #d);));
         }
         Op::LogSoftmax(z) => {
             let (z, d) = (ex.place(z).borrow(), dest.borrow_mut());
             ex.out.push(quote!(#k::log_softmax(#z, #d);));
+        }
+        Op::LogSoftmaxGrad(y, dd) if ex.batched(y) && ex.batched(dd) => {
+            let (y, dd, d) = (
+                ex.place(y).borrow(),
+                ex.place(dd).borrow(),
+                dest.borrow_mut(),
+            );
+            ex.out.push(quote!(#k::log_softmax_cols_grad_acc(#y, #dd, #d);));
         }
         Op::LogSoftmaxGrad(y, dd) if ex.batched(ex.id) => {
             // either operand may be shared by the samples (a parameter)
