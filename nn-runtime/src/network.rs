@@ -206,6 +206,16 @@ pub trait Network: Sized + Send + Sync {
     /// thresholded at one half against a 0/1 target.
     fn is_correct(output: &Self::Output, target: &Self::Target) -> bool;
 
+    /// The first element of `input` that is NaN or infinite, as the input's
+    /// name and the element's row-major index within it (with the step for
+    /// a sequence: `step * len + i`); `None` when every element is finite.
+    /// The trainer checks every input with it before training: an activation
+    /// such as `relu` would otherwise turn a NaN into a finite number.
+    fn non_finite_input(input: &Self::Input) -> Option<(&'static str, usize)> {
+        let _ = input;
+        None
+    }
+
     /// Checks one target against the network's declaration (a class index must be below its class count).
     fn check_target(target: &Self::Target) -> Result<(), TargetError> {
         let _ = target;

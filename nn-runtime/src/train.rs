@@ -327,6 +327,22 @@ pub enum TrainError {
         #[source]
         error: TargetError,
     },
+    /// A sample's input has a NaN or infinite element; found before
+    /// training starts.
+    #[error(
+        "{set} sample {sample}: input `{input}` element {index} is not a finite number; \
+         fix or drop the sample (an activation such as relu would hide it)"
+    )]
+    NonFiniteInput {
+        /// `"training"`, `"validation"` or `"evaluation"`.
+        set: &'static str,
+        /// 0-based index of the sample in that set.
+        sample: usize,
+        /// The input's name in the definition.
+        input: &'static str,
+        /// Row-major index of the element within the input.
+        index: usize,
+    },
     /// A sample's loss was NaN or infinite; the parameters are left as they
     /// were before this batch (and no checkpoint is written).
     #[error(
@@ -668,11 +684,22 @@ fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), Train
     Ok(())
 }
 
-/// Every target of `data` through [`Network::check_target`].
+/// Every input of `data` finite ([`Network::non_finite_input`]) and every
+/// target through [`Network::check_target`].
 fn check_targets<N: Network>(
     data: &Dataset<N::Input, N::Target>,
     set: &'static str,
 ) -> Result<(), TrainError> {
+    for (sample, input) in data.inputs.iter().enumerate() {
+        if let Some((input, index)) = N::non_finite_input(input) {
+            return Err(TrainError::NonFiniteInput {
+                set,
+                sample,
+                input,
+                index,
+            });
+        }
+    }
     for (sample, target) in data.targets.iter().enumerate() {
         N::check_target(target).map_err(|error| TrainError::InvalidTarget {
             set,

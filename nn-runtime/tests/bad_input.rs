@@ -319,6 +319,68 @@ struct TwoTargets;
     h[t] = tanh(dense(x[t], 5) + h[t-1]); loss = mean_steps(softmax_cross_entropy(h[t], c[t])); }]
 struct PerStepClasses;
 
+#[network { input a; input m[2, 3]; target y[1]; out = dense(mean(m, 1) * a, 1); loss = mse(out, y); }]
+struct MatrixInputs;
+
+/// A NaN or infinite input is an error naming the set, the sample, the
+/// input and the element, before any training: `relu` would turn a NaN
+/// into 0 and training would go on with it.
+#[test]
+fn a_nan_input_is_an_error_before_training() {
+    let mut data = blobs(40, 3);
+    data.inputs[17][9] = f32::NAN;
+    let mut net = Digits::new(1);
+    let before = net.params.as_slice().to_vec();
+    let err = Trainer::new(Sgd::new(0.1))
+        .quiet()
+        .fit(&mut net, &data)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFiniteInput {
+                set: "training",
+                sample: 17,
+                input: "x",
+                index: 9
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("training sample 17: input `x` element 9 is not a finite number"));
+    assert_eq!(net.params.as_slice(), before, "nothing trained");
+    // validation and evaluation sets too
+    let mut val = blobs(8, 4);
+    val.inputs[2][0] = f32::INFINITY;
+    let err = Trainer::new(Sgd::new(0.1))
+        .quiet()
+        .fit_with_validation(&mut net, &blobs(8, 5), &val)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFiniteInput {
+                set: "validation",
+                sample: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // every input of a network, matrices and sequences flattened row-major
+    let x = (2.0f32, [[0.0f32, 1.0, 2.0], [3.0, f32::NAN, 5.0]]);
+    assert_eq!(MatrixInputs::non_finite_input(&x), Some(("m", 4)));
+    assert_eq!(
+        MatrixInputs::non_finite_input(&(f32::NEG_INFINITY, [[0.0; 3]; 2])),
+        Some(("a", 0))
+    );
+    assert_eq!(MatrixInputs::non_finite_input(&(1.0, [[0.0; 3]; 2])), None);
+    let seq = [[0.0f32, 1.0], [2.0, 3.0], [4.0, f32::NAN]];
+    assert_eq!(PerStepClasses::non_finite_input(&seq), Some(("x", 5)));
+}
+
 /// The generated `check_target`: every class index of every target (and
 /// step) below its class count, the first bad one named.
 #[test]

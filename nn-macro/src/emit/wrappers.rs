@@ -144,6 +144,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
         })
         .unwrap_or_default();
     let check_target = check_target(plan);
+    let non_finite_input = non_finite_input(plan);
     let tape_output = if plan.on_tape[g.output] {
         let o = &plan.ident[g.output];
         quote!(
@@ -316,6 +317,9 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 fn check_target(target: &#target_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
                     #check_target
                 }
+                fn non_finite_input(input: &#input_ty) -> ::core::option::Option<(&'static str, usize)> {
+                    #non_finite_input
+                }
                 fn swap_params(&mut self, other: &mut ::nn_runtime::__private::Box<#params_ty>) {
                     ::core::mem::swap(&mut self.params, other);
                 }
@@ -323,6 +327,33 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
             }
         };
     }
+}
+
+/// `Network::non_finite_input`: each input as one flat slice, searched for
+/// its first NaN or infinite element.
+fn non_finite_input(plan: &Plan) -> TokenStream {
+    let g = plan.g;
+    let checks = g.inputs.iter().enumerate().map(|(k, d)| {
+        let name = &d.name;
+        let field = if g.inputs.len() == 1 {
+            quote!((*input))
+        } else {
+            let i = syn::Index::from(k);
+            quote!(input.#i)
+        };
+        let slice = match d.shape.rank() + usize::from(d.per_step) {
+            0 => quote!(::core::slice::from_ref(&#field)),
+            1 => quote!(#field[..]),
+            2 => quote!(#field.as_flattened()),
+            _ => quote!(#field.as_flattened().as_flattened()),
+        };
+        quote!(
+            if let ::core::option::Option::Some(i) = #slice.iter().position(|v| !v.is_finite()) {
+                return ::core::option::Option::Some((#name, i));
+            }
+        )
+    });
+    quote!(#(#checks)* ::core::option::Option::None)
 }
 
 /// `Network::check_target`: every class index below its class count (at

@@ -180,7 +180,8 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                 ex.place(dd).borrow(),
                 dest.borrow_mut(),
             );
-            ex.out.push(quote!(#k::log_softmax_cols_grad_acc(#y, #dd, #d);));
+            ex.out
+                .push(quote!(#k::log_softmax_cols_grad_acc(#y, #dd, #d);));
         }
         Op::LogSoftmaxGrad(y, dd) if ex.batched(ex.id) => {
             // either operand may be shared by the samples (a parameter)
