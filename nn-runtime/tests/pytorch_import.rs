@@ -63,6 +63,33 @@ fn nn_linear() {
     }
 }
 
+/// `nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 3))`.
+#[network {
+    input x[4]; target y[3];
+    h = dense(x, 6);
+    n = layer_norm(h);
+    out = dense(tanh(n), 3);
+    loss = mse(out, y);
+}]
+pub struct LayerNormed;
+
+#[test]
+fn nn_layer_norm() {
+    let mut net = LayerNormed::new(0);
+    load_renamed(&mut net, fixture("layer_norm.safetensors"), |k| {
+        Some(
+            k.replacen("0.", "h.", 1)
+                .replacen("1.", "n.", 1)
+                .replacen("3.", "out.", 1),
+        )
+    })
+    .unwrap();
+    let (x, y) = io("layer_norm");
+    for (x, y) in x.chunks_exact(4).zip(y.chunks_exact(3)) {
+        assert_close(&net.predict(x.try_into().unwrap()), y, "nn.LayerNorm");
+    }
+}
+
 /// The state dict's names: `rnn.weight_ih_l0` -> `weight_ih_l0`, `head.` -> `out.`.
 fn recurrent_names(k: &str) -> Option<String> {
     Some(

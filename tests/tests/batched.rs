@@ -23,6 +23,10 @@ pub struct Classifier;
     loss = mse(out, y) + softmax_cross_entropy(b, softmax(p)) + logsumexp(a) * 0.1 + sum(abs(x * c)) / 5; }]
 pub struct Mixed;
 
+#[network { dtype f64; input x[5]; target y[2];
+    h = dense(x, 6); n = layer_norm(h); out = dense(tanh(n), 2); loss = mse(out, y); }]
+pub struct LayerNormed;
+
 fn random<const N: usize>(rng: &mut Rng) -> [f64; N] {
     std::array::from_fn(|_| rng.uniform(-1.0, 1.0))
 }
@@ -186,3 +190,11 @@ pub struct Residual;
 #[network { dtype f64; param p[3] = uniform(-1, 1); input x[2]; target y[3];
     out = p; output out; loss = mse(out, y) + 0.01 * sum(x * x); }]
 pub struct SharedOutput;
+
+#[test]
+fn layer_norm_batch_equals_per_sample() {
+    same_as_per_sample!(LayerNormed, 9, |r: &mut Rng| (
+        random::<5>(r),
+        random::<2>(r)
+    ));
+}

@@ -164,3 +164,32 @@ fn table_activations_take_their_closed_form_values() {
         );
     }
 }
+
+// layer_norm: centring, scaling by 1/√(var + ε), a learned scale and shift.
+#[network { dtype f64; input x[4]; target y[3];
+    h = dense(x, 5);
+    n = layer_norm(h);
+    out = dense(tanh(n), 3);
+    loss = mse(out, y); }]
+pub struct LayerNormed;
+
+#[test]
+fn layer_norm() {
+    check::<LayerNormed>(X4, [0.3, -0.8, 0.5]);
+    // PyTorch's names (its values: nn-runtime/tests/pytorch_import.rs)
+    let names = LayerNormed::PARAM_INFO
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        names,
+        [
+            "h.weight",
+            "h.bias",
+            "n.weight",
+            "n.bias",
+            "out.weight",
+            "out.bias"
+        ]
+    );
+}
