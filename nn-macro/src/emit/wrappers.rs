@@ -348,8 +348,9 @@ fn non_finite_input(plan: &Plan) -> TokenStream {
             _ => quote!(#field.as_flattened().as_flattened()),
         };
         quote!(
-            if let ::core::option::Option::Some(i) = #slice.iter().position(|v| !v.is_finite()) {
-                return ::core::option::Option::Some((#name, i));
+            // `__nn_` names: a user's unit struct `i` would capture a pattern `i`
+            if let ::core::option::Option::Some(__nn_at) = #slice.iter().position(|__nn_v| !__nn_v.is_finite()) {
+                return ::core::option::Option::Some((#name, __nn_at));
             }
         )
     });
