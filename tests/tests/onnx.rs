@@ -223,3 +223,149 @@ fn softmax_log_softmax() {
     check(&trained::<Softmax>(3), "softmax", 6, 3);
     check(&trained::<LogSoftmax>(4), "log_softmax", 6, 4);
 }
+
+#[network {
+    input x[5];
+    target y[48];
+    h = dense(x, 6);
+    out = concat(tanh(h), relu(h), gelu(h), gelu_exact(h), silu(h), elu(h), leaky_relu(h, 0.1), swish(h));
+    loss = mse(out, y);
+}]
+pub struct Activations1;
+
+#[network {
+    input x[5];
+    target y[48];
+    h = dense(x, 6);
+    out = concat(softsign(h), mish(h), hardtanh(h), hard_sigmoid(h * 3), sin(h), cos(h), abs(h), square(h));
+    loss = mse(out, y);
+}]
+pub struct Activations2;
+
+#[network {
+    input x[5];
+    target y[48];
+    h = dense(x, 6);
+    out = concat(softplus(h), sqrt(softplus(h)), log(sigmoid(h)), exp(h), log1p(abs(h)), expm1(h), pow(h, 3), pow(softplus(h) + 0.5, 0.7));
+    loss = mse(out, y);
+}]
+pub struct Activations3;
+
+#[network {
+    input x[5];
+    target y[12];
+    h = dense(x, 6);
+    out = concat(log1p(h * 0.0001), expm1(h * 0.0001));
+    loss = mse(out, y);
+}]
+pub struct NearZero;
+
+#[network {
+    input x[5];
+    target y[6];
+    h = dense(x, 6);
+    out = softplus(h - 30);
+    loss = mse(out, y);
+}]
+pub struct SoftplusTail;
+
+#[network {
+    input x[4];
+    input s;
+    target y[35];
+    h = dense(x, 5);
+    g = dense(x, 5);
+    out = concat(min(h, g), max(h, g), clamp(h, -0.5, 0.5), where(h > g, h, g * 2),
+                 (h < g) + (h >= 0.1) - (g <= 0) + (h == h) + 2 * (h != g),
+                 h / (1 + g * g), s * h - s);
+    loss = mse(out, y);
+}]
+pub struct Selections;
+
+#[test]
+fn elementwise_functions() {
+    check(&trained::<Activations1>(5), "activations1", 6, 5);
+    check(&trained::<Activations2>(6), "activations2", 6, 6);
+    check(&trained::<Activations3>(7), "activations3", 6, 7);
+    check(&trained::<Selections>(8), "selections", 6, 8);
+}
+
+/// `log1p`, `expm1` near 0 and `softplus` far below 0 keep their small
+/// results (ONNX's `Softplus` and a plain `ln(1 + x)` would not).
+#[test]
+fn small_results_keep_their_precision() {
+    check(&trained::<NearZero>(9), "near_zero", 6, 9);
+    check(&trained::<SoftplusTail>(10), "softplus_tail", 6, 10);
+}
+
+#[network {
+    input x[3, 5];
+    target y[19];
+    param w[4, 3] = xavier;
+    param b[4];
+    param m[5, 2] = xavier;
+    h = tanh(w @ x + b);
+    pooled = mean(h, 1);
+    colsum = sum(h, 0);
+    v = transpose(h) @ pooled;
+    u = pooled @ h;
+    hm = sum(h @ m, 0);
+    sq = sum(h @ transpose(h), 1);
+    o = sum(outer(pooled, colsum) * h);
+    out = concat(v, u, hm * norm(h), sq - logsumexp(h) + dot(pooled, colsum[0:4]) + o + mean(x), pooled[1:4] * sum(x));
+    loss = mse(out, y);
+}]
+pub struct Matrices;
+
+#[network {
+    input t;
+    target y[2];
+    param w[4] = uniform(-1, 1);
+    param c[4] = uniform(-1, 1);
+    h = tanh(t * w + c);
+    out = dense(h, 2);
+    loss = mse(out, y);
+}]
+pub struct ScalarInput;
+
+#[network {
+    input x[4];
+    target y;
+    out = sum(sigmoid(dense(x, 3)));
+    loss = (out - y) ^ 2;
+}]
+pub struct ScalarOutput;
+
+#[test]
+fn matrices_reductions_scalars() {
+    check(&trained::<Matrices>(11), "matrices", 5, 11);
+    check(&trained::<ScalarInput>(12), "scalar_input", 5, 12);
+    check(&trained::<ScalarOutput>(13), "scalar_output", 5, 13);
+}
+
+#[network {
+    input x[3];
+    target f[3];
+    h = tanh(dense(x, 8));
+    u = dense(h, 1);
+    du = grad(sum(u), x);
+    output du;
+    loss = mse(du, f);
+}]
+pub struct InputGradient;
+
+#[network {
+    input x[3];
+    target f[3];
+    z = dense(x, 4);
+    g = grad(logsumexp(z) + norm(x) + sum(log_softmax(z) * z) + sum(softmax(z) * z), x);
+    output g;
+    loss = mse(g, f);
+}]
+pub struct SecondOrder;
+
+#[test]
+fn derivatives_inside_the_definition() {
+    check(&trained::<InputGradient>(14), "input_gradient", 5, 14);
+    check(&trained::<SecondOrder>(15), "second_order", 5, 15);
+}
