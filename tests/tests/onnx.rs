@@ -369,3 +369,173 @@ fn derivatives_inside_the_definition() {
     check(&trained::<InputGradient>(14), "input_gradient", 5, 14);
     check(&trained::<SecondOrder>(15), "second_order", 5, 15);
 }
+
+#[network {
+    steps 6;
+    input x[t][2];
+    target y[t][1];
+    state h[3] = zeros;
+    param wh[3, 3] = xavier;
+    h[t] = tanh(wh @ h[t-1] + dense(x[t], 3));
+    out[t] = dense(h[t], 1);
+    loss = mean_steps(mse(out[t], y[t]));
+}]
+pub struct Elman;
+
+#[network {
+    steps 5;
+    input  x[t][3];
+    target y[t][2];
+    state h[4] = zeros;
+    state c[4] = zeros;
+    param ui[4, 4] = xavier; param uf[4, 4] = xavier;
+    param uo[4, 4] = xavier; param ug[4, 4] = xavier;
+    i[t] = sigmoid(dense(x[t], 4) + ui @ h[t-1]);
+    f[t] = sigmoid(dense(x[t], 4) + uf @ h[t-1] + 1);
+    o[t] = sigmoid(dense(x[t], 4) + uo @ h[t-1]);
+    g[t] = tanh(dense(x[t], 4) + ug @ h[t-1]);
+    c[t] = f[t] * c[t-1] + i[t] * g[t];
+    h[t] = o[t] * tanh(c[t]);
+    out[t] = dense(h[t], 2);
+    loss = mean_steps(mse(out[t], y[t]));
+}]
+pub struct Lstm;
+
+#[network {
+    steps 7;
+    input x[t][2];
+    target y[1];
+    param h0[5] = uniform(-0.5, 0.5);
+    state h[5] = h0;
+    param uz[5, 5] = xavier; param ur[5, 5] = xavier; param uh[5, 5] = xavier;
+    z[t] = sigmoid(dense(x[t], 5) + uz @ h[t-1]);
+    r[t] = sigmoid(dense(x[t], 5) + ur @ h[t-1]);
+    n[t] = tanh(dense(x[t], 5) + uh @ (r[t] * h[t-1]));
+    h[t] = (1 - z[t]) * n[t] + z[t] * h[t-1];
+    out = dense(h[last], 1);
+    loss = mse(out, y);
+}]
+pub struct Gru;
+
+#[network {
+    steps 4;
+    input x[t][3];
+    input ctx[2];
+    target y[2];
+    state h[4] = constant(0.5);
+    h[t] = tanh(dense(concat(x[t], ctx), 4) + h[t-1]);
+    pooled = mean_steps(h[t]) + sum_steps(h[t] * h[t]);
+    out = dense(pooled, 2);
+    loss = mse(out, y);
+}]
+pub struct Pooled;
+
+#[test]
+fn recurrent_networks_unrolled() {
+    check(&trained::<Elman>(16), "elman", 5, 16);
+    check(&trained::<Lstm>(17), "lstm", 5, 17);
+    check(&trained::<Gru>(18), "gru", 5, 18);
+    check(&trained::<Pooled>(19), "pooled", 5, 19);
+}
+
+/// A model file holds every parameter under its name in the definition,
+/// with its current value: a change of weights changes the file.
+#[test]
+fn the_file_holds_the_current_weights_under_their_names() {
+    let mut net = trained::<Xor>(20);
+    let bytes = net.to_onnx().expect("exports");
+    for name in ["h.weight", "h.bias", "out.weight", "out.bias"] {
+        assert!(
+            bytes.windows(name.len()).any(|w| w == name.as_bytes()),
+            "{name} in the model"
+        );
+    }
+    let w = net.params.h_weight[1][0];
+    assert!(bytes.windows(4).any(|b| b == w.to_le_bytes()));
+    net.params.h_weight[1][0] = 123.25;
+    let changed = net.to_onnx().expect("exports");
+    assert_ne!(bytes, changed);
+    assert!(changed.windows(4).any(|b| b == 123.25f32.to_le_bytes()));
+    // and tract sees the new weight
+    check(&net, "xor_changed", 3, 20);
+}
+
+#[test]
+fn non_finite_weights_and_unwritable_paths_are_errors() {
+    let mut net = trained::<Xor>(21);
+    net.params.out_bias[0] = f32::NAN;
+    let e = net.to_onnx().expect_err("NaN");
+    assert!(
+        matches!(
+            e,
+            OnnxError::NonFinite {
+                param: "out.bias",
+                index: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("`out.bias`"), "{e}");
+
+    let net = trained::<Xor>(21);
+    let path = temp("no-such-dir").join("xor.onnx");
+    let e = net.save_onnx(&path).expect_err("no directory");
+    assert!(matches!(e, OnnxError::Io { .. }), "{e}");
+    assert!(e.to_string().contains("no-such-dir"), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+
+    // a failed save keeps the previous file
+    let path = temp("kept.onnx");
+    net.save_onnx(&path).expect("saves");
+    let before = std::fs::read(&path).expect("reads");
+    let mut broken = trained::<Xor>(22);
+    broken.params.h_bias[2] = f32::INFINITY;
+    broken.save_onnx(&path).expect_err("inf");
+    assert_eq!(std::fs::read(&path).expect("reads"), before);
+}
+
+/// A definition whose output reads no input has no batch size to take: the
+/// export says so (naming the operation) instead of writing a model.
+#[network {
+    param w[2] = uniform(-1, 1);
+    target y[2];
+    out = w * 2;
+    loss = mse(out, y);
+}]
+pub struct NoInput;
+
+#[test]
+fn a_graph_onnx_cannot_express_is_a_clear_error() {
+    let e = NoInput::new(1)
+        .save_onnx(temp("no_input.onnx"))
+        .expect_err("unsupported");
+    assert!(matches!(e, OnnxError::Unsupported { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "`NoInput` cannot be exported to ONNX: `output` (computing `out`): the network has no input to take the batch size from"
+    );
+    assert!(!temp("no_input.onnx").exists());
+    assert!(matches!(
+        NoInput::ONNX,
+        Export::Unsupported(Unsupported {
+            network: "NoInput",
+            ..
+        })
+    ));
+}
+
+/// An output that does not depend on the input is repeated for every sample.
+#[network {
+    input x[3];
+    param w[2] = uniform(-1, 1);
+    target y[2];
+    out = tanh(w * 2);
+    loss = mse(out, y) + mean(x) * 0.001;
+}]
+pub struct ConstantOutput;
+
+#[test]
+fn an_output_without_the_input_is_broadcast_over_the_batch() {
+    check(&trained::<ConstantOutput>(23), "constant_output", 4, 23);
+}

@@ -104,6 +104,17 @@ struct Unsupported {
 /// inference graph, or why there is none.
 pub fn onnx_export(g: &Graph, network: &str) -> TokenStream {
     let o = quote!(::nn_runtime::__private::onnx);
+    // in a block of its own, where lints about the constants' spelling
+    // (a float that happens to be close to `1/√2`) do not reach the user
+    let export = export_tokens(g, network, &o);
+    quote!({
+        #[allow(clippy::all)]
+        const EXPORT: #o::Export = #export;
+        EXPORT
+    })
+}
+
+fn export_tokens(g: &Graph, network: &str, o: &TokenStream) -> TokenStream {
     match describe(g) {
         Ok(d) => {
             let dtype = match g.dtype {
@@ -119,7 +130,16 @@ pub fn onnx_export(g: &Graph, network: &str) -> TokenStream {
             let output = io(&d.output);
             let params = &d.params;
             let consts = d.consts.iter().map(|c| match c {
-                OConst::Float(name, v) => quote!(#o::Const::Float(#name, #v)),
+                OConst::Float(name, v) => {
+                    // (lowering keeps constants finite; never a panic here regardless)
+                    let v = match *v {
+                        v if v.is_finite() => quote!(#v),
+                        v if v.is_nan() => quote!(::core::f64::NAN),
+                        v if v > 0.0 => quote!(::core::f64::INFINITY),
+                        _ => quote!(::core::f64::NEG_INFINITY),
+                    };
+                    quote!(#o::Const::Float(#name, #v))
+                }
                 OConst::Int(name, vs) => quote!(#o::Const::Int(#name, &[#(#vs),*])),
             });
             let states = d.states.iter().map(|(prev, init, update)| {
@@ -751,17 +771,9 @@ fn describe(g: &Graph) -> R<Desc> {
             Dtype::F64 => DOUBLE,
         },
     };
-    // graph inputs and parameters keep their names
+    // graph inputs (every input `predict` takes) and parameters keep their names
     let mut inputs = vec![];
-    for (k, d) in g.inputs.iter().enumerate() {
-        let used = g
-            .nodes
-            .iter()
-            .enumerate()
-            .any(|(id, n)| live[id] && n.op == Op::Input(k));
-        if !used {
-            continue;
-        }
+    for d in &g.inputs {
         if d.classes.is_some() {
             return Err(Unsupported {
                 op: format!("input `{}`", d.name),
@@ -1078,11 +1090,17 @@ fn describe(g: &Graph) -> R<Desc> {
                 let is_batched = batched[st.update];
                 let init = match &st.init {
                     StateInit::Constant(c) => b.scalar(*c),
-                    StateInit::Param(p) => V {
-                        name: g.params[*p].name.clone(),
-                        batched: false,
-                        dims: st.shape.0.clone(),
-                    },
+                    StateInit::Param(p) => {
+                        if !params.contains(p) {
+                            params.push(*p);
+                            b.used.insert(g.params[*p].name.clone());
+                        }
+                        V {
+                            name: g.params[*p].name.clone(),
+                            batched: false,
+                            dims: st.shape.0.clone(),
+                        }
+                    }
                 };
                 let saved = std::mem::replace(&mut b.place, Place::Before);
                 let init =
@@ -1215,6 +1233,41 @@ mod tests {
                 n.output
             );
         }
+    }
+
+    #[test]
+    fn an_operation_without_an_onnx_form_is_named() {
+        let text = "input x[2]; target y[2]; h = dense(x, 2); out = tanh(h); loss = mse(out, y);";
+        let mut g = compile(text, None).expect("compiles").sample;
+        // an output computed from a target (which inference never reads)
+        let t = g
+            .nodes
+            .iter()
+            .position(|n| n.op == Op::Target(0))
+            .expect("target");
+        let out = g.output;
+        g.nodes[out].op = Op::Map {
+            args: vec![t],
+            bcast: vec![Bcast::Full],
+            body: S::Arg(0),
+        };
+        let e = describe(&g).expect_err("unsupported");
+        assert_eq!(e.op, "target `y`");
+        assert_eq!(e.reason, "inference reads no target");
+        // an operation of the backward pass only
+        let mut g = compile(text, None).expect("compiles").sample;
+        g.nodes[out].op = Op::BatchSum(t);
+        let e = describe(&g).expect_err("unsupported");
+        assert_eq!((e.op.as_str(), e.binding.as_str()), ("target `y`", "y"));
+        let mut g = compile(text, None).expect("compiles").sample;
+        g.nodes[out].op = Op::Tangent(0);
+        let e = describe(&g).expect_err("unsupported");
+        assert_eq!(e.op, "tangent");
+        assert_eq!(e.reason, "not an operation of inference");
+        // and the expansion carries the error, not a graph
+        let tokens = onnx_export(&g, "Net").to_string();
+        assert!(tokens.contains("Export :: Unsupported"), "{tokens}");
+        assert!(tokens.contains("\"tangent\""), "{tokens}");
     }
 
     #[test]
