@@ -539,3 +539,86 @@ pub struct ConstantOutput;
 fn an_output_without_the_input_is_broadcast_over_the_batch() {
     check(&trained::<ConstantOutput>(23), "constant_output", 4, 23);
 }
+
+#[network {
+    input x[3];
+    target y[4];
+    h = dense(x, 4);
+    out = h + 2 * h + sin(h) + cos(h) * h + 3 + h / 7 - h * h + abs(h);
+    loss = mse(out, y);
+}]
+pub struct LongSum;
+
+#[test]
+fn long_sums_are_one_node() {
+    check(&trained::<LongSum>(24), "long_sum", 5, 24);
+    let Export::Graph(g) = LongSum::ONNX else {
+        panic!("exports")
+    };
+    assert!(
+        g.nodes.iter().any(|n| n.op == "Sum" && n.inputs.len() >= 5),
+        "{:?}",
+        g.nodes
+    );
+}
+
+#[network {
+    dtype f64;
+    input x[4];
+    target label: class[3];
+    h = tanh(dense(x, 5));
+    r = relu(dense(h, 5));
+    logits = dense(r, 3);
+    p = log_softmax(logits);
+    output p;
+    loss = softmax_cross_entropy(logits, label);
+}]
+pub struct Double;
+
+/// An `f64` network is a `DOUBLE` model: tract runs it (for the operators it
+/// implements in double precision) to within the rounding of f64.
+#[test]
+fn f64_networks_are_double_models() {
+    let mut net = Double::new(25);
+    let mut rng = Lcg::new(25);
+    for w in net.params_mut().as_mut_slice() {
+        *w += rng.uniform(-0.1, 0.1);
+    }
+    let path = temp("double.onnx");
+    net.save_onnx(&path).expect("exports");
+    let model = tract_onnx::onnx()
+        .model_for_path(&path)
+        .expect("reads")
+        .into_optimized()
+        .expect("optimises")
+        .into_runnable()
+        .expect("plans");
+    let xs: Vec<[f64; 4]> = (0..4)
+        .map(|_| std::array::from_fn(|_| rng.uniform(-2.0, 2.0)))
+        .collect();
+    let flat: Vec<f64> = xs.iter().flatten().copied().collect();
+    let t = tract_ndarray::ArrayD::from_shape_vec(vec![4, 4], flat).expect("shape");
+    let out = model.run(tvec!(Tensor::from(t).into())).expect("runs");
+    let got: Vec<f64> = out[0]
+        .to_array_view::<f64>()
+        .expect("f64")
+        .iter()
+        .copied()
+        .collect();
+    let mut worst: f64 = 0.0;
+    for (j, x) in xs.iter().enumerate() {
+        let want = net.predict(x);
+        let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+        for i in 0..3 {
+            let err = (got[3 * j + i] - want[i]).abs() / scale;
+            assert!(
+                err < 1e-12,
+                "sample {j}: {} against {}",
+                got[3 * j + i],
+                want[i]
+            );
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("double: largest relative error {worst:.2e}");
+}

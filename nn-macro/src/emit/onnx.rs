@@ -20,7 +20,7 @@
 use super::body::live_with_states;
 use crate::ir::*;
 use crate::scalar::{Cmp, S};
-use proc_macro2::TokenStream;
+use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 use std::collections::{HashMap, HashSet};
 
@@ -106,29 +106,33 @@ pub fn onnx_export(g: &Graph, network: &str) -> TokenStream {
     let o = quote!(::nn_runtime::__private::onnx);
     // in a block of its own, where lints about the constants' spelling
     // (a float that happens to be close to `1/√2`) do not reach the user
-    let export = export_tokens(g, network, &o);
+    let export = export_tokens(g, network);
     quote!({
-        #[allow(clippy::all)]
-        const EXPORT: #o::Export = #export;
+        #[allow(clippy::all, unused_imports)]
+        const EXPORT: #o::Export = {
+            use #o::{Attr, Const, Export, Graph, Io, Node, Region, State, Unsupported};
+            #export
+        };
         EXPORT
     })
 }
 
-fn export_tokens(g: &Graph, network: &str, o: &TokenStream) -> TokenStream {
+fn export_tokens(g: &Graph, network: &str) -> TokenStream {
     match describe(g) {
         Ok(d) => {
             let dtype = match g.dtype {
                 Dtype::F32 => "f32",
                 Dtype::F64 => "f64",
             };
-            let steps = d.steps;
+            let steps = Literal::usize_unsuffixed(d.steps);
             let io = |io: &Io| {
-                let (name, value, dims, per_step) = (&io.name, &io.value, &io.dims, io.per_step);
-                quote!(#o::Io { name: #name, value: #value, dims: &[#(#dims),*], per_step: #per_step })
+                let (name, value, per_step) = (&io.name, &io.value, io.per_step);
+                let dims = io.dims.iter().map(|&d| Literal::usize_unsuffixed(d));
+                quote!(Io { name: #name, value: #value, dims: &[#(#dims),*], per_step: #per_step })
             };
             let inputs = d.inputs.iter().map(io);
             let output = io(&d.output);
-            let params = &d.params;
+            let params = d.params.iter().map(|&p| Literal::usize_unsuffixed(p));
             let consts = d.consts.iter().map(|c| match c {
                 OConst::Float(name, v) => {
                     // (lowering keeps constants finite; never a panic here regardless)
@@ -138,27 +142,36 @@ fn export_tokens(g: &Graph, network: &str, o: &TokenStream) -> TokenStream {
                         v if v > 0.0 => quote!(::core::f64::INFINITY),
                         _ => quote!(::core::f64::NEG_INFINITY),
                     };
-                    quote!(#o::Const::Float(#name, #v))
+                    quote!(Const::Float(#name, #v))
                 }
-                OConst::Int(name, vs) => quote!(#o::Const::Int(#name, &[#(#vs),*])),
+                OConst::Int(name, vs) => {
+                    let vs = vs.iter().map(|&v| Literal::i64_unsuffixed(v));
+                    quote!(Const::Int(#name, &[#(#vs),*]))
+                }
             });
-            let states = d.states.iter().map(|(prev, init, update)| {
-                quote!(#o::State { prev: #prev, init: #init, update: #update })
-            });
+            let states = d.states.iter().map(
+                |(prev, init, update)| quote!(State { prev: #prev, init: #init, update: #update }),
+            );
             let nodes = d.nodes.iter().map(|n| {
                 let (op, inputs, output) = (n.op, &n.inputs, &n.output);
                 let place = match n.place {
-                    Place::Before => quote!(#o::Region::Before),
-                    Place::Step => quote!(#o::Region::Step),
-                    Place::After => quote!(#o::Region::After),
+                    Place::Before => quote!(Region::Before),
+                    Place::Step => quote!(Region::Step),
+                    Place::After => quote!(Region::After),
                 };
                 let attrs = n.attrs.iter().map(|a| match a {
-                    Attr::Int(k, v) => quote!(#o::Attr::Int(#k, #v)),
-                    Attr::Ints(k, vs) => quote!(#o::Attr::Ints(#k, &[#(#vs),*])),
+                    Attr::Int(k, v) => {
+                        let v = Literal::i64_unsuffixed(*v);
+                        quote!(Attr::Int(#k, #v))
+                    }
+                    Attr::Ints(k, vs) => {
+                        let vs = vs.iter().map(|&v| Literal::i64_unsuffixed(v));
+                        quote!(Attr::Ints(#k, &[#(#vs),*]))
+                    }
                 });
-                quote!(#o::Node { op: #op, region: #place, inputs: &[#(#inputs),*], output: #output, attrs: &[#(#attrs),*] })
+                quote!(Node { op: #op, region: #place, inputs: &[#(#inputs),*], output: #output, attrs: &[#(#attrs),*] })
             });
-            quote!(#o::Export::Graph(&#o::Graph {
+            quote!(Export::Graph(&Graph {
                 network: #network,
                 dtype: #dtype,
                 steps: #steps,
@@ -172,7 +185,7 @@ fn export_tokens(g: &Graph, network: &str, o: &TokenStream) -> TokenStream {
         }
         Err(u) => {
             let (op, binding, reason) = (&u.op, &u.binding, &u.reason);
-            quote!(#o::Export::Unsupported(#o::Unsupported {
+            quote!(Export::Unsupported(Unsupported {
                 network: #network,
                 op: #op,
                 binding: #binding,
@@ -194,6 +207,7 @@ struct B<'g> {
     float_consts: HashMap<u64, String>,
     int_consts: HashMap<Vec<i64>, String>,
     used: HashSet<String>,
+    suffix: HashMap<String, usize>,
     batch_dim: Option<String>,
     first_input: Option<String>,
     elem: i64,
@@ -222,10 +236,12 @@ impl B<'_> {
             .map(|c| if c == '@' { '_' } else { c })
             .collect();
         let mut name = base.clone();
-        let mut k = 2;
+        // the next suffix to try for this base: linear in the number of
+        // names, however many share a base
+        let k = self.suffix.entry(base.clone()).or_insert(2);
         while self.used.contains(&name) {
             name = format!("{base}_{k}");
-            k += 1;
+            *k += 1;
         }
         self.used.insert(name.clone());
         name
@@ -567,6 +583,33 @@ impl B<'_> {
                 let a = go(self, a)?;
                 Sv::Num(self.unary("Neg", &a, base))
             }
+            // a long left-nested chain `((a + b) + c) + ...`: one `Sum`
+            S::Add(..) if matches!(s, S::Add(a, _) if matches!(**a, S::Add(..))) => {
+                let mut terms = vec![];
+                let mut at = s;
+                while let S::Add(a, b) = at {
+                    terms.push(&**b);
+                    at = a;
+                }
+                terms.push(at);
+                terms.reverse();
+                let mut vs = vec![];
+                for t in terms {
+                    vs.push(go(self, t)?);
+                }
+                let name = self.push(
+                    "Sum",
+                    base,
+                    vs.iter().map(|v| v.name.clone()).collect(),
+                    vec![],
+                );
+                let dims = vs.iter().fold(vec![], |d, v| broadcast(&d, &v.dims));
+                Sv::Num(V {
+                    name,
+                    batched: vs.iter().any(|v| v.batched),
+                    dims,
+                })
+            }
             S::Add(a, b) | S::Sub(a, b) | S::Mul(a, b) | S::Div(a, b) => {
                 let op = match s {
                     S::Add(..) => "Add",
@@ -764,6 +807,7 @@ fn describe(g: &Graph) -> R<Desc> {
         float_consts: HashMap::new(),
         int_consts: HashMap::new(),
         used: HashSet::new(),
+        suffix: HashMap::new(),
         batch_dim: None,
         first_input: None,
         elem: match g.dtype {
