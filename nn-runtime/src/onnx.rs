@@ -439,14 +439,21 @@ mod export {
             .collect();
         per_step.extend(g.inputs.iter().filter(|i| i.per_step).map(|i| i.name));
         per_step.extend(g.states.iter().map(|s| s.prev));
+        // a name as step `t` sees it: a step's own value `name@t`; a
+        // state's previous value is its update at `t - 1` (which may itself
+        // be a value from before the loop, or another previous value), its
+        // initial value at step 0
         let at = |name: &str, t: usize| -> String {
-            if !per_step.contains(name) {
-                return name.to_string();
-            }
-            match g.states.iter().find(|s| s.prev == name) {
-                Some(s) if t == 0 => s.init.to_string(),
-                Some(s) => format!("{}@{}", s.update, t - 1),
-                None => format!("{name}@{t}"),
+            let (mut name, mut t) = (name, t);
+            loop {
+                if !per_step.contains(name) {
+                    return name.to_string();
+                }
+                match g.states.iter().find(|s| s.prev == name) {
+                    Some(s) if t == 0 => return s.init.to_string(),
+                    Some(s) => (name, t) = (s.update, t - 1),
+                    None => return format!("{name}@{t}"),
+                }
             }
         };
         if g.steps == 0

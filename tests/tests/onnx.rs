@@ -622,3 +622,35 @@ fn f64_networks_are_double_models() {
     }
     eprintln!("double: largest relative error {worst:.2e}");
 }
+
+/// A state whose update reads nothing of the step (one value for every
+/// sample) and one that copies another state.
+#[network {
+    steps 4;
+    input x[t][2];
+    target y[t][2];
+    param w[2] = uniform(-1, 1);
+    state k[2] = zeros;
+    state m[2] = constant(0.25);
+    k[t] = w * 2;
+    m[t] = k[t-1];
+    out[t] = dense(x[t], 2) + m[t-1];
+    loss = mean_steps(mse(out[t], y[t]));
+}]
+pub struct SharedState;
+
+#[test]
+fn states_shared_by_the_batch_and_chained() {
+    let net = trained::<SharedState>(26);
+    // m[t] = k[t-1]: m is 0.25, then k's initial 0, then 2 w
+    let out = net.predict(&[[0.0; 2]; 4]);
+    let (w, b) = (net.params.w, net.params.out_bias);
+    let want = [0.25, 0.0, 2.0 * w[0], 2.0 * w[0]].map(|m| b[0] + m);
+    for t in 0..4 {
+        assert!(
+            (out[t][0] - want[t]).abs() < 1e-6,
+            "step {t}: {out:?} against {want:?}"
+        );
+    }
+    check(&net, "shared_state", 3, 26);
+}
