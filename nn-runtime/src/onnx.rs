@@ -398,18 +398,19 @@ mod export {
         }
     }
 
+    /// The axis per-step outputs are stacked along.
     const GATHER_AXES: &[i64] = &[1];
 
     /// The int64 constants unrolling adds: each step's index (scalars) and
     /// the axis the steps are stacked along.
     fn extra_consts(g: &Graph) -> Vec<(String, Vec<i64>, bool)> {
-        if g.steps == 0 {
-            return vec![];
+        let mut c: Vec<(String, Vec<i64>, bool)> = vec![];
+        if g.inputs.iter().any(|i| i.per_step) {
+            c.extend((0..g.steps).map(|t| (format!("step@{t}"), vec![t as i64], true)));
         }
-        let mut c: Vec<(String, Vec<i64>, bool)> = (0..g.steps)
-            .map(|t| (format!("step@{t}"), vec![t as i64], true))
-            .collect();
-        c.push(("steps@axis".into(), GATHER_AXES.to_vec(), false));
+        if g.output.per_step {
+            c.push(("steps@axis".into(), GATHER_AXES.to_vec(), false));
+        }
         c
     }
 

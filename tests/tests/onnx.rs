@@ -99,7 +99,7 @@ impl<A: Floats + Random, B: Floats + Random> Inputs for (A, B) {
 }
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nn-onnx-test-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("onnx");
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join(name)
 }
@@ -140,6 +140,30 @@ where
         inputs.push(Tensor::from(t).into());
     }
     let outputs = model.run(inputs).expect("tract runs the model");
+    // the samples and `predict`'s outputs beside the model, for other engines
+    let mut record = String::from("{\"inputs\": [");
+    for k in 0..n_inputs {
+        let (mut data, mut shape) = (vec![], vec![batch]);
+        for (j, s) in samples.iter().enumerate() {
+            let (v, d) = s.parts().swap_remove(k);
+            if j == 0 {
+                shape.extend(d);
+            }
+            data.extend(v);
+        }
+        let sep = if k > 0 { ", " } else { "" };
+        record += &format!("{sep}{{\"shape\": {shape:?}, \"data\": {data:?}}}");
+    }
+    let predicted: Vec<f32> = samples
+        .iter()
+        .flat_map(|s| {
+            let mut v = vec![];
+            net.predict(s).floats(&mut v);
+            v
+        })
+        .collect();
+    record += &format!("], \"predict\": {predicted:?}}}");
+    std::fs::write(temp(&format!("{name}.json")), record).expect("writes the record");
     let got = outputs[0]
         .to_array_view::<f32>()
         .expect("f32 output")
