@@ -1,4 +1,4 @@
-//! Export to [ONNX](https://onnx.ai): a network's inference graph (exactly
+//! Export to ONNX: a network's inference graph (exactly
 //! what `predict` computes) with its current parameters, as an ONNX model
 //! (opset 17) that inference engines load.
 //!
@@ -65,8 +65,74 @@ pub struct Graph {
     pub consts: &'static [Const],
     /// The states of a recurrent network.
     pub states: &'static [State],
-    /// The nodes, operands before users within each region.
-    pub nodes: &'static [Node],
+    /// The nodes, operands before users within each region, one a line:
+    /// its region (`B`efore, `S`tep, `A`fter), operator, result and
+    /// operands, then after a `|` its attributes (`axis=-1`, `perm=[0,2,1]`):
+    /// `B Gemm h_wx x h.weight | transB=1` (text keeps the generated code
+    /// small; see [`Graph::nodes`]).
+    pub nodes: &'static str,
+}
+
+impl Graph {
+    /// The nodes, parsed.
+    ///
+    /// # Errors
+    /// A line that is not a node, naming it (a bug of `#[network]`).
+    pub fn nodes(&self) -> Result<Vec<Node>, String> {
+        self.nodes
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(Node::parse)
+            .collect()
+    }
+}
+
+impl Node {
+    /// A node from its line in [`Graph::nodes`].
+    ///
+    /// # Errors
+    /// If the line is not a node, naming it.
+    pub fn parse(line: &'static str) -> Result<Node, String> {
+        let bad = || format!("not a node: `{line}`");
+        let (main, attrs) = match line.split_once('|') {
+            Some((m, a)) => (m, a),
+            None => (line, ""),
+        };
+        let mut words = main.split_whitespace();
+        let region = match words.next() {
+            Some("B") => Region::Before,
+            Some("S") => Region::Step,
+            Some("A") => Region::After,
+            _ => return Err(bad()),
+        };
+        let op = words.next().ok_or_else(bad)?;
+        let output = words.next().ok_or_else(bad)?;
+        let inputs = words.collect();
+        let mut parsed = vec![];
+        for a in attrs.split_whitespace() {
+            let (name, value) = a.split_once('=').ok_or_else(bad)?;
+            let int = |v: &str| v.parse::<i64>().map_err(|_| bad());
+            parsed.push(
+                match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+                    Some(list) => Attr::Ints(
+                        name,
+                        list.split(',')
+                            .filter(|v| !v.is_empty())
+                            .map(int)
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    None => Attr::Int(name, int(value)?),
+                },
+            );
+        }
+        Ok(Node {
+            op,
+            region,
+            inputs,
+            output,
+            attrs: parsed,
+        })
+    }
 }
 
 /// A graph input or output.
@@ -116,27 +182,27 @@ pub enum Region {
 
 /// One node: an ONNX operator (or `nn.StepSum`, `nn.Last`: the sum over
 /// the steps and the last step's value, which unrolling resolves).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// The operator.
     pub op: &'static str,
     /// Where it runs.
     pub region: Region,
     /// Its operands.
-    pub inputs: &'static [&'static str],
+    pub inputs: Vec<&'static str>,
     /// Its result.
     pub output: &'static str,
     /// Its attributes.
-    pub attrs: &'static [Attr],
+    pub attrs: Vec<Attr>,
 }
 
 /// An attribute of a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attr {
     /// An integer.
     Int(&'static str, i64),
     /// A list of integers.
-    Ints(&'static str, &'static [i64]),
+    Ints(&'static str, Vec<i64>),
 }
 
 #[cfg(feature = "onnx")]
@@ -378,8 +444,8 @@ mod export {
             string(&mut n, 4, self.op);
             for a in &self.attrs {
                 let mut m = Vec::new();
-                match *a {
-                    Attr::Int(name, v) => {
+                match a {
+                    &Attr::Int(name, v) => {
                         string(&mut m, 1, name);
                         int(&mut m, 3, v);
                         int(&mut m, 20, 2);
@@ -418,22 +484,22 @@ mod export {
     /// nodes renamed `name@t`, per-step inputs gathered, states chained,
     /// the per-step outputs stacked.
     pub(super) fn unroll(g: &Graph) -> Result<Vec<Out>, String> {
+        let nodes = g.nodes()?;
         let copy = |n: &Node, inputs: Vec<String>, output: String| Out {
             op: n.op,
             inputs,
             output,
-            attrs: n.attrs.to_vec(),
+            attrs: n.attrs.clone(),
         };
         let mut out = vec![];
-        for n in g.nodes.iter().filter(|n| n.region == Region::Before) {
+        for n in nodes.iter().filter(|n| n.region == Region::Before) {
             out.push(copy(
                 n,
                 n.inputs.iter().map(|s| s.to_string()).collect(),
                 n.output.into(),
             ));
         }
-        let mut per_step: HashSet<&str> = g
-            .nodes
+        let mut per_step: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.region == Region::Step)
             .map(|n| n.output)
@@ -458,7 +524,7 @@ mod export {
             }
         };
         if g.steps == 0
-            && (g.nodes.iter().any(|n| n.region != Region::Before) || !per_step.is_empty())
+            && (nodes.iter().any(|n| n.region != Region::Before) || !per_step.is_empty())
         {
             return Err("a time loop in a feed-forward network".into());
         }
@@ -471,14 +537,14 @@ mod export {
                     attrs: vec![Attr::Int("axis", 1)],
                 });
             }
-            for n in g.nodes.iter().filter(|n| n.region == Region::Step) {
+            for n in nodes.iter().filter(|n| n.region == Region::Step) {
                 let inputs = n.inputs.iter().map(|i| at(i, t)).collect();
                 out.push(copy(n, inputs, format!("{}@{t}", n.output)));
             }
         }
         let last = g.steps.saturating_sub(1);
-        for n in g.nodes.iter().filter(|n| n.region == Region::After) {
-            let node = match (n.op, n.inputs) {
+        for n in nodes.iter().filter(|n| n.region == Region::After) {
+            let node = match (n.op, n.inputs.as_slice()) {
                 ("nn.StepSum", [a]) if g.steps > 1 => Out {
                     op: "Sum",
                     inputs: (0..g.steps).map(|t| at(a, t)).collect(),
@@ -697,29 +763,7 @@ mod tests {
             init: "h_init",
             update: "h",
         }],
-        nodes: &[
-            Node {
-                op: "Identity",
-                region: Region::Before,
-                inputs: &["zero"],
-                output: "h_init",
-                attrs: &[],
-            },
-            Node {
-                op: "Add",
-                region: Region::Step,
-                inputs: &["h_prev", "x"],
-                output: "h",
-                attrs: &[],
-            },
-            Node {
-                op: "nn.StepSum",
-                region: Region::After,
-                inputs: &["h"],
-                output: "total",
-                attrs: &[],
-            },
-        ],
+        nodes: "B Identity h_init zero\nS Add h h_prev x\nA nn.StepSum total h\n",
     };
 
     #[test]
@@ -747,6 +791,36 @@ mod tests {
             e.to_string(),
             "`Net` cannot be exported to ONNX: `pick` (computing `loss_pick`): inference reads no target"
         );
+    }
+
+    #[test]
+    fn node_lines_parse() {
+        let n = Node::parse("S ReduceMax m a | axes=[1] keepdims=1").expect("parses");
+        assert_eq!(n.region, Region::Step);
+        assert_eq!(
+            (n.op, n.output, n.inputs.as_slice()),
+            ("ReduceMax", "m", &["a"][..])
+        );
+        assert_eq!(
+            n.attrs,
+            [Attr::Ints("axes", vec![1]), Attr::Int("keepdims", 1)]
+        );
+        let n = Node::parse("B Transpose t w | perm=[0,2,1]").expect("parses");
+        assert_eq!(n.attrs, [Attr::Ints("perm", vec![0, 2, 1])]);
+        let n = Node::parse("A Sum s a b c").expect("parses");
+        assert_eq!(
+            (n.region, n.inputs.len(), n.attrs.len()),
+            (Region::After, 3, 0)
+        );
+        for bad in [
+            "X Add a b",
+            "B",
+            "B Add",
+            "B Add a b | axis",
+            "B Add a | axis=x",
+        ] {
+            assert!(Node::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn onnx_export(g: &Graph, network: &str) -> TokenStream {
     quote!({
         #[allow(clippy::all, unused_imports)]
         const EXPORT: #o::Export = {
-            use #o::{Attr, Const, Export, Graph, Io, Node, Region, State, Unsupported};
+            use #o::{Const, Export, Graph, Io, State, Unsupported};
             #export
         };
         EXPORT
@@ -152,25 +152,36 @@ fn export_tokens(g: &Graph, network: &str) -> TokenStream {
             let states = d.states.iter().map(
                 |(prev, init, update)| quote!(State { prev: #prev, init: #init, update: #update }),
             );
-            let nodes = d.nodes.iter().map(|n| {
-                let (op, inputs, output) = (n.op, &n.inputs, &n.output);
-                let place = match n.place {
-                    Place::Before => quote!(Region::Before),
-                    Place::Step => quote!(Region::Step),
-                    Place::After => quote!(Region::After),
-                };
-                let attrs = n.attrs.iter().map(|a| match a {
-                    Attr::Int(k, v) => {
-                        let v = Literal::i64_unsuffixed(*v);
-                        quote!(Attr::Int(#k, #v))
-                    }
-                    Attr::Ints(k, vs) => {
-                        let vs = vs.iter().map(|&v| Literal::i64_unsuffixed(v));
-                        quote!(Attr::Ints(#k, &[#(#vs),*]))
-                    }
+            // one line a node (see `nn_runtime::onnx::Graph::nodes`)
+            let mut nodes = String::new();
+            for n in &d.nodes {
+                nodes.push(match n.place {
+                    Place::Before => 'B',
+                    Place::Step => 'S',
+                    Place::After => 'A',
                 });
-                quote!(Node { op: #op, region: #place, inputs: &[#(#inputs),*], output: #output, attrs: &[#(#attrs),*] })
-            });
+                for w in [n.op, n.output.as_str()]
+                    .into_iter()
+                    .chain(n.inputs.iter().map(|s| s.as_str()))
+                {
+                    nodes.push(' ');
+                    nodes.push_str(w);
+                }
+                if !n.attrs.is_empty() {
+                    nodes.push_str(" |");
+                }
+                for a in &n.attrs {
+                    let text = match a {
+                        Attr::Int(k, v) => format!(" {k}={v}"),
+                        Attr::Ints(k, vs) => {
+                            let vs: Vec<String> = vs.iter().map(|v| v.to_string()).collect();
+                            format!(" {k}=[{}]", vs.join(","))
+                        }
+                    };
+                    nodes.push_str(&text);
+                }
+                nodes.push('\n');
+            }
             quote!(Export::Graph(&Graph {
                 network: #network,
                 dtype: #dtype,
@@ -180,7 +191,7 @@ fn export_tokens(g: &Graph, network: &str) -> TokenStream {
                 params: &[#(#params),*],
                 consts: &[#(#consts),*],
                 states: &[#(#states),*],
-                nodes: &[#(#nodes),*],
+                nodes: #nodes,
             }))
         }
         Err(u) => {
