@@ -678,3 +678,32 @@ fn states_shared_by_the_batch_and_chained() {
     }
     check(&net, "shared_state", 3, 26);
 }
+
+/// Derivatives through slices, concatenation, matrix products and norms:
+/// the adjoint operations (`Pad`, products with a transposed operand).
+#[network {
+    input x[2, 3];
+    input v[4];
+    target f[10];
+    param w[4, 2] = xavier;
+    y = tanh(w @ x);
+    a = dense(v, 5);
+    ga = grad(sum(concat(a[0:2], a[3:5]) * a[1:5]) + norm(a) + sum(log_softmax(a) * a), v);
+    gx = grad(sum(y @ transpose(x)) + sum(sum(y, 1) * v), x);
+    out = concat(ga, sum(gx, 1), sum(gx, 0) * 0.5, ga[0:1]);
+    loss = mse(out, f);
+}]
+pub struct AdjointOps;
+
+#[test]
+fn adjoint_operations_inside_the_definition() {
+    let net = trained::<AdjointOps>(27);
+    let Export::Graph(g) = AdjointOps::ONNX else {
+        panic!("exports")
+    };
+    let ops: Vec<&str> = g.nodes().expect("parses").iter().map(|n| n.op).collect();
+    for op in ["Pad", "Transpose", "MatMul", "LogSoftmax"] {
+        assert!(ops.contains(&op), "{op} in {ops:?}");
+    }
+    check(&net, "adjoint_ops", 4, 27);
+}
