@@ -33,6 +33,7 @@ pub mod kernels;
 mod log;
 pub mod metrics;
 pub mod network;
+pub mod onnx;
 pub mod optim;
 #[cfg(feature = "plot")]
 pub mod plot;
@@ -61,6 +62,8 @@ pub use init::Init;
 pub use metrics::{accuracy, mean_squared_error, ConfusionMatrix};
 pub use network::{Flat, Network, NoBatch, ParamInfo, TargetError, Zeroable};
 pub use nn_macro::network;
+#[cfg(feature = "onnx")]
+pub use onnx::OnnxError;
 pub use optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
 pub use rng::Rng;
 pub use summary::Summary;
@@ -86,6 +89,8 @@ pub mod prelude {
     pub use crate::metrics::{accuracy, mean_squared_error, ConfusionMatrix};
     pub use crate::network;
     pub use crate::network::{Flat, Network, ParamInfo, TargetError};
+    #[cfg(feature = "onnx")]
+    pub use crate::onnx::OnnxError;
     pub use crate::optim::{Adam, AdamW, Clip, Optimizer, RmsProp, Schedule, SettingError, Sgd};
     #[cfg(feature = "train")]
     pub use crate::train::{
@@ -104,6 +109,7 @@ pub mod __private {
     pub use crate::network::{
         no_batched_pass, Flat, Network, NoBatch, ParamInfo, TargetError, Zeroable,
     };
+    pub use crate::onnx;
     pub use crate::rng::Rng;
     pub use crate::summary::Summary;
     pub use std::boxed::Box;

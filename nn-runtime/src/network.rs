@@ -182,6 +182,10 @@ pub trait Network: Sized + Send + Sync {
     /// first; empty for a network without batched passes (a recurrent one,
     /// or one whose per-sample values are matrices).
     const BATCH_WIDTHS: &'static [usize] = &[];
+    /// The inference graph for ONNX export, as `#[network]` describes it
+    /// (see [`onnx`](crate::onnx)); a hand-written impl has none.
+    #[doc(hidden)]
+    const ONNX: crate::onnx::Export = crate::onnx::Export::Missing;
 
     /// A network with parameters initialised as declared, from `seed`.
     fn new(seed: u64) -> Self;
@@ -319,6 +323,27 @@ pub trait Network: Sized + Send + Sync {
         path: impl AsRef<std::path::Path>,
     ) -> Result<(), crate::checkpoint::CheckpointError> {
         crate::checkpoint::load(self, path)
+    }
+    #[cfg(feature = "onnx")]
+    /// The network's inference graph (what `predict` computes) with its
+    /// current parameters as an ONNX model (opset 17): protobuf bytes
+    /// (see [`onnx`](crate::onnx)).
+    ///
+    /// # Errors
+    /// If the graph has an operation ONNX cannot express (naming it), or a
+    /// parameter is NaN or infinite.
+    fn to_onnx(&self) -> Result<Vec<u8>, crate::onnx::OnnxError> {
+        crate::onnx::to_bytes(self)
+    }
+    #[cfg(feature = "onnx")]
+    /// Saves [`to_onnx`](Network::to_onnx)'s model to `path`, atomically
+    /// (a temporary file renamed over it).
+    ///
+    /// # Errors
+    /// As [`to_onnx`](Network::to_onnx), and if the file cannot be written
+    /// (naming it); a previous file at `path` is then intact.
+    fn save_onnx(&self, path: impl AsRef<std::path::Path>) -> Result<(), crate::onnx::OnnxError> {
+        crate::onnx::save(self, path)
     }
     /// The loss for one sample, using `tape` as scratch.
     fn loss(

@@ -367,3 +367,55 @@ fn batched_recurrent_passes_equal_per_sequence_passes() {
     batched_equals_per_sequence::<Lstm16>();
     batched_equals_per_sequence::<Lstm16Trunc4>();
 }
+
+/// `m[t] = k[t-1]`: a state whose new value is another state's previous
+/// one reads it before that state is overwritten, in every pass.
+#[network {
+    dtype f64;
+    steps 4;
+    input x[t][2];
+    target y[t][2];
+    param w[2] = uniform(-1, 1);
+    state k[2] = zeros;
+    state m[2] = constant(0.25);
+    k[t] = w * 2 + x[t];
+    m[t] = k[t-1];
+    out[t] = x[t] + m[t-1];
+    loss = sum_steps(sum(out[t] * y[t]));
+}]
+pub struct ChainedStates;
+
+#[test]
+fn a_state_reading_another_previous_state_sees_its_old_value() {
+    let net = ChainedStates::new(3);
+    let w = net.params.w;
+    let x = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]];
+    // m[-1] = 0.25, m[0] = k[-1] = 0, m[t] = k[t-1] = 2 w + x[t-1]
+    let m_prev = |t: usize, i: usize| match t {
+        0 => 0.25,
+        1 => 0.0,
+        _ => 2.0 * w[i] + x[t - 2][i],
+    };
+    let out = net.predict(&x);
+    let mut state = net.initial_state();
+    for t in 0..4 {
+        let step = net.step(&mut state, &x[t]);
+        for i in 0..2 {
+            let want = x[t][i] + m_prev(t, i);
+            assert!(
+                (out[t][i] - want).abs() < 1e-12,
+                "predict, step {t}: {out:?}"
+            );
+            assert!((step[i] - want).abs() < 1e-12, "step {t}: {step:?}");
+        }
+    }
+    let y = [[1.0, -1.0], [0.5, 2.0], [-1.0, 1.0], [2.0, 0.25]];
+    let want: f64 = (0..4)
+        .map(|t| (0..2).map(|i| out[t][i] * y[t][i]).sum::<f64>())
+        .sum();
+    let mut tape = ChainedStates::new_tape();
+    assert!((net.forward(&x, &y, &mut tape) - want).abs() < 1e-12);
+    let mut batch = ChainedStates::new_batch_tape::<4>();
+    let total = net.forward_batch::<4>(&[x; 4], &[y; 4], &mut batch);
+    assert!((total - 4.0 * want).abs() < 1e-11);
+}

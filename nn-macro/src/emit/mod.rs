@@ -22,6 +22,7 @@ pub mod docs;
 pub mod ex;
 pub mod items;
 pub mod names;
+pub mod onnx;
 pub mod plan;
 pub mod pytorch;
 pub mod recurrent;

@@ -175,11 +175,29 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
 pub fn update_states(plan: &Plan, fx: &mut Fx) {
     let last = plan.g.steps.map_or(0, |s| s.count - 1);
     let last = Literal::usize_unsuffixed(last);
-    for st in &plan.g.states {
+    // a state whose new value is another state's previous one (`m[t] =
+    // k[t-1]`) reads it before any state is overwritten (the batched
+    // passes write step t + 1's slots, which nothing of step t reads)
+    let mut before = std::collections::HashMap::new();
+    for (k, st) in plan.g.states.iter().enumerate() {
+        let other_prev = matches!(plan.g.nodes[st.update].op, Op::StatePrev(j) if j != k);
+        if fx.live[st.prev] && other_prev && !plan.batch {
+            if let Some(src) = fx.place.get(&st.update) {
+                let tmp = format_ident!("{}_before", plan.ident[st.update]);
+                let v = src.value();
+                fx.stmts.push(quote!(let #tmp = #v;));
+                before.insert(k, Place::Local(tmp));
+            }
+        }
+    }
+    for (k, st) in plan.g.states.iter().enumerate() {
         if !fx.live[st.prev] {
             continue;
         }
-        let Some(src) = fx.place.get(&st.update).cloned() else {
+        let Some(src) = before
+            .remove(&k)
+            .or_else(|| fx.place.get(&st.update).cloned())
+        else {
             continue;
         };
         let stmt = match fx.which {

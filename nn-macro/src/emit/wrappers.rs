@@ -32,6 +32,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
     let target_ty = input_ty_of(plan, &g.targets);
     let output_ty = plan.tape_ty(g.output);
     let (fwd_flops, bwd_flops) = flops(plan);
+    let onnx = super::onnx::onnx_export(g, &name.to_string());
     let (fwd_flops, bwd_flops) = (
         Literal::u64_unsuffixed(fwd_flops),
         Literal::u64_unsuffixed(bwd_flops),
@@ -293,6 +294,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 const FORWARD_FLOPS: u64 = #name::FORWARD_FLOPS;
                 const BACKWARD_FLOPS: u64 = #name::BACKWARD_FLOPS;
                 const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #name::PARAM_INFO;
+                const ONNX: ::nn_runtime::__private::onnx::Export = #onnx;
                 fn new(seed: u64) -> Self {
                     #name::new(seed)
                 }
