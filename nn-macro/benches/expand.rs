@@ -110,7 +110,15 @@ fn default_expansion(
     def: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> proc_macro2::TokenStream {
-    expand::network_with(def, item, expand::Options { hvp: false })
+    expand::network_with(
+        def,
+        item,
+        expand::Options {
+            hvp: false,
+            onnx: false,
+            pytorch: false,
+        },
+    )
 }
 
 fn tokens(def: &str) -> TokenStream {

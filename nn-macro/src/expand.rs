@@ -11,18 +11,27 @@ use nn_grammar::Diagnostic;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-/// Expands `#[network(args)] item`.
 /// What is generated beyond the passes every network has.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// `hvp`, the Hessian-vector product: more than the rest of the code
     /// together, so only with the runtime's `hvp` feature.
     pub hvp: bool,
+    /// `Network::ONNX`, the inference graph's ONNX description (the
+    /// runtime's `onnx` feature).
+    pub onnx: bool,
+    /// `PYTORCH_MODULE`, the definition as a PyTorch module (the runtime's
+    /// `pytorch` feature).
+    pub pytorch: bool,
 }
 
 impl Options {
     /// Everything (what the tests and the snapshots see).
-    pub const ALL: Options = Options { hvp: true };
+    pub const ALL: Options = Options {
+        hvp: true,
+        onnx: true,
+        pytorch: true,
+    };
 }
 
 /// [`network_with`] everything generated (the tests and snapshots).
@@ -96,7 +105,7 @@ fn expand_source(
     let compiled =
         compile_with(&source.text, source.dtype, options).map_err(|ds| combine(source, &ds));
     let result = match (compiled, item_error) {
-        (Ok(c), None) => emit_network(&c, item),
+        (Ok(c), None) => emit_network(&c, item, options),
         (Ok(_), Some(e)) => fallback(item, e),
         (Err(mut e), other) => {
             if let Some(o) = other {

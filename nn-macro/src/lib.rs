@@ -39,6 +39,8 @@ pub fn network(args: TokenStream, item: TokenStream) -> TokenStream {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let options = expand::Options {
             hvp: cfg!(feature = "hvp"),
+            onnx: cfg!(feature = "onnx"),
+            pytorch: cfg!(feature = "pytorch"),
         };
         expand::network_with(args, item, options)
     })) {

@@ -9,14 +9,14 @@ use super::dims;
 use super::docs::math_name;
 use super::plan::Plan;
 use super::wrappers::wrappers;
-use crate::expand::Compiled;
+use crate::expand::{Compiled, Options};
 use crate::ir::*;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 /// Emits the network's items: `g` the per-sample graph, `bg` the batched
 /// one (when the definition has a batched form), `item` the user's struct.
-pub fn emit_network(c: &Compiled, item: &syn::ItemStruct) -> TokenStream {
+pub fn emit_network(c: &Compiled, item: &syn::ItemStruct, options: Options) -> TokenStream {
     let g = &c.sample;
     let name = &item.ident;
     let params_ty = format_ident!("{}Params", name);
@@ -28,6 +28,8 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct) -> TokenStream {
             .as_ref()
             .map(|ig| Plan::new(ig, params_ty.clone())),
         hvp: c.hvp.as_ref().map(|h| Plan::new(h, params_ty.clone())),
+        onnx: options.onnx,
+        pytorch: options.pytorch,
     };
     let n = Names {
         name: name.clone(),
@@ -81,6 +83,10 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct) -> TokenStream {
 pub(super) struct Extra<'g> {
     pub(super) input_grad: Option<Plan<'g>>,
     pub(super) hvp: Option<Plan<'g>>,
+    /// Whether to emit `Network::ONNX`.
+    pub(super) onnx: bool,
+    /// Whether to emit `PYTORCH_MODULE`.
+    pub(super) pytorch: bool,
 }
 
 /// The generated items' names.
@@ -245,9 +251,17 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         .unwrap_or_default();
     let is_correct = is_correct(plan);
     let dot = g.to_dot(&name.to_string());
-    let pytorch = super::pytorch::module(g, &name.to_string()).unwrap_or_else(|op| {
-        format!(
-            "raise NotImplementedError(\"the `{name}` network has an operation with no PyTorch form here: {op}\")\n"
+    let pytorch = extra.pytorch.then(|| {
+        let source = super::pytorch::module(g, &name.to_string()).unwrap_or_else(|op| {
+            format!(
+                "raise NotImplementedError(\"the `{name}` network has an operation with no PyTorch form here: {op}\")\n"
+            )
+        });
+        quote!(
+            /// The network as a PyTorch module (Python source).
+            pub const fn pytorch_module() -> &'static str {
+                #source
+            }
         )
     });
     quote! {
@@ -309,10 +323,7 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
             #dot
         }
 
-        /// The network as a PyTorch module (Python source).
-        pub const fn pytorch_module() -> &'static str {
-            #pytorch
-        }
+        #pytorch
     }
 }
 

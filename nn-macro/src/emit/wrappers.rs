@@ -32,7 +32,20 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
     let target_ty = input_ty_of(plan, &g.targets);
     let output_ty = plan.tape_ty(g.output);
     let (fwd_flops, bwd_flops) = flops(plan);
-    let onnx = super::onnx::onnx_export(g, &name.to_string());
+    let onnx = extra.onnx.then(|| {
+        let desc = super::onnx::onnx_export(g, &name.to_string());
+        quote!(const ONNX: ::nn_runtime::__private::onnx::Export = #desc;)
+    });
+    let pytorch = extra.pytorch.then(|| {
+        quote!(
+            /// This network as a PyTorch `nn.Module` (Python source): the
+            /// same parameter names and layouts as its checkpoints, `forward`
+            /// over a batch of inputs and `losses` per sample. Write it to a
+            /// `.py` file to train the definition with PyTorch; its state
+            /// dict loads back with `load_checkpoint`.
+            pub const PYTORCH_MODULE: &'static str = #m::pytorch_module();
+        )
+    });
     let (fwd_flops, bwd_flops) = (
         Literal::u64_unsuffixed(fwd_flops),
         Literal::u64_unsuffixed(bwd_flops),
@@ -225,12 +238,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 /// The forward (solid) and backward (dashed) graph in Graphviz DOT:
                 /// `dot -Tsvg` renders it.
                 pub const GRAPH_DOT: &'static str = #m::graph_dot();
-                /// This network as a PyTorch `nn.Module` (Python source): the
-                /// same parameter names and layouts as its checkpoints, `forward`
-                /// over a batch of inputs and `losses` per sample. Write it to a
-                /// `.py` file to train the definition with PyTorch; its state
-                /// dict loads back with `load_checkpoint`.
-                pub const PYTORCH_MODULE: &'static str = #m::pytorch_module();
+                #pytorch
 
                 /// A network with every parameter initialised as declared, from `seed`.
                 pub fn new(seed: u64) -> Self {
@@ -294,7 +302,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 const FORWARD_FLOPS: u64 = #name::FORWARD_FLOPS;
                 const BACKWARD_FLOPS: u64 = #name::BACKWARD_FLOPS;
                 const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #name::PARAM_INFO;
-                const ONNX: ::nn_runtime::__private::onnx::Export = #onnx;
+                #onnx
                 fn new(seed: u64) -> Self {
                     #name::new(seed)
                 }
