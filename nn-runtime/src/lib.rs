@@ -18,6 +18,12 @@
 //! let y = net.predict(&[1.0, 0.0]);
 //! assert!(y[0] > 0.0 && y[0] < 1.0);
 //! ```
+//!
+//! Without its default features the crate is `#![no_std]` and needs no
+//! allocator: the generated `NetParams` then carries the passes
+//! (`NetParams::new(seed)`, `params.forward(...)`, `params.backward(...)`)
+//! on buffers the caller owns, and plain [`Sgd`] updates them. The
+//! features `alloc` and `std` bring back the rest (see the README).
 // Without `std` the crate is `no_std` (its unit tests still use std).
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![warn(missing_docs)]

@@ -128,6 +128,50 @@ pub fn digits_step(
     loss / n
 }
 
+/// [`xor_step`] with plain SGD at learning rate `lr`, for C (and for
+/// measuring the code size of a training step in a static library).
+#[no_mangle]
+pub extern "C" fn nn_xor_train_step(
+    params: &mut XorParams,
+    grads: &mut XorParams,
+    tape: &mut XorTape,
+    lr: f32,
+) -> f32 {
+    xor_step(params, grads, tape, &mut Sgd::new(lr as f64))
+}
+
+/// [`digits_step`] with plain SGD at learning rate `lr` on the `n` samples
+/// at `inputs` and `labels`, for C.
+///
+/// # Safety
+/// `inputs` and `labels` must point to `n` valid values each; `n > 0`.
+#[no_mangle]
+pub unsafe extern "C" fn nn_digits_train_step(
+    params: &mut DigitsParams,
+    grads: &mut DigitsParams,
+    tape: &mut DigitsTape,
+    lr: f32,
+    inputs: *const [f32; 64],
+    labels: *const usize,
+    n: usize,
+) -> f32 {
+    // SAFETY: the caller's contract.
+    let (inputs, labels) = unsafe {
+        (
+            core::slice::from_raw_parts(inputs, n),
+            core::slice::from_raw_parts(labels, n),
+        )
+    };
+    digits_step(
+        params,
+        grads,
+        tape,
+        &mut Sgd::new(lr as f64),
+        inputs,
+        labels,
+    )
+}
+
 /// The panic handler of a `#![no_std]` final artifact (see the crate's docs).
 #[cfg(feature = "panic-handler")]
 #[panic_handler]
