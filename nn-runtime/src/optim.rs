@@ -21,8 +21,8 @@
 //! Without nn-runtime's `alloc` feature (a `no_std` build without an
 //! allocator) there are plain SGD ([`Sgd`] with no momentum; weight decay
 //! works), [`Schedule`] and [`Clip`]: they keep no per-parameter state.
-//! SGD with momentum, [`Adam`], [`AdamW`] and [`RmsProp`] keep a buffer per
-//! parameter and need `alloc`; so does [`SettingError`] (its text), and
+//! SGD with momentum, `Adam`, `AdamW` and `RmsProp` keep a buffer per
+//! parameter and need `alloc`; so does `SettingError` (its text), and
 //! with it the `check_settings` / `check` methods.
 
 #[cfg(not(any(feature = "std", test)))]
