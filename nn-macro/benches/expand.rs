@@ -139,7 +139,8 @@ fn pretty(def: &str) -> String {
         !text.contains("compile_error"),
         "the definition does not compile: {text}"
     );
-    let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+    let mut file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+    file.items = emit::show_if_alloc(file.items);
     prettyplease::unparse(&file)
 }
 

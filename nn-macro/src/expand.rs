@@ -372,7 +372,8 @@ mod tests {
 
     fn expand_named(def: TokenStream, item: TokenStream) -> String {
         let out = network(def, item);
-        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        let mut file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        file.items = crate::emit::show_if_alloc(file.items);
         prettyplease::unparse(&file)
     }
 

@@ -1,8 +1,15 @@
 //! Scalar activation functions as methods on `f32` and `f64`, so generated
 //! code reads `(z[i] + b[i]).sigmoid()`.
+//!
+//! The trait also carries, under their std names, the float methods the
+//! generated code calls (`exp`, `ln`, `sqrt`, `tanh`, `powi`, ...): with
+//! std, a method call `x.exp()` finds the inherent method first, so these
+//! are never reached; without std (`#![no_std]`, where `f32` has no `exp`)
+//! the same call finds them, and they compute through `libm`.
 
 /// The elementwise functions of the definition language that `f32`/`f64`
-/// lack as inherent methods.
+/// lack as inherent methods, and (for `no_std`) the float methods of std
+/// that core lacks.
 pub trait Activations: Copy {
     /// `1 / (1 + e^-x)`.
     fn sigmoid(self) -> Self;
@@ -16,11 +23,82 @@ pub trait Activations: Copy {
     fn sign0(self) -> Self;
     /// The error function `erf(x) = 2/√π ∫₀ˣ e^(-t²) dt` (for `gelu_exact`).
     fn error_fn(self) -> Self;
+    /// `e^x`, as std's `exp` (`libm` without std).
+    fn exp(self) -> Self;
+    /// Natural logarithm, as std's `ln`.
+    fn ln(self) -> Self;
+    /// Square root, as std's `sqrt`.
+    fn sqrt(self) -> Self;
+    /// Hyperbolic tangent, as std's `tanh`.
+    fn tanh(self) -> Self;
+    /// Sine, as std's `sin`.
+    fn sin(self) -> Self;
+    /// Cosine, as std's `cos`.
+    fn cos(self) -> Self;
+    /// `ln(1 + x)`, as std's `ln_1p`.
+    fn ln_1p(self) -> Self;
+    /// `e^x - 1`, as std's `exp_m1`.
+    fn exp_m1(self) -> Self;
+    /// `x^n`, as std's `powi` (repeated squaring, as the compiler's runtime does it).
+    fn powi(self, n: i32) -> Self;
+    /// `x^e`, as std's `powf`.
+    fn powf(self, e: Self) -> Self;
+}
+
+/// std's float methods, or `libm`'s functions without std.
+macro_rules! std_math {
+    ($t:ty; $($name:ident = $libm:ident),*) => {
+        $(
+            #[inline(always)]
+            fn $name(self) -> Self {
+                #[cfg(feature = "std")]
+                return <$t>::$name(self);
+                #[cfg(not(feature = "std"))]
+                return libm::$libm(self);
+            }
+        )*
+        #[inline(always)]
+        fn powi(self, n: i32) -> Self {
+            #[cfg(feature = "std")]
+            return <$t>::powi(self, n);
+            #[cfg(not(feature = "std"))]
+            return {
+                // `__powisf2` / `__powidf2` of compiler-rt, which std's
+                // `powi` lowers to where it is not folded.
+                let mut a = self;
+                let mut b = n.unsigned_abs();
+                let mut r: $t = 1.0;
+                loop {
+                    if b & 1 != 0 {
+                        r *= a;
+                    }
+                    b /= 2;
+                    if b == 0 {
+                        break;
+                    }
+                    a *= a;
+                }
+                if n < 0 {
+                    1.0 / r
+                } else {
+                    r
+                }
+            };
+        }
+    };
 }
 
 macro_rules! impl_activations {
-    ($t:ty, $erf:path) => {
+    ($t:ty, $erf:path, $pow:path; $($name:ident = $libm:ident),*) => {
         impl Activations for $t {
+            std_math!($t; $($name = $libm),*);
+            #[inline(always)]
+            fn powf(self, e: Self) -> Self {
+                #[cfg(feature = "std")]
+                return <$t>::powf(self, e);
+                #[cfg(not(feature = "std"))]
+                return $pow(self, e);
+            }
             #[inline(always)]
             fn sigmoid(self) -> Self {
                 1.0 / (1.0 + (-self).exp())
@@ -59,8 +137,12 @@ macro_rules! impl_activations {
     };
 }
 
-impl_activations!(f32, libm::erff);
-impl_activations!(f64, libm::erf);
+impl_activations!(f32, libm::erff, libm::powf;
+    exp = expf, ln = logf, sqrt = sqrtf, tanh = tanhf, sin = sinf, cos = cosf,
+    ln_1p = log1pf, exp_m1 = expm1f);
+impl_activations!(f64, libm::erf, libm::pow;
+    exp = exp, ln = log, sqrt = sqrt, tanh = tanh, sin = sin, cos = cos,
+    ln_1p = log1p, exp_m1 = expm1);
 
 #[cfg(test)]
 mod tests {

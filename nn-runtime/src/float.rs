@@ -70,15 +70,24 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn exp(self) -> Self {
-                $t::exp(self)
+                #[cfg(feature = "std")]
+                return $t::exp(self);
+                #[cfg(not(feature = "std"))]
+                return crate::activation::Activations::exp(self);
             }
             #[inline(always)]
             fn ln(self) -> Self {
-                $t::ln(self)
+                #[cfg(feature = "std")]
+                return $t::ln(self);
+                #[cfg(not(feature = "std"))]
+                return crate::activation::Activations::ln(self);
             }
             #[inline(always)]
             fn sqrt(self) -> Self {
-                $t::sqrt(self)
+                #[cfg(feature = "std")]
+                return $t::sqrt(self);
+                #[cfg(not(feature = "std"))]
+                return crate::activation::Activations::sqrt(self);
             }
             #[inline(always)]
             fn abs(self) -> Self {

@@ -4,7 +4,8 @@
 use crate::data::{argmax, Dataset};
 use crate::float::Float;
 use crate::network::Network;
-use std::fmt;
+use alloc::{string::ToString, vec, vec::Vec};
+use core::fmt;
 
 /// Fraction of samples `Network::is_correct` accepts, in `[0, 1]` (NaN for
 /// an empty set).
@@ -46,7 +47,10 @@ pub fn squared_error<F: Float>(a: &[F], b: &[F]) -> f64 {
     assert_eq!(a.len(), b.len(), "squared_error: lengths differ");
     a.iter()
         .zip(b)
-        .map(|(&a, &b)| (a.to_f64() - b.to_f64()).powi(2))
+        .map(|(&a, &b)| {
+            let d = a.to_f64() - b.to_f64();
+            d * d
+        })
         .sum()
 }
 

@@ -2,7 +2,9 @@
 //! runtime (training loop, optimisers, gradient check) drives.
 
 use crate::float::Float;
-use std::fmt;
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
+use core::fmt;
 
 /// A target that does not fit the network's declaration: a class index at or
 /// above the class count of a `target label: class[n]` (indexing with it
@@ -30,7 +32,7 @@ impl fmt::Display for TargetError {
     }
 }
 
-impl std::error::Error for TargetError {}
+impl core::error::Error for TargetError {}
 
 /// One parameter tensor of a network, as named in its definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,16 +64,23 @@ impl ParamInfo {
 
 /// A plain-old-data buffer whose every bit pattern of zeros is a valid value,
 /// so it can be allocated directly on the heap, zeroed, without passing
-/// through the stack (a 784-128-10 network's parameters are 400 KB).
+/// through the stack (a 784-128-10 network's parameters are 400 KB), or
+/// be the initial value of a `static` without any code running.
 ///
 /// # Safety
 /// The all-zero bit pattern must be a valid value of `Self`: true of
 /// (nested) arrays of `f32`, `f64` and integers, and of `#[repr(C)]` structs
 /// of them, which is all `#[network]` generates.
 pub unsafe trait Zeroable: Sized {
+    /// The all-zero value, as a constant: the initialiser of a `static`
+    /// (zeroed memory, `.bss`) or of a local, with no heap.
+    // SAFETY: zeros are a valid `Self` (the trait's contract).
+    const ZEROED: Self = unsafe { core::mem::zeroed() };
+
     /// A new zeroed value on the heap.
+    #[cfg(feature = "alloc")]
     fn zeroed_box() -> Box<Self> {
-        let layout = std::alloc::Layout::new::<Self>();
+        let layout = core::alloc::Layout::new::<Self>();
         if layout.size() == 0 {
             // SAFETY: zero-sized types need no allocation; a dangling, aligned
             // pointer is a valid Box for them.
@@ -81,9 +90,9 @@ pub unsafe trait Zeroable: Sized {
         // (the trait's contract); the pointer comes from the global
         // allocator with `Self`'s layout, as `Box` requires.
         unsafe {
-            let ptr = std::alloc::alloc_zeroed(layout) as *mut Self;
+            let ptr = alloc::alloc::alloc_zeroed(layout) as *mut Self;
             if ptr.is_null() {
-                std::alloc::handle_alloc_error(layout);
+                alloc::alloc::handle_alloc_error(layout);
             }
             Box::from_raw(ptr)
         }
@@ -233,6 +242,7 @@ pub trait Network: Sized + Send + Sync {
     /// stack slot its size in debug builds: 400 KB for an MNIST-sized
     /// network); a network that keeps its parameters in a `Box` overrides
     /// it to swap the boxes, which costs nothing.
+    #[cfg(feature = "alloc")]
     fn swap_params(&mut self, other: &mut Box<Self::Params>) {
         self.params_mut()
             .as_mut_slice()
@@ -240,10 +250,12 @@ pub trait Network: Sized + Send + Sync {
     }
 
     /// A zeroed tape on the heap.
+    #[cfg(feature = "alloc")]
     fn new_tape() -> Box<Self::Tape> {
         Self::Tape::zeroed_box()
     }
     /// A zeroed workspace for the batched passes, on the heap.
+    #[cfg(feature = "alloc")]
     fn new_batch_work() -> Box<Self::BatchWork> {
         Self::BatchWork::zeroed_box()
     }
@@ -290,6 +302,7 @@ pub trait Network: Sized + Send + Sync {
         no_batched_pass::<Self>(idx.len())
     }
     /// A zeroed gradient buffer on the heap.
+    #[cfg(feature = "alloc")]
     fn new_grads() -> Box<Self::Params> {
         Self::Params::zeroed_box()
     }
@@ -377,6 +390,6 @@ mod tests {
             e.to_string(),
             "class label 12 of `label` at step 4 is not below its 10 classes"
         );
-        let _: &dyn std::error::Error = &e;
+        let _: &dyn core::error::Error = &e;
     }
 }

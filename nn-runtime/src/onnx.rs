@@ -73,6 +73,7 @@ pub struct Graph {
     pub nodes: &'static str,
 }
 
+#[cfg(feature = "onnx")]
 impl Graph {
     /// The nodes, parsed.
     ///
@@ -87,6 +88,7 @@ impl Graph {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl Node {
     /// A node from its line in [`Graph::nodes`].
     ///
@@ -180,6 +182,7 @@ pub enum Region {
     After,
 }
 
+#[cfg(feature = "onnx")]
 /// One node: an ONNX operator (or `nn.StepSum`, `nn.Last`: the sum over
 /// the steps and the last step's value, which unrolling resolves).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +199,7 @@ pub struct Node {
     pub attrs: Vec<Attr>,
 }
 
+#[cfg(feature = "onnx")]
 /// An attribute of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attr {

@@ -15,13 +15,27 @@
 //! step is kept. The built-in optimisers keep their state (momentum, moment
 //! estimates) double-buffered the same way, so a rejected step leaves them
 //! exactly as before it: same state, same step count.
+//!
+//! # Without the heap
+//!
+//! Without nn-runtime's `alloc` feature (a `no_std` build without an
+//! allocator) there are plain SGD ([`Sgd`] with no momentum; weight decay
+//! works), [`Schedule`] and [`Clip`]: they keep no per-parameter state.
+//! SGD with momentum, `Adam`, `AdamW` and `RmsProp` keep a buffer per
+//! parameter and need `alloc`; so does `SettingError` (its text), and
+//! with it the `check_settings` / `check` methods.
 
+#[cfg(not(any(feature = "std", test)))]
+use crate::activation::Activations as _;
 use crate::float::Float;
-use std::fmt;
+#[cfg(feature = "alloc")]
+use alloc::{boxed::Box, format, string::String, string::ToString, vec, vec::Vec};
+use core::fmt;
 
 /// A hyper-parameter outside the range where it makes sense (a NaN or
 /// negative learning rate, `β` outside `[0, 1)`, `ε = 0`, ...), found before
 /// training starts.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct SettingError {
     /// The setting, as the API names it: `Adam::eps`, `Trainer::threads`.
@@ -32,6 +46,7 @@ pub struct SettingError {
     pub expected: String,
 }
 
+#[cfg(feature = "alloc")]
 impl SettingError {
     /// `setting` has `value`, but must be `expected`.
     pub fn new(
@@ -47,6 +62,7 @@ impl SettingError {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -57,8 +73,10 @@ impl fmt::Display for SettingError {
     }
 }
 
-impl std::error::Error for SettingError {}
+#[cfg(feature = "alloc")]
+impl core::error::Error for SettingError {}
 
+#[cfg(feature = "alloc")]
 /// `Ok` if `value` is finite and `>= 0`.
 fn non_negative(setting: &'static str, value: f64) -> Result<(), SettingError> {
     if value.is_finite() && value >= 0.0 {
@@ -68,6 +86,7 @@ fn non_negative(setting: &'static str, value: f64) -> Result<(), SettingError> {
     }
 }
 
+#[cfg(feature = "alloc")]
 /// `Ok` if `value` is finite and `> 0`.
 fn positive(setting: &'static str, value: f64, example: &str) -> Result<(), SettingError> {
     if value.is_finite() && value > 0.0 {
@@ -81,6 +100,7 @@ fn positive(setting: &'static str, value: f64, example: &str) -> Result<(), Sett
     }
 }
 
+#[cfg(feature = "alloc")]
 /// `Ok` if `value` is in `[0, 1)` (a decay or momentum factor).
 fn decay(setting: &'static str, value: f64) -> Result<(), SettingError> {
     if (0.0..1.0).contains(&value) {
@@ -136,6 +156,7 @@ pub trait Optimizer<T: Float> {
     ///
     /// # Errors
     /// The first invalid setting, with its value and the valid range.
+    #[cfg(feature = "alloc")]
     fn check_settings(&self) -> Result<(), SettingError> {
         Ok(())
     }
@@ -160,12 +181,14 @@ pub trait Optimizer<T: Float> {
     /// as long as the parameter vector; checkpoints save them (converted to
     /// the network's scalar type). The optimisers here keep their state in
     /// `f64` whatever `T` is. Empty for stateless optimisers.
+    #[cfg(feature = "alloc")]
     fn state(&self) -> Vec<(&'static str, &[f64])> {
         Vec::new()
     }
 
     /// The same buffers as [`state`](Optimizer::state), mutably, in the same
     /// order (checkpoints restore them).
+    #[cfg(feature = "alloc")]
     fn state_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
         Vec::new()
     }
@@ -256,14 +279,24 @@ macro_rules! checked_loop {
 /// A per-parameter state buffer kept twice: [`step_into`](Optimizer::step_into)
 /// reads the current one and writes the other, which becomes current only
 /// when the step is kept, so a rejected step leaves the state untouched.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Buffers {
     bufs: [Vec<f64>; 2],
     cur: usize,
 }
 
+/// Without the heap there is no per-parameter state: only empty buffers.
+#[cfg(not(feature = "alloc"))]
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Buffers {
+    bufs: [[f64; 0]; 2],
+    cur: usize,
+}
+
 impl Buffers {
     /// Both buffers `n` zeros (or empty for `n = 0`); the first is current.
+    #[cfg(feature = "alloc")]
     fn reset(&mut self, n: usize) {
         for b in &mut self.bufs {
             b.clear();
@@ -272,10 +305,24 @@ impl Buffers {
         self.cur = 0;
     }
 
+    /// Empty buffers for `n = 0`.
+    ///
+    /// # Panics
+    /// For `n > 0`: the state of `n` parameters needs the heap.
+    #[cfg(not(feature = "alloc"))]
+    fn reset(&mut self, n: usize) {
+        assert!(
+            n == 0,
+            "a per-parameter optimiser state (SGD with momentum) needs nn-runtime's `alloc` feature"
+        );
+        self.cur = 0;
+    }
+
     fn len(&self) -> usize {
         self.bufs[0].len()
     }
 
+    #[cfg(feature = "alloc")]
     fn current(&self) -> &[f64] {
         &self.bufs[self.cur]
     }
@@ -460,6 +507,7 @@ impl<T: Float> Optimizer<T> for Sgd {
         finite
     }
 
+    #[cfg(feature = "alloc")]
     fn check_settings(&self) -> Result<(), SettingError> {
         non_negative("Sgd::lr", self.lr)?;
         decay("Sgd::momentum", self.momentum)?;
@@ -483,6 +531,7 @@ impl<T: Float> Optimizer<T> for Sgd {
     }
 }
 
+#[cfg(feature = "alloc")]
 /// Adam (Kingma & Ba), as `torch.optim.Adam`, with optional L2 weight decay
 /// added to the gradient; [`AdamW`] decouples it instead:
 ///
@@ -514,6 +563,7 @@ pub struct Adam {
     t: u64,
 }
 
+#[cfg(feature = "alloc")]
 /// The per-step constants of an Adam update.
 #[derive(Clone, Copy)]
 struct AdamStep {
@@ -527,6 +577,7 @@ struct AdamStep {
     decoupled: bool,
 }
 
+#[cfg(feature = "alloc")]
 impl AdamStep {
     /// One element: the new parameter and moments, in `f64`.
     #[inline(always)]
@@ -539,11 +590,12 @@ impl AdamStep {
         }
         let m = self.b1 * m + (1.0 - self.b1) * g;
         let v = self.b2 * v + (1.0 - self.b2) * g * g;
-        pv -= self.lr * (m / self.c1) / ((v / self.c2).sqrt() + self.eps);
+        pv -= self.lr * (m / self.c1) / (Float::sqrt(v / self.c2) + self.eps);
         (pv, m, v)
     }
 }
 
+#[cfg(feature = "alloc")]
 impl Adam {
     /// Adam with learning rate `lr` and PyTorch's defaults otherwise.
     pub fn new(lr: f64) -> Self {
@@ -659,6 +711,7 @@ impl Adam {
     }
 }
 
+#[cfg(feature = "alloc")]
 macro_rules! adam_like_impl {
     ($ty:ty, $($inner:tt)*) => {
         impl<T: Float> Optimizer<T> for $ty {
@@ -704,14 +757,17 @@ macro_rules! adam_like_impl {
     };
 }
 
+#[cfg(feature = "alloc")]
 adam_like_impl!(Adam,);
 
+#[cfg(feature = "alloc")]
 /// AdamW (Loshchilov & Hutter), as `torch.optim.AdamW`: Adam with weight
 /// decay decoupled from the gradient, applied first as `θ ← θ - lr·wd·θ`
 /// (default `wd` 0.01). Valid settings as [`Adam`]'s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamW(Adam);
 
+#[cfg(feature = "alloc")]
 impl AdamW {
     /// AdamW with learning rate `lr`, decoupled weight decay `weight_decay`,
     /// and Adam's defaults otherwise.
@@ -740,8 +796,10 @@ impl AdamW {
     }
 }
 
+#[cfg(feature = "alloc")]
 adam_like_impl!(AdamW, .0);
 
+#[cfg(feature = "alloc")]
 /// RMSProp (Hinton), as `torch.optim.RMSprop` (not centred):
 ///
 /// ```text
@@ -770,6 +828,7 @@ pub struct RmsProp {
     t: u64,
 }
 
+#[cfg(feature = "alloc")]
 impl RmsProp {
     /// RMSProp with learning rate `lr` and PyTorch's defaults otherwise.
     pub fn new(lr: f64) -> Self {
@@ -815,7 +874,7 @@ impl RmsProp {
     fn elem(&self, pv: f64, g: f64, v: f64, b: f64) -> (f64, f64, f64) {
         let g = g + self.weight_decay * pv;
         let v = self.alpha * v + (1.0 - self.alpha) * g * g;
-        let d = g / (v.sqrt() + self.eps);
+        let d = g / (Float::sqrt(v) + self.eps);
         let (d, b) = if self.momentum > 0.0 {
             let b = self.momentum * b + d;
             (b, b)
@@ -826,6 +885,7 @@ impl RmsProp {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<T: Float> Optimizer<T> for RmsProp {
     fn init(&mut self, n_params: usize) {
         self.v.reset(n_params);
@@ -933,6 +993,7 @@ macro_rules! forward_impl {
             fn step_into(&mut self, params: &[T], grads: &[T], out: &mut [T]) -> bool {
                 (**self).step_into(params, grads, out)
             }
+            #[cfg(feature = "alloc")]
             fn check_settings(&self) -> Result<(), SettingError> {
                 (**self).check_settings()
             }
@@ -945,9 +1006,11 @@ macro_rules! forward_impl {
             fn name(&self) -> &'static str {
                 (**self).name()
             }
+            #[cfg(feature = "alloc")]
             fn state(&self) -> Vec<(&'static str, &[f64])> {
                 (**self).state()
             }
+            #[cfg(feature = "alloc")]
             fn state_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
                 (**self).state_mut()
             }
@@ -962,6 +1025,7 @@ macro_rules! forward_impl {
 }
 
 forward_impl!(&mut O);
+#[cfg(feature = "alloc")]
 forward_impl!(Box<O>);
 
 /// A learning-rate schedule: the factor the base learning rate is multiplied
@@ -1016,6 +1080,7 @@ impl Schedule {
     /// # Errors
     /// A zero `every` or `total`, a warm-up longer than `total`, a `gamma`
     /// outside `(0, 1]`, or a `min_factor` outside `[0, 1]`.
+    #[cfg(feature = "alloc")]
     pub fn check(&self) -> Result<(), SettingError> {
         let gamma = |setting, gamma: f64| {
             if gamma > 0.0 && gamma <= 1.0 {
@@ -1119,6 +1184,7 @@ impl Clip {
     ///
     /// # Errors
     /// A limit that is not a finite number above 0.
+    #[cfg(feature = "alloc")]
     pub fn check(&self) -> Result<(), SettingError> {
         match *self {
             Clip::Value(c) => positive("Clip::Value", c, "1.0"),
@@ -1129,14 +1195,15 @@ impl Clip {
     /// Clips `grads` in place; returns the global L2 norm before clipping.
     /// Allocates nothing.
     pub fn apply<T: Float>(&self, grads: &mut [T]) -> f64 {
-        let norm = grads
-            .iter()
-            .map(|g| {
-                let g = g.to_f64();
-                g * g
-            })
-            .sum::<f64>()
-            .sqrt();
+        let norm = Float::sqrt(
+            grads
+                .iter()
+                .map(|g| {
+                    let g = g.to_f64();
+                    g * g
+                })
+                .sum::<f64>(),
+        );
         match *self {
             Clip::Value(c) => {
                 let (lo, hi) = (T::from_f64(-c), T::from_f64(c));
@@ -1166,7 +1233,35 @@ impl fmt::Display for Clip {
     }
 }
 
-#[cfg(test)]
+/// Without the heap: plain SGD works, a momentum buffer is refused.
+#[cfg(all(test, not(feature = "alloc")))]
+mod no_alloc_tests {
+    use super::*;
+
+    #[test]
+    fn plain_sgd_and_weight_decay_step_without_state() {
+        let mut opt = Sgd::new(0.5);
+        Optimizer::<f32>::init(&mut opt, 2);
+        let mut p = [1.0f32, -2.0];
+        opt.step(&mut p, &[2.0, 4.0]);
+        assert_eq!(p, [0.0, -4.0]);
+        let mut opt = Sgd::new(0.5).weight_decay(1.0);
+        Optimizer::<f64>::init(&mut opt, 1);
+        let mut out = [0.0f64];
+        assert!(opt.step_into(&[2.0], &[1.0], &mut out));
+        assert_eq!(out, [2.0 - 0.5 * (1.0 + 2.0)]);
+        assert_eq!(Optimizer::<f64>::steps(&opt), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs nn-runtime's `alloc` feature")]
+    fn momentum_needs_the_heap() {
+        let mut opt = Sgd::new(0.1).momentum(0.9);
+        Optimizer::<f32>::init(&mut opt, 3);
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
 

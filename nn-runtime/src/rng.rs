@@ -3,6 +3,8 @@
 //! Reproducibility is the point: the same seed gives the same weights and the
 //! same shuffles on every platform, with no dependency.
 
+#[cfg(not(any(feature = "std", test)))]
+use crate::activation::Activations as _;
 /// xoshiro256** seeded through SplitMix64.
 #[derive(Clone, Debug)]
 pub struct Rng {

@@ -4,6 +4,7 @@
 //! `Display` with it (`println!("{net}")`).
 
 use crate::network::{Network, ParamInfo};
+use alloc::{format, string::String, string::ToString, vec::Vec};
 use core::fmt;
 
 /// What [`Summary::of`] reads from a network's constants.

@@ -160,3 +160,61 @@ pub fn loops(shape: &Shape, body: TokenStream) -> TokenStream {
 pub fn kernels() -> TokenStream {
     quote!(::nn_runtime::__private::kernels)
 }
+
+/// For reading expansions (the snapshots, the expansion bench): the items
+/// of each `::nn_runtime::__private::if_alloc! { ... }` (top level, or in a
+/// `const _` block) in its place, each marked `#[if_alloc]`, since
+/// prettyplease leaves a macro's tokens unformatted.
+#[cfg(test)]
+pub fn show_if_alloc(items: Vec<syn::Item>) -> Vec<syn::Item> {
+    let unwrap = |mac: &syn::Macro| -> Option<Vec<syn::Item>> {
+        if mac.path.segments.last()?.ident != "if_alloc" {
+            return None;
+        }
+        let inner: syn::File = syn::parse2(mac.tokens.clone()).expect("items");
+        Some(
+            inner
+                .items
+                .into_iter()
+                .map(|mut item| {
+                    let mark: syn::Attribute = syn::parse_quote!(#[if_alloc]);
+                    match &mut item {
+                        syn::Item::Struct(i) => i.attrs.insert(0, mark),
+                        syn::Item::Impl(i) => i.attrs.insert(0, mark),
+                        _ => {}
+                    }
+                    item
+                })
+                .collect(),
+        )
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            syn::Item::Macro(m) if unwrap(&m.mac).is_some() => {
+                out.extend(unwrap(&m.mac).unwrap_or_default())
+            }
+            syn::Item::Const(mut c) => {
+                if let syn::Expr::Block(b) = &mut *c.expr {
+                    let stmts = std::mem::take(&mut b.block.stmts);
+                    for stmt in stmts {
+                        let mac = match &stmt {
+                            syn::Stmt::Macro(m) => unwrap(&m.mac),
+                            syn::Stmt::Item(syn::Item::Macro(m)) => unwrap(&m.mac),
+                            _ => None,
+                        };
+                        match mac {
+                            Some(inner) => {
+                                b.block.stmts.extend(inner.into_iter().map(syn::Stmt::Item))
+                            }
+                            None => b.block.stmts.push(stmt),
+                        }
+                    }
+                }
+                out.push(syn::Item::Const(c));
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

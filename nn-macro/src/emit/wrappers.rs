@@ -21,8 +21,156 @@ const WRAPPER_BINDINGS: &[&str] = &[
     "output", "other", "s", "v", "j", "idx", "work", "losses", "correct", "out",
 ];
 
+/// The passes as methods taking `&self`, each a call into the module with
+/// `params`: `predict`, `forward`, `backward` and what the network adds. On
+/// the user's struct (`on_struct`, `params` is `&self.params`) also
+/// `STEPS` and `new_batch_tape` (on the heap); on its parameter struct
+/// (`params` is `self`) only the passes.
+fn pass_methods(
+    plan: &Plan,
+    batch: Option<&Plan>,
+    extra: &Extra,
+    n: &Names,
+    params: &TokenStream,
+    on_struct: bool,
+) -> TokenStream {
+    let g = plan.g;
+    let t = &plan.t;
+    let (m, params_ty, tape_ty) = (&n.module, &n.params, &n.tape);
+    let input_ty = input_ty_of(plan, &g.inputs);
+    let target_ty = input_ty_of(plan, &g.targets);
+    let output_ty = plan.tape_ty(g.output);
+    let (predict_doc, forward_doc, backward_doc) = (
+        doc(plan, Which::Predict),
+        doc(plan, Which::Forward),
+        doc(plan, Which::Backward),
+    );
+    let backward_methods = match g.steps {
+        Some(steps) => {
+            let count = Literal::usize_unsuffixed(steps.count);
+            let steps_const = on_struct.then(|| {
+                quote!(
+                    /// Number of time steps of a training sequence.
+                    pub const STEPS: usize = #count;
+                )
+            });
+            quote!(
+                #[doc = #backward_doc]
+                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
+                    let mut norms = [0.0; #count];
+                    #m::backward_traced(#params, tape, grads, &mut norms);
+                }
+
+                #[doc = #backward_doc]
+                ///
+                /// Also records in `norms[t]` the norm of the state adjoint carried from step `t`
+                /// to step `t - 1`: watch it shrink or grow to see vanishing or exploding gradients.
+                pub fn backward_traced(&self, tape: &#tape_ty, grads: &mut #params_ty, norms: &mut [#t; #count]) {
+                    #m::backward_traced(#params, tape, grads, norms);
+                }
+
+                #steps_const
+            )
+        }
+        None => quote!(
+            #[doc = #backward_doc]
+            pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
+                #m::backward(#params, tape, grads);
+            }
+        ),
+    };
+    let step_methods = if has_step(plan) {
+        let state_ty = &n.state;
+        let step_input_ty = step_input_ty(plan);
+        let out_ty = plan.ty(g.output);
+        let step_doc = doc(plan, Which::Step);
+        quote!(
+            /// The state before the first step, as declared.
+            pub fn initial_state(&self) -> #state_ty {
+                #m::initial_state(#params)
+            }
+
+            #[doc = #step_doc]
+            pub fn step(&self, state: &mut #state_ty, input: &#step_input_ty) -> #out_ty {
+                #m::step(#params, state, input)
+            }
+        )
+    } else {
+        quote!()
+    };
+    let mut second_order = quote!();
+    if let Some(ig) = &extra.input_grad {
+        let d = doc(ig, Which::InputGrad);
+        second_order.extend(quote!(
+            #[doc = #d]
+            pub fn input_gradient(&self, input: &#input_ty, target: &#target_ty) -> #input_ty {
+                #m::input_gradient(#params, input, target)
+            }
+        ));
+    }
+    if let Some(h) = &extra.hvp {
+        let d = doc(h, Which::Hvp);
+        second_order.extend(quote!(
+            #[doc = #d]
+            pub fn hvp(&self, input: &#input_ty, target: &#target_ty, v: &#params_ty, out: &mut #params_ty) {
+                #m::hvp(#params, input, target, v, out)
+            }
+        ));
+    }
+    let batch_methods = batch
+        .map(|b| {
+            let bt = &n.batch_tape;
+            let input_ty = input_ty_of(b, &g.inputs);
+            let target_ty = input_ty_of(b, &g.targets);
+            let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
+            let new_batch_tape = on_struct.then(|| {
+                quote!(
+                    /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
+                    pub fn new_batch_tape<const B: usize>() -> ::nn_runtime::__private::Box<#bt<{ B }>> {
+                        <#bt<{ B }> as ::nn_runtime::__private::Zeroable>::zeroed_box()
+                    }
+                )
+            });
+            quote!(
+                #new_batch_tape
+
+                #[doc = #fdoc]
+                pub fn forward_batch<const B: usize>(&self, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #bt<{ B }>) -> #t {
+                    #m::forward_batch(#params, &inputs[..], &targets[..], |j| j, tape)
+                }
+
+                #[doc = #bdoc]
+                pub fn backward_batch<const B: usize>(&self, tape: &mut #bt<{ B }>, grads: &mut #params_ty) {
+                    #m::backward_batch(#params, tape, grads)
+                }
+            )
+        })
+        .unwrap_or_default();
+    quote! {
+        #[doc = #predict_doc]
+        pub fn predict(&self, input: &#input_ty) -> #output_ty {
+            #m::predict(#params, input)
+        }
+
+        #[doc = #forward_doc]
+        pub fn forward(&self, input: &#input_ty, target: &#target_ty, tape: &mut #tape_ty) -> #t {
+            #m::forward(#params, input, target, tape)
+        }
+
+        #backward_methods
+
+        #step_methods
+
+        #second_order
+
+        #batch_methods
+    }
+}
+
 /// The methods next to the user's struct and its `Network` impl, each a
-/// call into the module.
+/// call into the module; the struct's are only there with nn-runtime's
+/// `alloc` feature (the struct boxes its parameters), the parameter
+/// struct's (`NetParams::new(seed)`, `params.forward(...)`) always.
 pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenStream {
     let g = plan.g;
     let t = &plan.t;
@@ -61,102 +209,8 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
         });
         quote!(&[#(#infos),*])
     };
-    let (predict_doc, forward_doc, backward_doc) = (
-        doc(plan, Which::Predict),
-        doc(plan, Which::Forward),
-        doc(plan, Which::Backward),
-    );
-    let backward_methods = match g.steps {
-        Some(steps) => {
-            let count = Literal::usize_unsuffixed(steps.count);
-            quote!(
-                #[doc = #backward_doc]
-                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                    let mut norms = [0.0; #count];
-                    #m::backward_traced(&self.params, tape, grads, &mut norms);
-                }
-
-                #[doc = #backward_doc]
-                ///
-                /// Also records in `norms[t]` the norm of the state adjoint carried from step `t`
-                /// to step `t - 1`: watch it shrink or grow to see vanishing or exploding gradients.
-                pub fn backward_traced(&self, tape: &#tape_ty, grads: &mut #params_ty, norms: &mut [#t; #count]) {
-                    #m::backward_traced(&self.params, tape, grads, norms);
-                }
-
-                /// Number of time steps of a training sequence.
-                pub const STEPS: usize = #count;
-            )
-        }
-        None => quote!(
-            #[doc = #backward_doc]
-            pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                #m::backward(&self.params, tape, grads);
-            }
-        ),
-    };
-    let step_methods = if has_step(plan) {
-        let state_ty = &n.state;
-        let step_input_ty = step_input_ty(plan);
-        let out_ty = plan.ty(g.output);
-        let step_doc = doc(plan, Which::Step);
-        quote!(
-            /// The state before the first step, as declared.
-            pub fn initial_state(&self) -> #state_ty {
-                #m::initial_state(&self.params)
-            }
-
-            #[doc = #step_doc]
-            pub fn step(&self, state: &mut #state_ty, input: &#step_input_ty) -> #out_ty {
-                #m::step(&self.params, state, input)
-            }
-        )
-    } else {
-        quote!()
-    };
-    let mut second_order = quote!();
-    if let Some(ig) = &extra.input_grad {
-        let d = doc(ig, Which::InputGrad);
-        second_order.extend(quote!(
-            #[doc = #d]
-            pub fn input_gradient(&self, input: &#input_ty, target: &#target_ty) -> #input_ty {
-                #m::input_gradient(&self.params, input, target)
-            }
-        ));
-    }
-    if let Some(h) = &extra.hvp {
-        let d = doc(h, Which::Hvp);
-        second_order.extend(quote!(
-            #[doc = #d]
-            pub fn hvp(&self, input: &#input_ty, target: &#target_ty, v: &#params_ty, out: &mut #params_ty) {
-                #m::hvp(&self.params, input, target, v, out)
-            }
-        ));
-    }
-    let batch_methods = batch
-        .map(|b| {
-            let bt = &n.batch_tape;
-            let input_ty = input_ty_of(b, &g.inputs);
-            let target_ty = input_ty_of(b, &g.targets);
-            let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
-            quote!(
-                /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
-                pub fn new_batch_tape<const B: usize>() -> ::nn_runtime::__private::Box<#bt<{ B }>> {
-                    <#bt<{ B }> as ::nn_runtime::__private::Zeroable>::zeroed_box()
-                }
-
-                #[doc = #fdoc]
-                pub fn forward_batch<const B: usize>(&self, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #bt<{ B }>) -> #t {
-                    #m::forward_batch(&self.params, &inputs[..], &targets[..], |j| j, tape)
-                }
-
-                #[doc = #bdoc]
-                pub fn backward_batch<const B: usize>(&self, tape: &mut #bt<{ B }>, grads: &mut #params_ty) {
-                    #m::backward_batch(&self.params, tape, grads)
-                }
-            )
-        })
-        .unwrap_or_default();
+    let struct_passes = pass_methods(plan, batch, extra, n, &quote!(&self.params), true);
+    let params_passes = pass_methods(plan, batch, extra, n, &quote!(self), false);
     let check_target = check_target(plan);
     let non_finite_input = non_finite_input(plan);
     let tape_output = if plan.on_tape[g.output] {
@@ -224,6 +278,25 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
             #(#dummies)*
 
             #[allow(unused_mut, unused_variables, dead_code, clippy::all)]
+            impl #params_ty {
+                /// Parameters initialised as declared, from `seed`, returned by
+                /// value: no heap (the stack, or a `static` through [`init`](Self::init)).
+                pub fn new(seed: u64) -> Self {
+                    let mut params = <Self as ::nn_runtime::__private::Zeroable>::ZEROED;
+                    #m::init(&mut params, seed);
+                    params
+                }
+
+                /// Fills these parameters as declared, from `seed`, in place.
+                pub fn init(&mut self, seed: u64) {
+                    #m::init(self, seed);
+                }
+
+                #params_passes
+            }
+
+            ::nn_runtime::__private::if_alloc! {
+            #[allow(unused_mut, unused_variables, dead_code, clippy::all)]
             impl #name {
                 /// Number of scalar parameters.
                 pub const PARAMS: usize = #n_params;
@@ -262,23 +335,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                     <#params_ty as ::nn_runtime::__private::Zeroable>::zeroed_box()
                 }
 
-                #[doc = #predict_doc]
-                pub fn predict(&self, input: &#input_ty) -> #output_ty {
-                    #m::predict(&self.params, input)
-                }
-
-                #[doc = #forward_doc]
-                pub fn forward(&self, input: &#input_ty, target: &#target_ty, tape: &mut #tape_ty) -> #t {
-                    #m::forward(&self.params, input, target, tape)
-                }
-
-                #backward_methods
-
-                #step_methods
-
-                #second_order
-
-                #batch_methods
+                #struct_passes
             }
 
             /// The model summary: each parameter's name, shape and size, the
@@ -334,6 +391,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                     ::core::mem::swap(&mut self.params, other);
                 }
                 #tape_output
+            }
             }
         };
     }

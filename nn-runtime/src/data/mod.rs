@@ -6,6 +6,7 @@
 
 use crate::float::Float;
 use crate::rng::Rng;
+use alloc::{vec, vec::Vec};
 
 #[cfg(feature = "csv")]
 mod table;
@@ -102,7 +103,7 @@ impl<I, T> Dataset<I, T> {
         );
         let mut order: Vec<usize> = (0..self.len()).collect();
         Rng::new(seed).shuffle(&mut order);
-        let first = ((fraction * self.len() as f64).round() as usize).min(self.len());
+        let first = (libm::round(fraction * self.len() as f64) as usize).min(self.len());
         (self.subset(&order[..first]), self.subset(&order[first..]))
     }
 }
@@ -154,8 +155,8 @@ impl<I, T> Dataset<I, T> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         Rng::new(seed).shuffle(&mut order);
         let n = self.len();
-        let a = ((train * n as f64).round() as usize).min(n);
-        let b = (a + (validation * n as f64).round() as usize).min(n);
+        let a = (libm::round(train * n as f64) as usize).min(n);
+        let b = (a + libm::round(validation * n as f64) as usize).min(n);
         (
             self.subset(&order[..a]),
             self.subset(&order[a..b]),
@@ -245,7 +246,8 @@ impl<const N: usize> Scaler<N> {
         let mut var = [0.0; N];
         for x in &data.inputs {
             for ((s, m), v) in var.iter_mut().zip(&mean).zip(x) {
-                *s += (v.to_f64() - m).powi(2) / n;
+                let d = v.to_f64() - m;
+                *s += d * d / n;
             }
         }
         let mut scale = [1.0; N];

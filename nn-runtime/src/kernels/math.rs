@@ -32,6 +32,8 @@
 //! against `f64` references) are in the `MAX_ULPS_*` constants, which the
 //! tests assert; see the README's kernel section for the full sweep.
 
+#[cfg(not(any(feature = "std", test)))]
+use crate::activation::Activations as _;
 // The bounds below are the largest errors measured over every `f32` input
 // (4.3 billion per function and path; `transcendental_exhaustive` in the
 // tests), rounded up at the second decimal. They hold for the AVX-512, the

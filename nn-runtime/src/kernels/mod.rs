@@ -32,6 +32,9 @@
 //! than [`SIMD_MIN_ELEMS`] matrix elements) stay on the inlined portable
 //! loops. `f64` uses the portable loops everywhere; other targets use them
 //! for `f32` too (on aarch64 NEON is baseline, so they are vectorised).
+//! Without the `std` feature the CPU cannot be asked: an x86-64 build then
+//! uses the SIMD kernels only when its target features enable them at
+//! compile time (`-C target-feature=+avx2,+fma`), else the portable loops.
 //!
 //! The SIMD kernels compute the same sums in a different order and with
 //! fused multiply-adds, so results can differ from the portable loops in the
@@ -76,15 +79,22 @@ impl Isa {
     pub fn is_available(self) -> bool {
         match self {
             Isa::Portable => true,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", feature = "std"))]
             Isa::Avx2Fma => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
             }
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", feature = "std"))]
             Isa::Avx512 => {
                 Isa::Avx2Fma.is_available() && std::arch::is_x86_feature_detected!("avx512f")
             }
+            // Without std the CPU cannot be asked: what the build's target
+            // features promise (`-C target-feature=+avx2,+fma`,
+            // `-C target-cpu=...`), else the portable loops.
+            #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+            Isa::Avx2Fma => cfg!(all(target_feature = "avx2", target_feature = "fma")),
+            #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+            Isa::Avx512 => Isa::Avx2Fma.is_available() && cfg!(target_feature = "avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2Fma | Isa::Avx512 => false,
         }
