@@ -242,10 +242,25 @@ pub struct Softmax;
 }]
 pub struct LogSoftmax;
 
+#[network {
+    input x[6];
+    target y[3];
+    h = dense(x, 8);
+    n = layer_norm(h);
+    out = dense(tanh(n), 3);
+    loss = mse(out, y);
+}]
+pub struct LayerNormed;
+
 #[test]
 fn softmax_log_softmax() {
     check(&trained::<Softmax>(3), "softmax", 6, 3);
     check(&trained::<LogSoftmax>(4), "log_softmax", 6, 4);
+}
+
+#[test]
+fn layer_norm() {
+    check(&trained::<LayerNormed>(5), "layer_norm", 6, 5);
 }
 
 #[network {
