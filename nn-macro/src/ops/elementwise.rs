@@ -617,6 +617,9 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     }
 }
 
+/// The shortest per-sample vector whose activation is one kernel call.
+const MIN_VECTORISED: usize = 16;
+
 /// `f(inner)` set into a whole array, where the runtime has a vectorised
 /// slice kernel for `f` (`exp`, `ln`, `tanh`, `sigmoid`): the inner
 /// expression's loop, then one kernel call over the array in place, instead
@@ -634,7 +637,10 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
     };
     let node = ex.node();
     let rank = node.shape.rank() + usize::from(ex.batched(ex.id));
-    if node.shape.len() < 4 && !ex.batched(ex.id) {
+    // one sample's short vector: the call and its dispatch cost more than
+    // the scalar loop saves (xor's step with four hidden units: 76 ns with
+    // the call, 57 ns without)
+    if node.shape.len() < MIN_VECTORISED && !ex.batched(ex.id) {
         return false;
     }
     let place = match dest {
