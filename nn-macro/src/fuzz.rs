@@ -231,7 +231,7 @@ impl Gen {
                 format!("{f}({x})")
             }
             7 if dims.len() == 1 && dims[0] > 1 => {
-                let f = *self.rng.pick(&["softmax", "log_softmax"]);
+                let f = *self.rng.pick(&["softmax", "log_softmax", "layer_norm"]);
                 format!("{f}({})", self.expr(&dims, d))
             }
             8 if dims.len() == 1 && dims[0] >= 2 => {
@@ -521,6 +521,7 @@ const VOCAB: &[&str] = &[
     "4294967296",
     "99999999999999999999",
     "dense",
+    "layer_norm",
     "mse",
     "sum",
     "mean",
