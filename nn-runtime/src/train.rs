@@ -488,7 +488,7 @@ pub fn evaluate<N: Network>(
     data: &Dataset<N::Input, N::Target>,
 ) -> Result<Evaluation, TrainError> {
     check_data(data, "evaluation")?;
-    check_targets::<N>(data, "evaluation")?;
+    check_samples::<N>(data, "evaluation")?;
     let blocks = Blocks::new(N::BATCH_WIDTHS, data.len());
     let mut part = Part::<N> {
         scratch: Scratch::new(N::BATCH_WIDTHS),
@@ -686,7 +686,7 @@ fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), Train
 
 /// Every input of `data` finite ([`Network::non_finite_input`]) and every
 /// target through [`Network::check_target`].
-fn check_targets<N: Network>(
+fn check_samples<N: Network>(
     data: &Dataset<N::Input, N::Target>,
     set: &'static str,
 ) -> Result<(), TrainError> {
@@ -966,10 +966,10 @@ impl<O> Trainer<O> {
         self.check_settings()?;
         self.optimizer.check_settings()?;
         check_data(train, "training")?;
-        check_targets::<N>(train, "training")?;
+        check_samples::<N>(train, "training")?;
         if let Some(v) = validation {
             check_data(v, "validation")?;
-            check_targets::<N>(v, "validation")?;
+            check_samples::<N>(v, "validation")?;
         }
         let n = train.len();
         let batch = match self.batch_size {

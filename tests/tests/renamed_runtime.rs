@@ -1,6 +1,8 @@
 //! A user crate that names the runtime differently (a renamed dependency,
-//! here an `extern crate ... as`): `#[network(crate = path)]` below the
-//! definition makes the generated code use that path.
+//! here an `extern crate ... as`): with `#[network(crate = path)]` below the
+//! definition the network compiles and trains. (`::nn_runtime` resolves here
+//! too; that no path of the expansion still names it is checked on the
+//! tokens, in nn-macro's `crate_option_rebases_every_runtime_path`.)
 
 extern crate nn_runtime as nn;
 

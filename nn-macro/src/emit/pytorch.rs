@@ -96,7 +96,7 @@ class {name}(torch.nn.Module):
     }
     let mut roots = vec![g.output];
     roots.extend(g.states.iter().map(|s| s.update));
-    let body = pass(g, &batched, &regions, &names, &roots, &[g.output])?;
+    let body = pass(g, &batched, &regions, &names, &roots, true)?;
     let _ = writeln!(
         out,
         "\n    def forward(self, {}):\n        \"\"\"The outputs for a batch of inputs.\"\"\"\n{body}        return {}",
@@ -105,7 +105,7 @@ class {name}(torch.nn.Module):
     );
     let mut roots = vec![g.loss];
     roots.extend(g.states.iter().map(|s| s.update));
-    let body = pass(g, &batched, &regions, &names, &roots, &[g.loss])?;
+    let body = pass(g, &batched, &regions, &names, &roots, false)?;
     let args: Vec<&str> = inputs.iter().chain(&targets).copied().collect();
     let _ = writeln!(
         out,
@@ -168,27 +168,29 @@ fn python_names(g: &Graph) -> Vec<String> {
             };
             let ok = base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && base.chars().next().is_some_and(|c| !c.is_ascii_digit());
-            let name = if ok && !seen.contains(&base) {
-                base
-            } else {
+            let name = if !ok {
+                format!("v{id}")
+            } else if seen.contains(&base) {
                 format!("{base}_{id}")
+            } else {
+                base
             };
-            let name = if ok { name } else { format!("v{id}") };
             seen.insert(name.clone());
             name
         })
         .collect()
 }
 
-/// The statements computing `wanted` (one variable per node), the step
-/// nodes in a loop.
+/// The statements computing `roots` (one variable per node), the step
+/// nodes in a loop; with `returns_output`, a per-step output is stacked
+/// over the steps.
 fn pass(
     g: &Graph,
     batched: &[bool],
     regions: &[Region],
     names: &[String],
     roots: &[NodeId],
-    wanted: &[NodeId],
+    returns_output: bool,
 ) -> Result<String, String> {
     let live = g.live_from(roots);
     let first_input = g.inputs.first().map(|d| d.name.as_str());
@@ -221,7 +223,7 @@ fn pass(
             }
             Region::Step => {
                 let _ = writeln!(step, "            {line}");
-                if g.output == id && wanted.contains(&id) {
+                if g.output == id && returns_output {
                     per_step_output = Some(id);
                 }
             }

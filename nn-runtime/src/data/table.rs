@@ -85,14 +85,6 @@ pub enum DataError {
         /// 1-based byte position of that byte in the line.
         column: usize,
     },
-    /// A record the CSV reader could not split (e.g. a quote left open).
-    #[error("{at}: {message}")]
-    Malformed {
-        /// Where the record starts.
-        at: Location,
-        /// What the CSV reader said.
-        message: String,
-    },
     /// A delimiter that is not a single ASCII character.
     #[error("{file}: the delimiter {delimiter:?} is not an ASCII character; CSV delimiters are one byte")]
     Delimiter {
@@ -555,10 +547,12 @@ impl Csv {
             match read {
                 Ok(true) => {}
                 Ok(false) => break,
+                // the text is in memory and checked UTF-8 and the reader is
+                // flexible: it fails only as a read would
                 Err(e) => {
-                    return Err(DataError::Malformed {
+                    return Err(DataError::Read {
                         at: location(line),
-                        message: e.to_string(),
+                        error: e.into(),
                     });
                 }
             }
