@@ -13,52 +13,43 @@ pub fn math_name(plan: &Plan, id: NodeId) -> String {
     }
 }
 
-/// The doc comment of a generated function: an introduction, then one line
+/// What a generated function does, in one paragraph (the first of its doc
+/// comment).
+pub fn intro(plan: &Plan, which: Which) -> &'static str {
+    let batch = plan.batch;
+    match which {
+        Which::InputGrad => "The gradient of the loss with respect to the input (each input, for several): `∂loss/∂input` for one sample, by a forward and a backward pass through the network (saliency, adversarial examples). Computed on the stack; stores nothing.",
+        Which::Hvp => "The Hessian-vector product: adds `H v` into `out`, where `H` is the Hessian of the loss in the parameters at this sample and `v` has the parameters' layout. Computed exactly, by differentiating the backward pass once more (reverse over reverse), with no tape and no allocation: the intermediates of a forward, a backward and a second backward pass are local arrays.",
+        Which::Predict => "Inference: the output for one input; stores nothing.",
+        Which::Forward if batch => "Forward pass for a mini-batch of `B` samples as matrix-matrix work, each per-sample vector a matrix with one column per sample: returns the sum of the samples' losses and stores in `tape` what `backward_batch` reads (`[n, B]` below is a vector `[n]` for each sample).",
+        Which::Forward => "Forward pass for one sample: returns the loss and stores in `tape` what `backward` reads.",
+        Which::Backward if batch => "Backward pass for the mini-batch last passed to `forward_batch`: adds the sum over the samples of `∂loss/∂θ` into `grads` (a weight gradient is one `dZ Xᵀ` product), exactly what `B` calls of `backward` add; the batch tape is its workspace.",
+        Which::Backward if plan.g.steps.is_some() => "Backward pass through time for the sequence last passed to `forward`: steps `t = T-1 .. 0`, each layer last first, carrying each state's adjoint back one step; adds `∂loss/∂θ`, summed over the steps, into `grads` (`+=`, so a batch accumulates).",
+        Which::Backward => "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates).",
+        Which::Step => "One time step for inference: reads `state` (the states' values at the previous step), returns this step's output and leaves the new values in `state`.",
+    }
+}
+
+/// The doc comment of a generated function: its [`intro`], then one line
 /// of maths per value computed, then (backward) where each gradient goes.
 pub fn doc(plan: &Plan, which: Which) -> String {
     let g = plan.g;
     let batch = plan.batch;
-    match which {
-        Which::InputGrad => {
-            return "The gradient of the loss with respect to the input (each input, for several): `∂loss/∂input` for one sample, by a forward and a backward pass through the network (saliency, adversarial examples). Computed on the stack; stores nothing.".to_string();
-        }
-        Which::Hvp => {
-            return "The Hessian-vector product: adds `H v` into `out`, where `H` is the Hessian of the loss in the parameters at this sample and `v` has the parameters' layout. Computed exactly, by differentiating the backward pass once more (reverse over reverse), with no tape and no allocation: the intermediates of a forward, a backward and a second backward pass are local arrays.".to_string();
-        }
-        _ => {}
-    }
-    let (intro, pass, roots): (&str, Pass, Vec<NodeId>) = match which {
-        Which::Predict => ("Inference: the output for one input; stores nothing.", Pass::Forward, vec![g.output]),
-        Which::Forward if batch => (
-            "Forward pass for a mini-batch of `B` samples as matrix-matrix work, each per-sample vector a matrix with one column per sample: returns the sum of the samples' losses and stores in `tape` what `backward_batch` reads (`[n, B]` below is a vector `[n]` for each sample).",
-            Pass::Forward,
-            vec![g.loss],
-        ),
-        Which::Forward => (
-            "Forward pass for one sample: returns the loss and stores in `tape` what `backward` reads.",
-            Pass::Forward,
-            vec![g.loss],
-        ),
-        Which::Backward if batch => (
-            "Backward pass for the mini-batch last passed to `forward_batch`: adds the sum over the samples of `∂loss/∂θ` into `grads` (a weight gradient is one `dZ Xᵀ` product), exactly what `B` calls of `backward` add; the batch tape is its workspace.",
-            Pass::Backward,
-            g.grads.iter().flatten().copied().collect(),
-        ),
+    let intro = intro(plan, which);
+    let (pass, roots): (Pass, Vec<NodeId>) = match which {
+        Which::InputGrad | Which::Hvp => return intro.to_string(),
+        Which::Predict | Which::Step => (Pass::Forward, vec![g.output]),
+        Which::Forward => (Pass::Forward, vec![g.loss]),
+        Which::Backward if batch => (Pass::Backward, g.grads.iter().flatten().copied().collect()),
         Which::Backward => (
-            if g.steps.is_some() {
-                "Backward pass through time for the sequence last passed to `forward`: steps `t = T-1 .. 0`, each layer last first, carrying each state's adjoint back one step; adds `∂loss/∂θ`, summed over the steps, into `grads` (`+=`, so a batch accumulates)."
-            } else {
-                "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates)."
-            },
             Pass::Backward,
-            g.grads.iter().flatten().chain(g.state_adjoints.iter().flatten()).copied().collect(),
+            g.grads
+                .iter()
+                .flatten()
+                .chain(g.state_adjoints.iter().flatten())
+                .copied()
+                .collect(),
         ),
-        Which::Step => (
-            "One time step for inference: reads `state` (the states' values at the previous step), returns this step's output and leaves the new values in `state`.",
-            Pass::Forward,
-            vec![g.output],
-        ),
-        Which::InputGrad | Which::Hvp => unreachable!("returned above"),
     };
     let live = live_with_states(g, roots);
     let mut lines = vec![intro.to_string(), String::new(), "```text".to_string()];

@@ -4,7 +4,7 @@
 
 use super::body::{live_with_states, Which};
 use super::dims;
-use super::docs::doc;
+use super::docs::{doc, intro};
 use super::items::BATCH_WIDTHS;
 use super::items::{has_step, input_ty_of, step_input_ty, Extra, Names};
 use super::plan::Plan;
@@ -25,7 +25,10 @@ const WRAPPER_BINDINGS: &[&str] = &[
 /// `params`: `predict`, `forward`, `backward` and what the network adds. On
 /// the user's struct (`on_struct`, `params` is `&self.params`) also
 /// `STEPS` and `new_batch_tape` (on the heap); on its parameter struct
-/// (`params` is `self`) only the passes.
+/// (`params` is `self`) only the passes. The parameter struct's methods
+/// (there with or without the heap) carry the maths in their docs; the
+/// user's struct's say what they do and link there, so that the maths is
+/// written once.
 fn pass_methods(
     plan: &Plan,
     batch: Option<&Plan>,
@@ -40,10 +43,20 @@ fn pass_methods(
     let input_ty = input_ty_of(plan, &g.inputs);
     let target_ty = input_ty_of(plan, &g.targets);
     let output_ty = plan.tape_ty(g.output);
+    let doc = |plan: &Plan, which: Which, method: &str| {
+        if on_struct {
+            format!(
+                "{}\n\nThe maths, one line per value: [`{params_ty}::{method}`].",
+                intro(plan, which)
+            )
+        } else {
+            doc(plan, which)
+        }
+    };
     let (predict_doc, forward_doc, backward_doc) = (
-        doc(plan, Which::Predict),
-        doc(plan, Which::Forward),
-        doc(plan, Which::Backward),
+        doc(plan, Which::Predict, "predict"),
+        doc(plan, Which::Forward, "forward"),
+        doc(plan, Which::Backward, "backward"),
     );
     let backward_methods = match g.steps {
         Some(steps) => {
@@ -61,10 +74,9 @@ fn pass_methods(
                     #m::backward_traced(#params, tape, grads, &mut norms);
                 }
 
-                #[doc = #backward_doc]
-                ///
-                /// Also records in `norms[t]` the norm of the state adjoint carried from step `t`
-                /// to step `t - 1`: watch it shrink or grow to see vanishing or exploding gradients.
+                /// [`backward`](Self::backward), also recording in `norms[t]` the norm of
+                /// the state adjoint carried from step `t` to step `t - 1`: watch it shrink or
+                /// grow to see vanishing or exploding gradients.
                 pub fn backward_traced(&self, tape: &#tape_ty, grads: &mut #params_ty, norms: &mut [#t; #count]) {
                     #m::backward_traced(#params, tape, grads, norms);
                 }
@@ -83,7 +95,7 @@ fn pass_methods(
         let state_ty = &n.state;
         let step_input_ty = step_input_ty(plan);
         let out_ty = plan.ty(g.output);
-        let step_doc = doc(plan, Which::Step);
+        let step_doc = doc(plan, Which::Step, "step");
         quote!(
             /// The state before the first step, as declared.
             pub fn initial_state(&self) -> #state_ty {
@@ -100,7 +112,7 @@ fn pass_methods(
     };
     let mut second_order = quote!();
     if let Some(ig) = &extra.input_grad {
-        let d = doc(ig, Which::InputGrad);
+        let d = intro(ig, Which::InputGrad);
         second_order.extend(quote!(
             #[doc = #d]
             pub fn input_gradient(&self, input: &#input_ty, target: &#target_ty) -> #input_ty {
@@ -109,7 +121,7 @@ fn pass_methods(
         ));
     }
     if let Some(h) = &extra.hvp {
-        let d = doc(h, Which::Hvp);
+        let d = intro(h, Which::Hvp);
         second_order.extend(quote!(
             #[doc = #d]
             pub fn hvp(&self, input: &#input_ty, target: &#target_ty, v: &#params_ty, out: &mut #params_ty) {
@@ -122,7 +134,10 @@ fn pass_methods(
             let bt = &n.batch_tape;
             let input_ty = input_ty_of(b, &g.inputs);
             let target_ty = input_ty_of(b, &g.targets);
-            let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
+            let (fdoc, bdoc) = (
+                doc(b, Which::Forward, "forward_batch"),
+                doc(b, Which::Backward, "backward_batch"),
+            );
             let new_batch_tape = on_struct.then(|| {
                 quote!(
                     /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
