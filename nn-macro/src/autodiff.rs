@@ -51,16 +51,18 @@ pub fn diff_graph(mut g: Graph) -> Graph {
     let mut adjoint: Vec<Option<NodeId>> = vec![None; n];
     let loss = g.loss;
     let seed_name = format!("d_{}", g.nodes[loss].name);
-    let seed = push(
-        &mut g,
+    // per-sample feed-forward passes take the seed from the caller (`1`, or
+    // `-lr` for the fused SGD step); the others start from the constant `1`
+    let seed_op = if g.batch || g.steps.is_some() {
         Op::Map {
             args: vec![],
             bcast: vec![],
             body: c(1.0),
-        },
-        Shape::scalar(),
-        seed_name,
-    );
+        }
+    } else {
+        Op::Seed
+    };
+    let seed = push(&mut g, seed_op, Shape::scalar(), seed_name);
     parts[loss].push(seed);
     // a state's new value also feeds the next step: its adjoint from there
     for k in 0..g.states.len() {

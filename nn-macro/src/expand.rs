@@ -279,6 +279,7 @@ fn fallback(item: &syn::ItemStruct, e: syn::Error) -> TokenStream {
         ("forward", 3),
         ("backward", 2),
         ("backward_traced", 3),
+        ("sgd_step", 2),
         ("step", 2),
         ("initial_state", 0),
         ("input_gradient", 2),

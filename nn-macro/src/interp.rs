@@ -30,6 +30,7 @@ pub fn run(g: &Graph, inputs: &[Vec<f64>], targets: &[Vec<f64>], params: &[Vec<f
             Op::Input(k) => inputs[*k].clone(),
             Op::Target(k) => targets[*k].clone(),
             Op::Param(k) => params[*k].clone(),
+            Op::Seed => vec![1.0],
             _ => crate::ops::eval(g, id, &v),
         };
         assert_eq!(

@@ -75,6 +75,10 @@ pub enum Op {
     /// The k-th parameter's part of the vector `v` of a Hessian-vector
     /// product (`hvp`'s argument, shaped like the parameters).
     Tangent(usize),
+    /// The backward pass's seed `∂loss/∂loss`, a scalar the caller gives:
+    /// `1` for the gradient, `-lr` for a plain SGD step fused into the
+    /// backward pass (every adjoint is linear in it).
+    Seed,
     /// Elementwise: `out[i] = body(args[0][i], ...)`, operands broadcast as in `bcast`.
     /// Shape: the node's shape; each operand full, scalar, or a column vector.
     Map {
@@ -168,6 +172,7 @@ macro_rules! each_operand {
             | Op::Target(_)
             | Op::Param(_)
             | Op::Tangent(_)
+            | Op::Seed
             | Op::StatePrev(_)
             | Op::Carry(_) => {}
             Op::Map { args, .. } | Op::AddN(args) => {
@@ -300,6 +305,7 @@ impl Op {
             Op::Target(_) => "target",
             Op::Param(_) => "param",
             Op::Tangent(_) => "tangent",
+            Op::Seed => "seed",
             Op::Map { .. } => "map",
             Op::MatVec(..) => "matvec",
             Op::MatVecT(..) => "matvec_t",

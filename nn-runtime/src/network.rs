@@ -313,6 +313,22 @@ pub trait Network: Sized + Send + Sync {
         let _ = tape;
         None
     }
+
+    /// Plain SGD for the sample last passed to `forward` with this tape,
+    /// fused into its backward pass: the parameters move by
+    /// `-lr · ∂loss/∂θ` as each gradient block is produced, with no
+    /// gradient buffer (the same step as `backward` into zeroed gradients
+    /// followed by `Sgd::new(lr)`'s update, up to rounding). Returns
+    /// whether it did: feed-forward networks generate it; the default, for
+    /// the others (recurrent networks, whose gradients sum over the steps),
+    /// changes nothing and returns `false`.
+    ///
+    /// The update is in place: unlike the `Trainer`'s checked updates, a
+    /// non-finite gradient reaches the parameters.
+    fn sgd_step(&mut self, tape: &Self::Tape, lr: Self::Scalar) -> bool {
+        let _ = (tape, lr);
+        false
+    }
     #[cfg(feature = "checkpoint")]
     /// Saves the parameters to a safetensors file at `path`, atomically
     /// (see [`checkpoint`](crate::checkpoint)).

@@ -12,7 +12,10 @@
 //!   accumulated), so the batched API's gain shows; `generated/forward_batch`
 //!   and `generated/backward_batch` alone; `generated/forward_per_sample_loop`
 //!   and `generated/backward_per_sample_loop` (B per-sample calls);
-//! - batch-1 groups: `generated/forward`, `generated/backward` alone;
+//! - batch-1 groups: `generated/step_fused`, the same step with the update
+//!   fused into the backward pass (`forward` then `sgd_step`: no gradient
+//!   buffer to clear, fill and read back); `generated/forward`,
+//!   `generated/backward` alone;
 //! - `generated/predict`: inference, one call per sample of the batch;
 //! - `generated/update`: the step's update alone (`Sgd::step` on the flat
 //!   views, then zeroing the gradient): at mnist size it streams the 400 KB
@@ -94,6 +97,17 @@ fn per_sample<N: Network<Scalar = f32>>(
             black_box(loss)
         })
     });
+    if b == 1 {
+        let lr = 0.01;
+        let (x, y) = (&inputs[0], &targets[0]);
+        g.bench_function("generated/step_fused", |bench| {
+            bench.iter(|| {
+                let loss = net.forward(black_box(x), y, &mut tape);
+                assert!(net.sgd_step(&tape, lr), "a feed-forward network");
+                black_box(loss)
+            })
+        });
+    }
     g.throughput(Throughput::Elements(b * N::FORWARD_FLOPS));
     g.bench_function(format!("generated/forward{suffix}"), |bench| {
         bench.iter(|| {

@@ -94,13 +94,14 @@ fn the_counter_counts() {
 
 /// Counts the allocations of each hot-path operation separately, `rounds`
 /// times over the samples: predict, forward, backward, fill_zero, Sgd::step,
-/// Sgd::step_into and swap_params.
+/// Sgd::step_into, swap_params and the fused SGD step (`sgd_step`, where
+/// the network has one).
 fn hot_path_allocations<N: Network>(
     net: &mut N,
     inputs: &[N::Input],
     targets: &[N::Target],
     rounds: usize,
-) -> [(&'static str, usize); 7] {
+) -> [(&'static str, usize); 8] {
     // Allocated before the measured region.
     let mut tape = N::new_tape();
     let mut grads = N::new_grads();
@@ -115,7 +116,9 @@ fn hot_path_allocations<N: Network>(
         ("Sgd::step", 0),
         ("Sgd::step_into", 0),
         ("swap_params", 0),
+        ("sgd_step", 0),
     ];
+    let lr = N::Scalar::from_f64(1e-3);
     for _ in 0..rounds {
         for (x, y) in inputs.iter().zip(targets) {
             let (out, n) = allocations(|| net.predict(black_box(x)));
@@ -126,6 +129,8 @@ fn hot_path_allocations<N: Network>(
             counts[1].1 += n;
             let ((), n) = allocations(|| net.backward(&tape, &mut grads));
             counts[2].1 += n;
+            let (_, n) = allocations(|| net.sgd_step(&tape, lr));
+            counts[7].1 += n;
         }
         let ((), n) = allocations(|| {
             Optimizer::<N::Scalar>::step(

@@ -22,6 +22,10 @@ pub enum Which {
     Forward,
     /// The backward pass: gradients into `grads`.
     Backward,
+    /// Plain SGD fused into the backward pass (feed-forward networks): the
+    /// backward pass seeded with `-lr`, each gradient added straight into
+    /// the parameters, after the last read of any parameter.
+    SgdStep,
     /// One time step of a recurrent network, with its state passed in and out.
     Step,
     /// `∂loss/∂input` of each input (its own graph).
@@ -43,12 +47,46 @@ pub struct Fx {
     pub place: HashMap<NodeId, Place>,
     /// The statements so far.
     pub stmts: Vec<TokenStream>,
+    /// `SgdStep`: the gradients computed straight into the parameters,
+    /// emitted after every read of the parameters.
+    pub deferred: Vec<NodeId>,
+}
+
+impl Fx {
+    /// Whether node `id` is computed straight into its parameter's gradient
+    /// (or, in `SgdStep`, into the parameter). In `SgdStep` a node that
+    /// reads a parameter itself is computed first and added at the end,
+    /// so that no parameter is read after one is written.
+    pub fn direct(&self, plan: &Plan, id: NodeId) -> bool {
+        plan.grad_direct(id) && (self.which != Which::SgdStep || !reads_param(plan, id))
+    }
+}
+
+/// Whether node `id` reads a parameter, itself or through an operand
+/// computed inside it.
+fn reads_param(plan: &Plan, id: NodeId) -> bool {
+    plan.g.nodes[id].op.args().iter().any(|&a| {
+        matches!(plan.g.nodes[a].op, Op::Param(_)) || (plan.absorbed[a] && reads_param(plan, a))
+    })
+}
+
+/// Whether the network has a fused SGD step: feed-forward, and no
+/// parameter's gradient is another parameter's value (the update of one
+/// would change the other's gradient).
+pub fn has_sgd_step(plan: &Plan) -> bool {
+    let g = plan.g;
+    g.steps.is_none()
+        && !plan.batch
+        && g.grads
+            .iter()
+            .flatten()
+            .all(|&gr| !matches!(g.nodes[gr].op, Op::Param(_)))
 }
 
 /// The body of one function of `plan`'s graph.
 pub fn function(plan: &Plan, which: Which) -> TokenStream {
     let g = plan.g;
-    let pass = if which == Which::Backward {
+    let pass = if matches!(which, Which::Backward | Which::SgdStep) {
         Pass::Backward
     } else {
         Pass::Forward
@@ -59,7 +97,7 @@ pub fn function(plan: &Plan, which: Which) -> TokenStream {
         Which::Forward => std::iter::once(g.loss)
             .chain(plan.tape.iter().copied())
             .collect(),
-        Which::Backward => g.grads.iter().flatten().copied().collect(),
+        Which::Backward | Which::SgdStep => g.grads.iter().flatten().copied().collect(),
         Which::InputGrad => g.input_grads.iter().flatten().copied().collect(),
         Which::Hvp => g.hvp.iter().flatten().copied().collect(),
     };
@@ -73,6 +111,7 @@ pub fn function(plan: &Plan, which: Which) -> TokenStream {
         live: live_with_states(g, roots),
         place: HashMap::new(),
         stmts: vec![],
+        deferred: vec![],
     };
     bind_leaves(plan, &mut fx);
     emit_region(plan, &mut fx, Region::Before);
@@ -112,7 +151,7 @@ pub fn live_with_states(g: &Graph, mut roots: Vec<NodeId>) -> Vec<bool> {
 fn bind_leaves(plan: &Plan, fx: &mut Fx) {
     let g = plan.g;
     let which = fx.which;
-    if which == Which::Backward {
+    if matches!(which, Which::Backward | Which::SgdStep) {
         for &id in &plan.tape {
             if plan.live[id] {
                 fx.place.insert(id, plan.tape_place(id));
@@ -151,7 +190,7 @@ fn bind_leaves(plan: &Plan, fx: &mut Fx) {
             .iter()
             .any(|&u| fx.live[u] && (all_passes || g.nodes[u].pass == pass))
             || (matches!(which, Which::Predict | Which::Step) && g.output == id)
-            || (which == Which::Backward && !plan.grad_of[id].is_empty())
+            || (matches!(which, Which::Backward | Which::SgdStep) && !plan.grad_of[id].is_empty())
             || (matches!(which, Which::Predict | Which::Forward)
                 && g.steps.is_some()
                 && state_init(id))
@@ -178,9 +217,26 @@ fn bind_leaves(plan: &Plan, fx: &mut Fx) {
             }
         }
     }
-    if !used.is_empty() {
+    if which == Which::SgdStep {
+        // the parameters are the gradient buffer: each field borrowed alone,
+        // so that one is written after the last read of the others
+        prelude.push(quote!(let grads = params;));
+        if !used.is_empty() {
+            let pty = &plan.params_ty;
+            prelude.push(quote!(let #pty { #(ref #used,)* .. } = *grads;));
+        }
+    } else if !used.is_empty() {
         let pty = &plan.params_ty;
         prelude.push(quote!(let #pty { #(#used,)* .. } = params;));
+    }
+    // the seed of the backward pass: `∂loss/∂loss`
+    if let Some(seed) = (0..g.nodes.len()).find(|&id| g.nodes[id].op == Op::Seed && fx.live[id]) {
+        let (n, t) = (&plan.ident[seed], &plan.t);
+        prelude.push(match which {
+            Which::SgdStep => quote!(let #n: #t = -lr;),
+            _ => quote!(let #n: #t = 1.0;),
+        });
+        fx.place.insert(seed, Place::Local(n.clone()));
     }
     fx.stmts.splice(0..0, prelude);
 }
@@ -289,7 +345,7 @@ pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
             continue;
         }
         match node.op {
-            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Tangent(_) => continue,
+            Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Tangent(_) | Op::Seed => continue,
             // registers and accumulators set up around the loop
             Op::StatePrev(_) | Op::Carry(_) | Op::StepSum(_) | Op::Last(_) if looped => continue,
             Op::StatePrev(k) => {
@@ -308,6 +364,11 @@ pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
             _ => {}
         }
         if plan.absorbed[id] {
+            continue;
+        }
+        if fx.which == Which::SgdStep && fx.direct(plan, id) {
+            // into the parameter itself, after every read of the parameters
+            fx.deferred.push(id);
             continue;
         }
         if matches!(fx.which, Which::Backward | Which::Hvp) && plan.grad_direct(id) {
@@ -412,7 +473,7 @@ pub fn copy_shape(shape: &Shape, src: &Place, dest: &Place, mode: Mode) -> Token
 fn add_param_results(plan: &Plan, fx: &mut Fx, results: &[Option<NodeId>]) {
     for (k, gr) in results.iter().enumerate() {
         let Some(gr) = *gr else { continue };
-        if plan.grad_direct(gr) {
+        if fx.direct(plan, gr) {
             continue;
         }
         let dest = Place::Grad(plan.param_field(k));
@@ -433,6 +494,13 @@ fn finish(plan: &Plan, fx: &mut Fx) {
         // gradients (or parts of `H v`) that are stored values (several
         // users, or forward values)
         Which::Backward => add_param_results(plan, fx, &g.grads),
+        Which::SgdStep => {
+            for id in std::mem::take(&mut fx.deferred) {
+                let dest = Place::Grad(plan.param_field(plan.grad_of[id][0]));
+                emit_node(plan, fx, id, &dest, Mode::Accumulate);
+            }
+            add_param_results(plan, fx, &g.grads);
+        }
         Which::Hvp => add_param_results(plan, fx, &g.hvp),
         Which::Predict if g.steps.is_some() && plan.regions[g.output] == Region::Step => {
             fx.stmts.push(quote!(output_seq));

@@ -26,6 +26,7 @@ pub fn intro(plan: &Plan, which: Which) -> &'static str {
         Which::Backward if batch => "Backward pass for the mini-batch last passed to `forward_batch`: adds the sum over the samples of `∂loss/∂θ` into `grads` (a weight gradient is one `dZ Xᵀ` product), exactly what `B` calls of `backward` add; the batch tape is its workspace.",
         Which::Backward if plan.g.steps.is_some() => "Backward pass through time for the sequence last passed to `forward`: steps `t = T-1 .. 0`, each layer last first, carrying each state's adjoint back one step; adds `∂loss/∂θ`, summed over the steps, into `grads` (`+=`, so a batch accumulates).",
         Which::Backward => "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates).",
+        Which::SgdStep => "Plain SGD for the sample last passed to `forward`, fused into its backward pass: seeded with `∂loss/∂loss = -lr` instead of `1`, the backward pass adds `-lr · ∂loss/∂θ` straight into the parameters (each block after the last read of any parameter), with no gradient buffer to clear, fill and read back. The same step as `backward` into zeroed gradients followed by `Sgd::new(lr)`'s update, up to rounding.",
         Which::Step => "One time step for inference: reads `state` (the states' values at the previous step), returns this step's output and leaves the new values in `state`.",
     }
 }
@@ -41,6 +42,7 @@ pub fn doc(plan: &Plan, which: Which) -> String {
         Which::Predict | Which::Step => (Pass::Forward, vec![g.output]),
         Which::Forward => (Pass::Forward, vec![g.loss]),
         Which::Backward if batch => (Pass::Backward, g.grads.iter().flatten().copied().collect()),
+        Which::SgdStep => (Pass::Backward, g.grads.iter().flatten().copied().collect()),
         Which::Backward => (
             Pass::Backward,
             g.grads
@@ -74,11 +76,12 @@ pub fn doc(plan: &Plan, which: Which) -> String {
         } else {
             String::new()
         };
-        lines.push(format!(
-            "{}{shape} = {}",
-            plan.ident[id],
-            crate::ops::math(g, id, &name)
-        ));
+        let math = match (&node.op, which) {
+            (Op::Seed, Which::SgdStep) => "-lr".to_string(),
+            (Op::Seed, _) => "1".to_string(),
+            _ => crate::ops::math(g, id, &name),
+        };
+        lines.push(format!("{}{shape} = {math}", plan.ident[id]));
     }
     if which == Which::Backward {
         for (p, gr) in g.params.iter().zip(&g.grads) {
@@ -88,6 +91,16 @@ pub fn doc(plan: &Plan, which: Which) -> String {
                     "∂loss/∂{} += 0 (the loss does not depend on it)",
                     p.name
                 )),
+            }
+        }
+    }
+    if which == Which::SgdStep {
+        for (p, gr) in g.params.iter().zip(&g.grads) {
+            if let Some(gr) = gr {
+                lines.push(format!(
+                    "{} += {} (= -lr · ∂loss/∂{})",
+                    p.name, plan.ident[*gr], p.name
+                ));
             }
         }
     }

@@ -4,7 +4,7 @@
 //! so no user item can capture a name); then, next to the struct, the
 //! methods and the `Network` impl as thin wrappers over them.
 
-use super::body::{function, live_with_states, Which};
+use super::body::{function, has_sgd_step, live_with_states, Which};
 use super::dims;
 use super::docs::math_name;
 use super::plan::Plan;
@@ -221,11 +221,23 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
                 }
             )
         }
-        None => quote!(
-            pub fn backward(params: &#params_ty, tape: &#tape_ty, grads: &mut #params_ty) {
-                #backward
-            }
-        ),
+        None => {
+            let sgd_step = has_sgd_step(plan).then(|| {
+                let body = function(plan, Which::SgdStep);
+                quote!(
+                    pub fn sgd_step(params: &mut #params_ty, tape: &#tape_ty, lr: #t) {
+                        #body
+                    }
+                )
+            });
+            quote!(
+                pub fn backward(params: &#params_ty, tape: &#tape_ty, grads: &mut #params_ty) {
+                    #backward
+                }
+
+                #sgd_step
+            )
+        }
     };
     let step_items = step_items(plan, n);
     let batch_items = batch.map(|b| batch_items(b, n)).unwrap_or_default();

@@ -63,6 +63,7 @@ pub const RESERVED: &[&str] = &[
     "gen",
     "i",
     "j",
+    "acc",
     "tape",
     "grads",
     "input",

@@ -2,7 +2,7 @@
 //! constants, `Display` (the model summary) and the `Network` impl, each a
 //! thin call of the passes in the network's module.
 
-use super::body::{live_with_states, Which};
+use super::body::{has_sgd_step, live_with_states, Which};
 use super::dims;
 use super::docs::{doc, intro};
 use super::items::BATCH_WIDTHS;
@@ -69,6 +69,7 @@ fn pass_methods(
             });
             quote!(
                 #[doc = #backward_doc]
+                #[inline]
                 pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
                     let mut norms = [0.0; #count];
                     #m::backward_traced(#params, tape, grads, &mut norms);
@@ -84,12 +85,32 @@ fn pass_methods(
                 #steps_const
             )
         }
-        None => quote!(
-            #[doc = #backward_doc]
-            pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                #m::backward(#params, tape, grads);
-            }
-        ),
+        None => {
+            let sgd_step = has_sgd_step(plan).then(|| {
+                let sgd_doc = doc(plan, Which::SgdStep, "sgd_step");
+                let params_mut = if on_struct {
+                    quote!(&mut self.params)
+                } else {
+                    quote!(self)
+                };
+                quote!(
+                    #[doc = #sgd_doc]
+                    #[inline]
+                    pub fn sgd_step(&mut self, tape: &#tape_ty, lr: #t) {
+                        #m::sgd_step(#params_mut, tape, lr);
+                    }
+                )
+            });
+            quote!(
+                #[doc = #backward_doc]
+                #[inline]
+                pub fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
+                    #m::backward(#params, tape, grads);
+                }
+
+                #sgd_step
+            )
+        }
     };
     let step_methods = if has_step(plan) {
         let state_ty = &n.state;
@@ -163,11 +184,13 @@ fn pass_methods(
         .unwrap_or_default();
     quote! {
         #[doc = #predict_doc]
+        #[inline]
         pub fn predict(&self, input: &#input_ty) -> #output_ty {
             #m::predict(#params, input)
         }
 
         #[doc = #forward_doc]
+        #[inline]
         pub fn forward(&self, input: &#input_ty, target: &#target_ty, tape: &mut #tape_ty) -> #t {
             #m::forward(#params, input, target, tape)
         }
@@ -238,6 +261,15 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
     } else {
         quote!()
     };
+    let sgd_step = has_sgd_step(plan).then(|| {
+        quote!(
+            #[inline]
+            fn sgd_step(&mut self, tape: &#tape_ty, lr: #t) -> bool {
+                #m::sgd_step(&mut self.params, tape, lr);
+                true
+            }
+        )
+    });
     let batch_trait = match batch {
         Some(b) => {
             let (work, input_ty, target_ty) = (
@@ -384,12 +416,15 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 fn params_mut(&mut self) -> &mut #params_ty {
                     &mut self.params
                 }
+                #[inline]
                 fn predict(&self, input: &#input_ty) -> #output_ty {
                     #m::predict(&self.params, input)
                 }
+                #[inline]
                 fn forward(&self, input: &#input_ty, target: &#target_ty, tape: &mut #tape_ty) -> #t {
                     #m::forward(&self.params, input, target, tape)
                 }
+                #[inline]
                 fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
                     #name::backward(self, tape, grads)
                 }
@@ -406,6 +441,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                     ::core::mem::swap(&mut self.params, other);
                 }
                 #tape_output
+                #sgd_step
             }
             }
         };

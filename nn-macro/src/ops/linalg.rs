@@ -11,6 +11,7 @@ use crate::ir::*;
 use crate::lower::{Cx, Lowered, Reported, Value};
 use crate::scalar::{build::*, S};
 use nn_grammar::{Diagnostic, Expr, Span};
+use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 /// The linear-algebra built-ins (`@` is an operator, lowered with them).
@@ -202,6 +203,10 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
         }
         _ => unreachable!("not a linear-algebra op"),
     };
+    if let Some(stmt) = small_product(ex, op, dest, mode) {
+        ex.out.push(stmt);
+        return;
+    }
     let (pa, pb) = (ex.place(a).borrow(), ex.place(b).borrow());
     let acc = mode == Mode::Accumulate;
     let call = match op {
@@ -222,6 +227,56 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
         _ => unreachable!("matched above"),
     };
     ex.out.push(quote!(#call;));
+}
+
+/// Products of per-sample matrices with fewer elements than this are loops
+/// of their own: a kernel call and its dispatch cost more than they save
+/// there (a 2-4-1 network's layers).
+const MIN_KERNEL_ELEMENTS: usize = 64;
+
+/// A small per-sample matrix-vector product or outer product as plain
+/// loops, or `None` for a kernel call.
+fn small_product(ex: &Ex, op: &Op, dest: &Place, mode: Mode) -> Option<TokenStream> {
+    let shape = |a: NodeId| &ex.g().nodes[a].shape;
+    let small = |m: NodeId| !ex.batched(m) && shape(m).len() < MIN_KERNEL_ELEMENTS;
+    let lit = |n: usize| Literal::usize_unsuffixed(n);
+    let el = |a: NodeId, idx: TokenStream| ex.place(a).index(&idx);
+    let put = |lhs: TokenStream, v: TokenStream| Ex::put(mode, lhs, v);
+    Some(match *op {
+        // out[i] = Σ_j w[i][j] x[j]
+        Op::MatVec(w, x) if small(w) && !ex.batched(x) => {
+            let (m, k) = (lit(shape(w).0[0]), lit(shape(w).0[1]));
+            let (wij, xj) = (el(w, quote!([i][j])), el(x, quote!([j])));
+            let set = put(dest.index(&quote!([i])), quote!(acc));
+            quote!(for i in 0..#m { let mut acc = 0.0; for j in 0..#k { acc += #wij * #xj; } #set })
+        }
+        // out[j] += Σ_i w[i][j] d[i]
+        Op::MatVecT(w, d) if small(w) && !ex.batched(d) => {
+            let (m, k) = (lit(shape(w).0[0]), lit(shape(w).0[1]));
+            let (wij, di) = (el(w, quote!([i][j])), el(d, quote!([i])));
+            let set = put(dest.index(&quote!([j])), quote!(acc));
+            quote!(for j in 0..#k { let mut acc = 0.0; for i in 0..#m { acc += #wij * #di; } #set })
+        }
+        // out[j] += Σ_i x[i] b[i][j]
+        Op::VecMat(x, b) if small(b) && !ex.batched(x) => {
+            let (k, n) = (lit(shape(b).0[0]), lit(shape(b).0[1]));
+            let (xi, bij) = (el(x, quote!([i])), el(b, quote!([i][j])));
+            let set = put(dest.index(&quote!([j])), quote!(acc));
+            quote!(for j in 0..#n { let mut acc = 0.0; for i in 0..#k { acc += #xi * #bij; } #set })
+        }
+        // out[i][j] += u[i] v[j]
+        Op::Outer(u, v)
+            if !ex.batched(u)
+                && !ex.batched(v)
+                && shape(u).len() * shape(v).len() < MIN_KERNEL_ELEMENTS =>
+        {
+            let (m, n) = (lit(shape(u).len()), lit(shape(v).len()));
+            let (ui, vj) = (el(u, quote!([i])), el(v, quote!([j])));
+            let set = put(dest.index(&quote!([i][j])), quote!(#ui * #vj));
+            quote!(for i in 0..#m { for j in 0..#n { #set } })
+        }
+        _ => return None,
+    })
 }
 
 /// Whether an assign-mode emission writes the whole destination.

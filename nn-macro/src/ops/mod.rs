@@ -114,7 +114,7 @@ enum Family {
 
 fn family(op: &Op) -> Family {
     match op {
-        Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Tangent(_) => Family::Leaf,
+        Op::Input(_) | Op::Target(_) | Op::Param(_) | Op::Tangent(_) | Op::Seed => Family::Leaf,
         Op::Map { .. } | Op::AddN(_) => Family::Elementwise,
         Op::MatVec(..)
         | Op::MatVecT(..)

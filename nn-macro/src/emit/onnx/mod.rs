@@ -620,7 +620,12 @@ fn describe(g: &Graph) -> R<Desc> {
             Op::Target(_) | Op::Pick(..) | Op::OneHot(..) => {
                 return Err(unsupported(g, id, "inference reads no target"));
             }
-            Op::Tangent(_) | Op::Carry(_) | Op::EachStep(_) | Op::AtLast(_) | Op::BatchSum(_) => {
+            Op::Tangent(_)
+            | Op::Seed
+            | Op::Carry(_)
+            | Op::EachStep(_)
+            | Op::AtLast(_)
+            | Op::BatchSum(_) => {
                 return Err(unsupported(g, id, "not an operation of inference"));
             }
         };
