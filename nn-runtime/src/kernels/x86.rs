@@ -35,6 +35,11 @@ trait Simd: Copy {
     unsafe fn load(p: *const f32) -> Self;
     /// Unaligned store of `LANES` values to `p`.
     unsafe fn store(self, p: *mut f32);
+    /// The first `n < LANES` values at `p` (the other lanes zero), touching
+    /// no memory past them.
+    unsafe fn load_first(p: *const f32, n: usize) -> Self;
+    /// Stores the first `n < LANES` lanes to `p`, touching no memory past them.
+    unsafe fn store_first(self, p: *mut f32, n: usize);
     /// `a · b + c`, fused.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn add(a: Self, b: Self) -> Self;
@@ -66,6 +71,14 @@ impl Simd for Y {
         _mm256_storeu_ps(p, self.0)
     }
     #[cfg_attr(not(debug_assertions), inline(always))]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        Y(_mm256_maskload_ps(p, y_mask(n)))
+    }
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        _mm256_maskstore_ps(p, y_mask(n), self.0)
+    }
+    #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
         Y(_mm256_fmadd_ps(a.0, b.0, c.0))
     }
@@ -83,6 +96,22 @@ impl Simd for Y {
         let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
         _mm_cvtss_f32(s)
     }
+}
+
+/// The AVX2 lane mask of the first `n` of 8 lanes (masked loads and stores
+/// fault on no lane left out).
+#[cfg_attr(not(debug_assertions), inline(always))]
+unsafe fn y_mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// The AVX-512 mask of the first `n` of 16 lanes.
+#[cfg_attr(not(debug_assertions), inline(always))]
+fn z_mask(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
 }
 
 /// AVX-512F: 16 lanes.
@@ -110,6 +139,14 @@ impl Simd for Z {
     #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn store(self, p: *mut f32) {
         _mm512_storeu_ps(p, self.0)
+    }
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        Z(_mm512_maskz_loadu_ps(z_mask(n), p))
+    }
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        _mm512_mask_storeu_ps(p, z_mask(n), self.0)
     }
     #[cfg_attr(not(debug_assertions), inline(always))]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
@@ -386,22 +423,16 @@ unsafe fn gemm_impl<V: Simd, const MR: usize>(
         let bp = b.add(pc * ldb);
         let mut j = 0;
         while j + 2 * l <= n {
-            row_blocks::<V, MR, 2>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c);
+            row_blocks::<V, MR, 2, false>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c, l);
             j += 2 * l;
         }
         if j + l <= n {
-            row_blocks::<V, MR, 1>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c);
+            row_blocks::<V, MR, 1, false>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c, l);
             j += l;
         }
-        for jj in j..n {
-            for i in 0..m {
-                let ci = c.add(i * ldc + jj);
-                let mut s = if load_c { *ci } else { 0.0 };
-                for p in 0..kc {
-                    s += *ap.ptr.add(i * ap.row + p * ap.col) * *bp.add(p * ldb + jj);
-                }
-                *ci = s;
-            }
+        if j < n {
+            // the last `n - j < LANES` columns: one masked vector
+            row_blocks::<V, MR, 1, true>(m, kc, ap, bp.add(j), ldb, c.add(j), ldc, load_c, n - j);
         }
         pc += kc;
     }
@@ -414,7 +445,7 @@ unsafe fn gemm_impl<V: Simd, const MR: usize>(
 /// as two blocks of about `(MR + r) / 2`: no block is so short that its few
 /// accumulators cannot hide the FMA latency.
 #[cfg_attr(not(debug_assertions), inline(always))]
-unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
+unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize, const PARTIAL: bool>(
     m: usize,
     kc: usize,
     a: Operand,
@@ -423,6 +454,7 @@ unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
     c: *mut f32,
     ldc: usize,
     load_c: bool,
+    w: usize,
 ) {
     let (mut full, rest) = (m / MR, m % MR);
     let tail = if rest == 0 || full == 0 {
@@ -444,7 +476,7 @@ unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
             ptr: a.ptr.add(i * a.row),
             ..a
         };
-        micro::<V, MR, NV>(kc, at, b, ldb, c.add(i * ldc), ldc, load_c);
+        micro::<V, MR, NV, PARTIAL>(kc, at, b, ldb, c.add(i * ldc), ldc, load_c, w);
         i += MR;
     }
     for r in tail {
@@ -453,7 +485,7 @@ unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
                 ptr: a.ptr.add(i * a.row),
                 ..a
             };
-            micro_rows::<V, NV>(r, kc, at, b, ldb, c.add(i * ldc), ldc, load_c);
+            micro_rows::<V, NV, PARTIAL>(r, kc, at, b, ldb, c.add(i * ldc), ldc, load_c, w);
             i += r;
         }
     }
@@ -461,7 +493,7 @@ unsafe fn row_blocks<V: Simd, const MR: usize, const NV: usize>(
 
 /// [`micro`] for a run-time row count `r ≤ V::MAX_ROWS`.
 #[cfg_attr(not(debug_assertions), inline(always))]
-unsafe fn micro_rows<V: Simd, const NV: usize>(
+unsafe fn micro_rows<V: Simd, const NV: usize, const PARTIAL: bool>(
     r: usize,
     kc: usize,
     a: Operand,
@@ -470,11 +502,12 @@ unsafe fn micro_rows<V: Simd, const NV: usize>(
     c: *mut f32,
     ldc: usize,
     load_c: bool,
+    w: usize,
 ) {
     macro_rules! heights {
         ($($h:literal)*) => {
             match r {
-                $($h if $h <= V::MAX_ROWS => micro::<V, $h, NV>(kc, a, b, ldb, c, ldc, load_c),)*
+                $($h if $h <= V::MAX_ROWS => micro::<V, $h, NV, PARTIAL>(kc, a, b, ldb, c, ldc, load_c, w),)*
                 _ => unreachable!("row block of {r} rows"),
             }
         };
@@ -483,9 +516,11 @@ unsafe fn micro_rows<V: Simd, const NV: usize>(
 }
 
 /// The register tile: `c[R][NV vectors] (+)= Σ_p A(r, p) · b[p][..]`, with one
-/// broadcast of `A` and `NV` loads of `b` per `R · NV` FMAs.
+/// broadcast of `A` and `NV` loads of `b` per `R · NV` FMAs. `PARTIAL`: the
+/// tile is one vector of which only the first `w < LANES` columns exist
+/// (masked loads and stores; the other lanes compute zeros).
 #[cfg_attr(not(debug_assertions), inline(always))]
-unsafe fn micro<V: Simd, const R: usize, const NV: usize>(
+unsafe fn micro<V: Simd, const R: usize, const NV: usize, const PARTIAL: bool>(
     kc: usize,
     a: Operand,
     b: *const f32,
@@ -493,13 +528,14 @@ unsafe fn micro<V: Simd, const R: usize, const NV: usize>(
     c: *mut f32,
     ldc: usize,
     load_c: bool,
+    w: usize,
 ) {
     let l = V::LANES;
     let mut s = [[V::zero(); NV]; R];
     if load_c {
         for r in 0..R {
             for v in 0..NV {
-                s[r][v] = V::load(c.add(r * ldc + v * l));
+                s[r][v] = load_cols::<V, PARTIAL>(c.add(r * ldc + v * l), w);
             }
         }
     }
@@ -507,7 +543,7 @@ unsafe fn micro<V: Simd, const R: usize, const NV: usize>(
     for _ in 0..kc {
         let mut bv = [V::zero(); NV];
         for v in 0..NV {
-            bv[v] = V::load(bp.add(v * l));
+            bv[v] = load_cols::<V, PARTIAL>(bp.add(v * l), w);
         }
         for r in 0..R {
             let ar = V::splat(*ap.add(r * a.row));
@@ -520,8 +556,24 @@ unsafe fn micro<V: Simd, const R: usize, const NV: usize>(
     }
     for r in 0..R {
         for v in 0..NV {
-            s[r][v].store(c.add(r * ldc + v * l));
+            if PARTIAL {
+                s[r][v].store_first(c.add(r * ldc + v * l), w);
+            } else {
+                s[r][v].store(c.add(r * ldc + v * l));
+            }
         }
+    }
+}
+
+/// A vector of `b` or `c`: whole, or (`PARTIAL`) its first `w` lanes. (A
+/// function, not a closure: a closure would not inherit the caller's target
+/// features.)
+#[cfg_attr(not(debug_assertions), inline(always))]
+unsafe fn load_cols<V: Simd, const PARTIAL: bool>(p: *const f32, w: usize) -> V {
+    if PARTIAL {
+        V::load_first(p, w)
+    } else {
+        V::load(p)
     }
 }
 
