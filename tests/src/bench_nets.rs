@@ -77,10 +77,10 @@ macro_rules! batched {
                 targets: &[<Self as Network>::Target; B],
                 tape: &mut $tape<B>,
             ) -> f32 {
-                $net::forward_batch::<B>(self, inputs, targets, tape)
+                self.params.forward_batch::<B>(inputs, targets, tape)
             }
             fn backward_batch(&self, tape: &mut $tape<B>, grads: &mut <Self as Network>::Params) {
-                $net::backward_batch::<B>(self, tape, grads)
+                self.params.backward_batch::<B>(tape, grads)
             }
         }
     )*};

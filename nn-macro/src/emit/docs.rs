@@ -39,10 +39,14 @@ pub fn doc(plan: &Plan, which: Which) -> String {
     let intro = intro(plan, which);
     let (pass, roots): (Pass, Vec<NodeId>) = match which {
         Which::InputGrad | Which::Hvp => return intro.to_string(),
+        Which::SgdStep => {
+            return format!(
+                "{intro}\n\nThe maths: that of [`backward`](Self::backward), with `∂loss/∂loss = -lr`, and each `∂loss/∂θ += d` a `θ += d`."
+            )
+        }
         Which::Predict | Which::Step => (Pass::Forward, vec![g.output]),
         Which::Forward => (Pass::Forward, vec![g.loss]),
         Which::Backward if batch => (Pass::Backward, g.grads.iter().flatten().copied().collect()),
-        Which::SgdStep => (Pass::Backward, g.grads.iter().flatten().copied().collect()),
         Which::Backward => (
             Pass::Backward,
             g.grads
@@ -76,9 +80,8 @@ pub fn doc(plan: &Plan, which: Which) -> String {
         } else {
             String::new()
         };
-        let math = match (&node.op, which) {
-            (Op::Seed, Which::SgdStep) => "-lr".to_string(),
-            (Op::Seed, _) => "1".to_string(),
+        let math = match node.op {
+            Op::Seed => "1".to_string(),
             _ => crate::ops::math(g, id, &name),
         };
         lines.push(format!("{}{shape} = {math}", plan.ident[id]));
@@ -91,16 +94,6 @@ pub fn doc(plan: &Plan, which: Which) -> String {
                     "∂loss/∂{} += 0 (the loss does not depend on it)",
                     p.name
                 )),
-            }
-        }
-    }
-    if which == Which::SgdStep {
-        for (p, gr) in g.params.iter().zip(&g.grads) {
-            if let Some(gr) = gr {
-                lines.push(format!(
-                    "{} += {} (= -lr · ∂loss/∂{})",
-                    p.name, plan.ident[*gr], p.name
-                ));
             }
         }
     }

@@ -21,52 +21,27 @@ const WRAPPER_BINDINGS: &[&str] = &[
     "output", "other", "s", "v", "j", "idx", "work", "losses", "correct", "out",
 ];
 
-/// The passes as methods taking `&self`, each a call into the module with
-/// `params`: `predict`, `forward`, `backward` and what the network adds. On
-/// the user's struct (`on_struct`, `params` is `&self.params`) also
-/// `STEPS` and `new_batch_tape` (on the heap); on its parameter struct
-/// (`params` is `self`) only the passes. The parameter struct's methods
-/// (there with or without the heap) carry the maths in their docs; the
-/// user's struct's say what they do and link there, so that the maths is
-/// written once.
-fn pass_methods(
-    plan: &Plan,
-    batch: Option<&Plan>,
-    extra: &Extra,
-    n: &Names,
-    params: &TokenStream,
-    on_struct: bool,
-) -> TokenStream {
+/// The passes as methods of the parameter struct (there with or without
+/// the heap), each a call into the module, its docs the pass's maths:
+/// `predict`, `forward`, `backward` and what the network adds. The user's
+/// struct reaches them through `Deref` (`net.predict(x)` is
+/// `net.params.predict(x)`), so each is generated once.
+fn pass_methods(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenStream {
     let g = plan.g;
     let t = &plan.t;
     let (m, params_ty, tape_ty) = (&n.module, &n.params, &n.tape);
+    let params = quote!(self);
     let input_ty = input_ty_of(plan, &g.inputs);
     let target_ty = input_ty_of(plan, &g.targets);
     let output_ty = plan.tape_ty(g.output);
-    let doc = |plan: &Plan, which: Which, method: &str| {
-        if on_struct {
-            format!(
-                "{}\n\nThe maths, one line per value: [`{params_ty}::{method}`].",
-                intro(plan, which)
-            )
-        } else {
-            doc(plan, which)
-        }
-    };
     let (predict_doc, forward_doc, backward_doc) = (
-        doc(plan, Which::Predict, "predict"),
-        doc(plan, Which::Forward, "forward"),
-        doc(plan, Which::Backward, "backward"),
+        doc(plan, Which::Predict),
+        doc(plan, Which::Forward),
+        doc(plan, Which::Backward),
     );
     let backward_methods = match g.steps {
         Some(steps) => {
             let count = Literal::usize_unsuffixed(steps.count);
-            let steps_const = on_struct.then(|| {
-                quote!(
-                    /// Number of time steps of a training sequence.
-                    pub const STEPS: usize = #count;
-                )
-            });
             quote!(
                 #[doc = #backward_doc]
                 #[inline]
@@ -81,23 +56,16 @@ fn pass_methods(
                 pub fn backward_traced(&self, tape: &#tape_ty, grads: &mut #params_ty, norms: &mut [#t; #count]) {
                     #m::backward_traced(#params, tape, grads, norms);
                 }
-
-                #steps_const
             )
         }
         None => {
             let sgd_step = has_sgd_step(plan).then(|| {
-                let sgd_doc = doc(plan, Which::SgdStep, "sgd_step");
-                let params_mut = if on_struct {
-                    quote!(&mut self.params)
-                } else {
-                    quote!(self)
-                };
+                let sgd_doc = doc(plan, Which::SgdStep);
                 quote!(
                     #[doc = #sgd_doc]
                     #[inline]
                     pub fn sgd_step(&mut self, tape: &#tape_ty, lr: #t) {
-                        #m::sgd_step(#params_mut, tape, lr);
+                        #m::sgd_step(self, tape, lr);
                     }
                 )
             });
@@ -116,7 +84,7 @@ fn pass_methods(
         let state_ty = &n.state;
         let step_input_ty = step_input_ty(plan);
         let out_ty = plan.ty(g.output);
-        let step_doc = doc(plan, Which::Step, "step");
+        let step_doc = doc(plan, Which::Step);
         quote!(
             /// The state before the first step, as declared.
             pub fn initial_state(&self) -> #state_ty {
@@ -155,21 +123,8 @@ fn pass_methods(
             let bt = &n.batch_tape;
             let input_ty = input_ty_of(b, &g.inputs);
             let target_ty = input_ty_of(b, &g.targets);
-            let (fdoc, bdoc) = (
-                doc(b, Which::Forward, "forward_batch"),
-                doc(b, Which::Backward, "backward_batch"),
-            );
-            let new_batch_tape = on_struct.then(|| {
-                quote!(
-                    /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
-                    pub fn new_batch_tape<const B: usize>() -> ::nn_runtime::__private::Box<#bt<{ B }>> {
-                        <#bt<{ B }> as ::nn_runtime::__private::Zeroable>::zeroed_box()
-                    }
-                )
-            });
+            let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
             quote!(
-                #new_batch_tape
-
                 #[doc = #fdoc]
                 pub fn forward_batch<const B: usize>(&self, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #bt<{ B }>) -> #t {
                     #m::forward_batch(#params, &inputs[..], &targets[..], |j| j, tape)
@@ -247,8 +202,24 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
         });
         quote!(&[#(#infos),*])
     };
-    let struct_passes = pass_methods(plan, batch, extra, n, &quote!(&self.params), true);
-    let params_passes = pass_methods(plan, batch, extra, n, &quote!(self), false);
+    let params_passes = pass_methods(plan, batch, extra, n);
+    // what only the user's struct has: the sequence length, and batch tapes on the heap
+    let steps_const = g.steps.map(|steps| {
+        let count = Literal::usize_unsuffixed(steps.count);
+        quote!(
+            /// Number of time steps of a training sequence.
+            pub const STEPS: usize = #count;
+        )
+    });
+    let new_batch_tape = batch.map(|_| {
+        let bt = &n.batch_tape;
+        quote!(
+            /// A zeroed tape (and workspace) for mini-batches of `B` samples, on the heap.
+            pub fn new_batch_tape<const B: usize>() -> ::nn_runtime::__private::Box<#bt<{ B }>> {
+                <#bt<{ B }> as ::nn_runtime::__private::Zeroable>::zeroed_box()
+            }
+        )
+    });
     let check_target = check_target(plan);
     let non_finite_input = non_finite_input(plan);
     let tape_output = if plan.on_tape[g.output] {
@@ -382,7 +353,26 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                     <#params_ty as ::nn_runtime::__private::Zeroable>::zeroed_box()
                 }
 
-                #struct_passes
+                #steps_const
+                #new_batch_tape
+            }
+
+            /// The passes are the parameters' methods: `net.predict(x)` is
+            /// `net.params.predict(x)`.
+            impl ::core::ops::Deref for #name {
+                type Target = #params_ty;
+                #[inline]
+                fn deref(&self) -> &#params_ty {
+                    &self.params
+                }
+            }
+
+            /// `net.sgd_step(&tape, lr)` updates `net.params` in place.
+            impl ::core::ops::DerefMut for #name {
+                #[inline]
+                fn deref_mut(&mut self) -> &mut #params_ty {
+                    &mut self.params
+                }
             }
 
             /// The model summary: each parameter's name, shape and size, the
@@ -426,7 +416,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 }
                 #[inline]
                 fn backward(&self, tape: &#tape_ty, grads: &mut #params_ty) {
-                    #name::backward(self, tape, grads)
+                    #params_ty::backward(&self.params, tape, grads)
                 }
                 fn is_correct(output: &#output_ty, target: &#target_ty) -> bool {
                     #m::is_correct(output, target)
