@@ -12,6 +12,10 @@
 //!   (fixed-size arrays, straightforward loops), gradient-checked against the
 //!   generated network in `tests/handwritten_rnn.rs`.
 //!
+//! The groups `gru` and `lstm` hold the same 32-sequence comparison for a
+//! GRU and an LSTM of the same size (input 8, 32 units, a linear output per
+//! step, T = 16).
+//!
 //! Throughput is in elements = FLOPs (`FORWARD_FLOPS + BACKWARD_FLOPS +
 //! 2 · PARAMS` for a step), so criterion's `thrpt` line reads as FLOP/s.
 //! `taskset -c 0 cargo bench -p nn-tests --bench rnn`; `NN_BENCH_QUICK=1`
@@ -146,5 +150,85 @@ fn rnn(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, rnn);
+#[network {
+    steps 16; input x[t][8]; target y[t][1];
+    state h[32] = zeros;
+    param ur[32, 32] = xavier; param uz[32, 32] = xavier; param un[32, 32] = xavier;
+    r[t] = sigmoid(dense(x[t], 32) + ur @ h[t-1]);
+    z[t] = sigmoid(dense(x[t], 32) + uz @ h[t-1]);
+    n[t] = tanh(dense(x[t], 32) + r[t] * (un @ h[t-1]));
+    h[t] = (1 - z[t]) * n[t] + z[t] * h[t-1];
+    out[t] = dense(h[t], 1);
+    loss = sum_steps(mse(out[t], y[t]));
+}]
+struct Gru;
+
+#[network {
+    steps 16; input x[t][8]; target y[t][1];
+    state h[32] = zeros; state c[32] = zeros;
+    param ui[32, 32] = xavier; param uf[32, 32] = xavier;
+    param ug[32, 32] = xavier; param uo[32, 32] = xavier;
+    i[t] = sigmoid(dense(x[t], 32) + ui @ h[t-1]);
+    f[t] = sigmoid(dense(x[t], 32) + uf @ h[t-1] + 1);
+    g[t] = tanh(dense(x[t], 32) + ug @ h[t-1]);
+    c[t] = f[t] * c[t-1] + i[t] * g[t];
+    o[t] = sigmoid(dense(x[t], 32) + uo @ h[t-1]);
+    h[t] = o[t] * tanh(c[t]);
+    out[t] = dense(h[t], 1);
+    loss = sum_steps(mse(out[t], y[t]));
+}]
+struct Lstm;
+
+/// 32 sequences of network `N` one at a time against one batched pass.
+fn one_by_one_vs_batched<N>(c: &mut Criterion, name: &str)
+where
+    N: Network<Scalar = f32, Input = [[f32; I]; T], Target = [[f32; 1]; T]>,
+{
+    let (x, y) = sequence();
+    let mut g = c.benchmark_group(name);
+    configure(&mut g);
+    let net = N::new(1);
+    let mut tape = N::new_tape();
+    let mut grads = N::new_grads();
+    let inputs: Vec<_> = (0..32).map(|_| x).collect();
+    let targets: Vec<_> = (0..32).map(|_| y).collect();
+    let idx: Vec<usize> = (0..32).collect();
+    let mut bwork = N::new_batch_work();
+    let (mut losses, mut correct) = (vec![0.0f32; 32], vec![false; 32]);
+    g.throughput(Throughput::Elements(
+        32 * (N::FORWARD_FLOPS + N::BACKWARD_FLOPS),
+    ));
+    g.bench_function("generated/32_sequences_one_by_one", |b| {
+        b.iter(|| {
+            for (xi, yi) in inputs.iter().zip(&targets) {
+                net.forward(black_box(xi), black_box(yi), &mut tape);
+                net.backward(&tape, &mut grads);
+            }
+        })
+    });
+    g.bench_function("generated/32_sequences_batched", |b| {
+        b.iter(|| {
+            net.train_block(
+                black_box(&inputs),
+                black_box(&targets),
+                &idx,
+                &mut bwork,
+                &mut grads,
+                &mut losses,
+                &mut correct,
+            )
+        })
+    });
+    g.finish();
+}
+
+fn gru(c: &mut Criterion) {
+    one_by_one_vs_batched::<Gru>(c, "gru");
+}
+
+fn lstm(c: &mut Criterion) {
+    one_by_one_vs_batched::<Lstm>(c, "lstm");
+}
+
+criterion_group!(benches, rnn, gru, lstm);
 criterion_main!(benches);
