@@ -9,7 +9,9 @@ use std::fmt;
 /// Index of a node in [`Graph::nodes`].
 pub type NodeId = usize;
 
-/// A static shape: `[]` scalar, `[n]` vector, `[rows, cols]` matrix.
+/// A static shape: `[]` scalar, `[n]` vector, `[rows, cols]` matrix,
+/// `[c, h, w]` and up (an image; a convolution's weight `[out, in, kh, kw]`).
+/// Values of rank 3 and up are stored flat, row-major (see [`Shape::stored`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Shape(pub Vec<usize>);
 
@@ -32,6 +34,23 @@ impl Shape {
     pub fn is_scalar(&self) -> bool {
         self.0.is_empty()
     }
+    /// The shape a value is stored as in generated code: a scalar, a
+    /// vector or a matrix as it is; a higher rank flat, `[len]` row-major.
+    pub fn stored(&self) -> Shape {
+        if self.rank() <= 2 {
+            self.clone()
+        } else {
+            Shape(vec![self.len()])
+        }
+    }
+    /// The rank of [`Shape::stored`]: at most 2.
+    pub fn stored_rank(&self) -> usize {
+        if self.rank() > 2 {
+            1
+        } else {
+            self.rank()
+        }
+    }
 }
 
 impl fmt::Display for Shape {
@@ -52,6 +71,34 @@ pub enum Bcast {
     Col,
     /// A vector `[n]` used along the rows of an `[m, n]` output: `a[j]`.
     Row,
+}
+
+/// The geometry of a convolution or a pooling window, over one or two
+/// spatial dimensions (a 1-D one is a 2-D one of height 1: `in_h`, `out_h`,
+/// `kernel[0]` 1, its stride, padding and dilation along the height 1, 0, 1).
+/// Positions read outside the input are zeros (padding); `pad` is the
+/// padding before each dimension, the padding after it implied by the
+/// output size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Whether the values have one spatial dimension (`[c, l]`) or two (`[c, h, w]`).
+    pub two_d: bool,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels (of a pooling: the input channels).
+    pub c_out: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output height and width.
+    pub output: [usize; 2],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along each dimension.
+    pub stride: [usize; 2],
+    /// Padding before each dimension.
+    pub pad: [usize; 2],
+    /// Dilation along each dimension.
+    pub dilation: [usize; 2],
 }
 
 /// The scalar type of a network.
@@ -144,6 +191,30 @@ pub enum Op {
     /// Batched code: the sum over the samples of a mini-batch of a per-sample
     /// value (the gradient of a shared parameter): same shape.
     BatchSum(NodeId),
+    /// The same elements, row-major, in the node's shape (same count).
+    Reshape(NodeId),
+    /// Cross-correlation (PyTorch's convolution) of an input `[c_in, (h,) w]`
+    /// with a weight `[c_out, c_in, (kh,) kw]`: `[c_out, (oh,) ow]`.
+    Conv(NodeId, NodeId, Window),
+    /// The adjoint of `Conv` with respect to its input (a transposed
+    /// convolution of `d` by the weight): `d, weight -> [c_in, (h,) w]`.
+    ConvInput(NodeId, NodeId, Window),
+    /// The adjoint of `Conv` with respect to its weight (the correlation of
+    /// the input with `d`): `x, d -> [c_out, c_in, (kh,) kw]`.
+    ConvWeight(NodeId, NodeId, Window),
+    /// The largest element of each window (per channel): `[c, (h,) w] -> [c, (oh,) ow]`.
+    MaxPool(NodeId, Window),
+    /// The adjoint of `MaxPool`: `d` routed to each window's first largest
+    /// input element, recomputed from the input: `x, d -> x`'s shape.
+    MaxPoolGrad(NodeId, NodeId, Window),
+    /// `e` read at each window's first largest element of `x` (the adjoint
+    /// of `MaxPoolGrad` with respect to `d`): `x, e -> [c, (oh,) ow]`.
+    MaxPoolPick(NodeId, NodeId, Window),
+    /// The mean of each window (padding counted as zeros): `[c, (h,) w] -> [c, (oh,) ow]`.
+    AvgPool(NodeId, Window),
+    /// The adjoint of `AvgPool`: each window's `d / window size` spread
+    /// over it: `d -> [c, (h,) w]`.
+    AvgPoolGrad(NodeId, Window),
 }
 
 /// Where a node is computed relative to its pass's time loop.
@@ -188,6 +259,10 @@ macro_rules! each_operand {
             | Op::EachStep($a)
             | Op::AtLast($a)
             | Op::BatchSum($a)
+            | Op::Reshape($a)
+            | Op::MaxPool($a, _)
+            | Op::AvgPool($a, _)
+            | Op::AvgPoolGrad($a, _)
             | Op::Pad($a, _) => $body,
             Op::MatVec(x, y)
             | Op::MatVecT(x, y)
@@ -199,6 +274,11 @@ macro_rules! each_operand {
             | Op::Pick(x, y)
             | Op::OneHot(x, y)
             | Op::Concat(x, y)
+            | Op::Conv(x, y, _)
+            | Op::ConvInput(x, y, _)
+            | Op::ConvWeight(x, y, _)
+            | Op::MaxPoolGrad(x, y, _)
+            | Op::MaxPoolPick(x, y, _)
             | Op::LogSoftmaxGrad(x, y) => {
                 for $a in [x, y] {
                     $body;
@@ -329,6 +409,15 @@ impl Op {
             Op::EachStep(_) => "each_step",
             Op::AtLast(_) => "at_last",
             Op::BatchSum(_) => "batch_sum",
+            Op::Reshape(_) => "reshape",
+            Op::Conv(..) => "conv",
+            Op::ConvInput(..) => "conv_input",
+            Op::ConvWeight(..) => "conv_weight",
+            Op::MaxPool(..) => "max_pool",
+            Op::MaxPoolGrad(..) => "max_pool_grad",
+            Op::MaxPoolPick(..) => "max_pool_pick",
+            Op::AvgPool(..) => "avg_pool",
+            Op::AvgPoolGrad(..) => "avg_pool_grad",
         }
     }
 }

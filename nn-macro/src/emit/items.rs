@@ -5,7 +5,6 @@
 //! methods and the `Network` impl as thin wrappers over them.
 
 use super::body::{function, live_with_states, Which};
-use super::dims;
 use super::docs::math_name;
 use super::plan::Plan;
 use super::wrappers::wrappers;
@@ -195,14 +194,21 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
     let output_ty = plan.tape_ty(g.output);
     let init_stmts = g.params.iter().enumerate().map(|(k, p)| {
         let f = plan.param_field(k);
-        let (fan_in, fan_out) = match dims(&p.shape).as_slice() {
-            [] => (Literal::usize_unsuffixed(1), Literal::usize_unsuffixed(1)),
-            [n] => (n.clone(), n.clone()),
-            [o, i] => (i.clone(), o.clone()),
-            _ => unreachable!("lowering rejects rank > 2"),
+        // a convolution's weight `[out, in, k...]`: fans of `in · k...`, `out · k...`
+        let (fan_in, fan_out) = match p.shape.0.as_slice() {
+            [] => (1, 1),
+            [n] => (*n, *n),
+            [o, i, k @ ..] => {
+                let window: usize = k.iter().product();
+                (i * window, o * window)
+            }
         };
+        let (fan_in, fan_out) = (
+            Literal::usize_unsuffixed(fan_in),
+            Literal::usize_unsuffixed(fan_out),
+        );
         let init = init_tokens(&p.init);
-        let slice = match p.shape.rank() {
+        let slice = match p.shape.stored_rank() {
             0 => quote!(::core::slice::from_mut(&mut params.#f)),
             1 => quote!(&mut params.#f[..]),
             _ => quote!(params.#f.as_flattened_mut()),
@@ -434,7 +440,7 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let steps = Literal::usize_unsuffixed(g.steps.map_or(1, |s| s.count));
     let output_j = match (
         plan.batched[g.output],
-        g.nodes[g.output].shape.rank(),
+        g.nodes[g.output].shape.stored_rank(),
         per_step,
     ) {
         (true, 0, false) => quote!(tape.#out_id[j]),
@@ -541,7 +547,7 @@ pub(super) fn is_correct(plan: &Plan) -> TokenStream {
         }
     };
     let flat = |e: TokenStream, shape: &Shape| -> TokenStream {
-        match shape.rank() {
+        match shape.stored_rank() {
             0 => quote!(::core::slice::from_ref(#e)),
             1 => quote!(&#e[..]),
             _ => quote!(#e.as_flattened()),

@@ -636,7 +636,7 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
         _ => return false,
     };
     let node = ex.node();
-    let rank = node.shape.rank() + usize::from(ex.batched(ex.id));
+    let rank = node.shape.stored_rank() + usize::from(ex.batched(ex.id));
     // one sample's short vector: the call and its dispatch cost more than
     // the scalar loop saves (xor's step with four hidden units: 76 ns with
     // the call, 57 ns without)
@@ -671,15 +671,10 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
     true
 }
 
-/// A per-sample elementwise value may read shared operands only as they are
-/// (a shared vector broadcast along a per-sample one's columns would need
-/// a per-sample matrix).
-pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
+/// Every elementwise value has a batched form (a vector along a
+/// per-sample matrix's rows or columns is read in the matrix's loops).
+pub fn batches(op: &Op, _batched: &dyn Fn(NodeId) -> bool) -> bool {
     match op {
-        Op::Map { args, bcast, .. } => args
-            .iter()
-            .zip(bcast)
-            .all(|(&a, &b)| !matches!(b, Bcast::Col | Bcast::Row) || !batched(a)),
         _ => true,
     }
 }
