@@ -2,6 +2,7 @@
 //! each with a static shape. Forward and backward passes live in one graph;
 //! reverse mode is a reverse walk over it.
 
+pub use crate::ops::window::Window;
 use crate::scalar::S;
 use nn_grammar::Span;
 use std::fmt;
@@ -71,34 +72,6 @@ pub enum Bcast {
     Col,
     /// A vector `[n]` used along the rows of an `[m, n]` output: `a[j]`.
     Row,
-}
-
-/// The geometry of a convolution or a pooling window, over one or two
-/// spatial dimensions (a 1-D one is a 2-D one of height 1: `in_h`, `out_h`,
-/// `kernel[0]` 1, its stride, padding and dilation along the height 1, 0, 1).
-/// Positions read outside the input are zeros (padding); `pad` is the
-/// padding before each dimension, the padding after it implied by the
-/// output size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Window {
-    /// Whether the values have one spatial dimension (`[c, l]`) or two (`[c, h, w]`).
-    pub two_d: bool,
-    /// Input channels.
-    pub c_in: usize,
-    /// Output channels (of a pooling: the input channels).
-    pub c_out: usize,
-    /// Input height and width.
-    pub input: [usize; 2],
-    /// Output height and width.
-    pub output: [usize; 2],
-    /// Kernel height and width.
-    pub kernel: [usize; 2],
-    /// Stride along each dimension.
-    pub stride: [usize; 2],
-    /// Padding before each dimension.
-    pub pad: [usize; 2],
-    /// Dilation along each dimension.
-    pub dilation: [usize; 2],
 }
 
 /// The scalar type of a network.

@@ -17,13 +17,13 @@ use std::time::Instant;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/digits.csv.gz");
 
-/// Image `[1, 8, 8]` -> conv 3x3 (8) -> pool -> conv 3x3 (16) -> pool -> 10 logits.
+/// Image `[1, 8, 8]` -> conv 3x3 (16) -> pool -> conv 3x3 (32) -> pool -> 10 logits.
 #[network {
     input  x[1, 8, 8];
     target label: class[10];
-    c1     = relu(conv2d(x, 8, 3, padding = 1));
+    c1     = relu(conv2d(x, 16, 3, padding = 1));
     p1     = max_pool2d(c1, 2);
-    c2     = relu(conv2d(p1, 16, 3, padding = 1));
+    c2     = relu(conv2d(p1, 32, 3, padding = 1));
     p2     = max_pool2d(c2, 2);
     logits = dense(flatten(p2), 10);
     loss   = softmax_cross_entropy(logits, label);
@@ -36,7 +36,7 @@ const SHUFFLE_SEED: u64 = 1;
 const LR: f64 = 3e-3;
 const EPOCHS: usize = 60;
 const BATCH: usize = 32;
-const PATIENCE: usize = 10;
+const PATIENCE: usize = 15;
 
 /// The target directory: three levels above this example's binary
 /// (`target/release/examples/digits_cnn`), else the system's temporary directory.

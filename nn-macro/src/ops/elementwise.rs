@@ -671,14 +671,6 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
     true
 }
 
-/// Every elementwise value has a batched form (a vector along a
-/// per-sample matrix's rows or columns is read in the matrix's loops).
-pub fn batches(op: &Op, _batched: &dyn Fn(NodeId) -> bool) -> bool {
-    match op {
-        _ => true,
-    }
-}
-
 /// `Map`: the body's operations at every element; `AddN`: one add per extra part.
 pub fn flops(g: &Graph, id: NodeId) -> u64 {
     let node = &g.nodes[id];

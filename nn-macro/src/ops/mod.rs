@@ -310,9 +310,10 @@ pub fn overwrites(op: &Op) -> bool {
 pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
     match family(op) {
         Family::Leaf | Family::Recurrent => true,
-        Family::Elementwise => elementwise::batches(op, batched),
+        // a vector along a per-sample matrix's rows or columns is read in
+        // the matrix's loops; row and column sums loop over it per sample
+        Family::Elementwise | Family::Reduce => true,
         Family::Linalg => linalg::batches(op, batched),
-        Family::Reduce => reduce::batches(op, batched),
         Family::Softmax => true,
         Family::Loss => true,
         Family::Slicing => true,

@@ -255,12 +255,6 @@ fn emit_norm(ex: &mut Ex, a: NodeId, dest: &Place, mode: Mode) {
     ex.out.push(stmt);
 }
 
-/// Every reduction has a batched form (row and column sums of a
-/// per-sample matrix loop over it, sample by sample).
-pub fn batches(_op: &Op, _b: &dyn Fn(NodeId) -> bool) -> bool {
-    true
-}
-
 /// One add per element summed.
 pub fn flops(g: &Graph, id: NodeId) -> u64 {
     match g.nodes[id].op {

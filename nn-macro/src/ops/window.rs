@@ -13,6 +13,34 @@ use nn_grammar::{Diagnostic, Expr, KeywordArg, Span};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
+/// The geometry of a convolution or a pooling window, over one or two
+/// spatial dimensions (a 1-D one is a 2-D one of height 1: `in_h`, `out_h`,
+/// `kernel[0]` 1, its stride, padding and dilation along the height 1, 0, 1).
+/// Positions read outside the input are zeros (padding); `pad` is the
+/// padding before each dimension, the padding after it implied by the
+/// output size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Whether the values have one spatial dimension (`[c, l]`) or two (`[c, h, w]`).
+    pub two_d: bool,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels (of a pooling: the input channels).
+    pub c_out: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output height and width.
+    pub output: [usize; 2],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along each dimension.
+    pub stride: [usize; 2],
+    /// Padding before each dimension.
+    pub pad: [usize; 2],
+    /// Dilation along each dimension.
+    pub dilation: [usize; 2],
+}
+
 /// A non-negative integer argument (`what` names it in messages) of at
 /// least `min`, written as a number or a constant.
 pub fn int_arg(
