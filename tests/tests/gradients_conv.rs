@@ -91,10 +91,10 @@ fn pools_and_reshapes_of_a_signal() {
     check::<PooledSignal>(signal(), [0.2, -0.7]);
 }
 
-// a rank-3 input in elementwise operations and sums
+// a rank-3 input in elementwise operations, sums, norms and log-sum-exp
 #[network { dtype f64; input x[2, 6, 5]; target y[1]; param s[2, 6, 5] = uniform(-1, 1);
     h = tanh(x * s + 0.5);
-    out = dense(flatten(h), 1) + sum(h * h);
+    out = dense(flatten(h), 1) + sum(h * h) + norm(h) + logsumexp(x * s) + mean(max(h, 0.1 * h));
     loss = mse(out, y); }]
 pub struct Rank3Elementwise;
 

@@ -208,6 +208,16 @@ fn dense(cx: &mut Cx, args: &[Expr], span: Span) -> Result<NodeId, Reported> {
         ));
         return Err(Reported);
     }
+    if sx.rank() > 2 {
+        cx.error(
+            Diagnostic::new(
+                args[0].span(),
+                format!("`dense` needs a vector (or a matrix of columns), found shape {sx}"),
+            )
+            .with_help("flatten the value first: `dense(flatten(x), n)`"),
+        );
+        return Err(Reported);
+    }
     let k = sx.0[0];
     let [w, b] = layer_params(
         cx,
