@@ -416,6 +416,13 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         };
         quote!(pub #f: #ty,)
     });
+    // each batched convolution's unfolded operand (see `Plan::cols`)
+    let cols_items = (0..g.nodes.len()).filter_map(|id| {
+        let (f, len) = plan.cols(id)?;
+        let len = Literal::usize_unsuffixed(len);
+        Some(quote!(pub #f: [[#t; B]; #len],))
+    });
+    let field_items = field_items.chain(cols_items).collect::<Vec<_>>();
     let input_ty = input_ty_of(plan, &g.inputs);
     let target_ty = input_ty_of(plan, &g.targets);
     let forward = function(plan, Which::Forward);

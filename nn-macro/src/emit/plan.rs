@@ -233,6 +233,25 @@ impl<'g> Plan<'g> {
             .collect()
     }
 
+    /// A convolution of the batched graph over per-sample values, computed
+    /// as one matrix product: the batch tape's field for its unfolded
+    /// input (or unfolded input adjoint), `[c_in · kernel area, output
+    /// positions]` with a column per sample, and that field's length in
+    /// rows of `B`.
+    pub fn cols(&self, id: NodeId) -> Option<(Ident, usize)> {
+        let node = &self.g.nodes[id];
+        let (a, w) = match node.op {
+            Op::Conv(a, _, w) | Op::ConvInput(a, _, w) | Op::ConvWeight(a, _, w) => (a, w),
+            _ => return None,
+        };
+        if !self.batch || !self.live[id] || !self.batched[a] {
+            return None;
+        }
+        let rows = w.c_in * w.kernel[0] * w.kernel[1];
+        let field = quote::format_ident!("{}_cols", self.ident[id]);
+        Some((field, rows * w.output[0] * w.output[1]))
+    }
+
     /// Whether a function computing `id` stores it somewhere of its own
     /// (a local, a tape field), as opposed to computing it inside its user,
     /// into a gradient, or as a shared scalar `let`.

@@ -8,7 +8,7 @@
 //! adjoint). The three are bilinear, so each one's adjoints are the other
 //! two. The bias is added by an elementwise node; its gradient is a sum.
 
-use super::window::{self, int_arg, keyword, out_size, spatial, Axis, Dim, Nest, Views};
+use super::window::{self, int_arg, keyword, out_size, row_major, spatial, Axis, Dim, Nest, Views};
 use super::{Builtin, Lower, Vjp};
 use crate::emit::ex::Ex;
 use crate::emit::{Mode, Place};
@@ -262,10 +262,9 @@ pub fn emit_into(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode, out_batched: bo
         _ => unreachable!("matched above"),
     };
     if ex.batched(a) {
-        // the batched code: the samples innermost, each weight read once
-        // for all of them
-        let stmt = batched(ex, op, &mut views, dest, mode, out_batched, &nest, &o, &c);
-        ex.out.push(views.finish_unlooped(stmt));
+        // the batched code: one matrix product
+        let stmt = batched(ex, op, dest, mode, &nest, &c);
+        ex.out.push(quote!({ #stmt }));
         return;
     }
     let stmt = match *op {
@@ -307,61 +306,91 @@ pub fn emit_into(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode, out_batched: bo
     ex.out.push(views.finish(stmt));
 }
 
-/// The batched loops (the first operand per-sample, the weight shared):
-/// a sample loop innermost, over a row of `B` values, for each output
-/// position and tap; a weight gradient's products summed over the samples.
-#[allow(clippy::too_many_arguments)]
-fn batched(
-    ex: &Ex,
-    op: &Op,
-    views: &mut Views,
-    dest: &Place,
-    mode: Mode,
-    out_batched: bool,
-    nest: &Nest,
-    o: &Axis,
-    c: &Axis,
-) -> TokenStream {
-    let t = ex.t();
-    let (at_in, at_out, at_k) = (
-        nest.in_at(c.lin()),
-        nest.out_at(o.lin()),
-        nest.kernel_at(o.lin(), c.lin()),
+/// The batched code (the first operand per-sample, the weight shared):
+/// one matrix product through the runtime's GEMM kernels, on the operand
+/// unfolded into the batch tape (`Plan::cols`): row `(c, ky, kx)`, column
+/// `(oy, ox)` times the batch, each element the input position that tap
+/// reads there (zero in the padding). The forward pass is `weight ·
+/// unfolded x`; the weight gradient `d · unfolded xᵀ` (summed over the
+/// samples by the product itself); the input gradient `weightᵀ · d`,
+/// folded back onto the input positions.
+fn batched(ex: &Ex, op: &Op, dest: &Place, mode: Mode, nest: &Nest, c: &Axis) -> TokenStream {
+    let k = Ex::kernels();
+    let Some((cols, _)) = ex.plan.cols(ex.id) else {
+        unreachable!("a batched convolution has its unfolded operand")
+    };
+    let win = match *op {
+        Op::Conv(.., w) | Op::ConvInput(.., w) | Op::ConvWeight(.., w) => w,
+        _ => unreachable!("not a convolution op"),
+    };
+    let lit = proc_macro2::Literal::usize_unsuffixed;
+    let (c_out, rows) = (
+        lit(win.c_out),
+        lit(win.c_in * win.kernel[0] * win.kernel[1]),
     );
+    let positions = lit(win.output[0] * win.output[1]);
+    let unfolded = row_major(vec![
+        (c.lin(), win.c_in),
+        (nest.ky.lin(), win.kernel[0]),
+        (nest.kx.lin(), win.kernel[1]),
+        (nest.oy.lin(), win.output[0]),
+        (nest.ox.lin(), win.output[1]),
+    ])
+    .tokens();
+    let input = nest.in_at(c.lin()).tokens();
+    let zero = quote!(for r in cols.iter_mut() {
+        *r = [0.0; B];
+    });
+    // x unfolded into `cols`
+    let unfold = |x: NodeId| {
+        let px = ex.place(x).borrow();
+        let clear = if win.pad != [0, 0] {
+            zero.clone()
+        } else {
+            quote!()
+        };
+        let fill = c.wrap(nest.outputs(nest.taps(quote!(cols[#unfolded] = xv[#input];))));
+        quote!(let xv = &(#px)[..]; let cols = &mut tape.#cols[..]; #clear #fill)
+    };
+    let flat = |a: NodeId| {
+        let p = ex.place(a).borrow();
+        quote!((#p).as_flattened())
+    };
+    let shared = |a: NodeId| {
+        let p = ex.place(a).borrow();
+        quote!(&(#p)[..])
+    };
     match *op {
         Op::Conv(x, w, _) => {
-            let (xv, wv) = (views.read(ex, x, "xv"), views.read(ex, w, "wv"));
-            let out = views.write(ex, dest, ex.id, out_batched, "out");
-            let (xr, we) = (xv.row(&at_in), wv.at(&at_k));
-            let taps =
-                c.wrap(nest.taps(
-                    quote!(let k = #we; let xr = #xr; for j in 0..B { acc[j] += k * xr[j]; }),
-                ));
-            let put = Ex::put(mode, out.at(&at_out), quote!(acc[j]));
-            o.wrap(nest.outputs(quote!(
-                let mut acc: [#t; B] = [0.0; B];
-                #taps
-                for j in 0..B { #put }
-            )))
-        }
-        Op::ConvInput(d, w, _) => {
-            let (dv, wv) = (views.read(ex, d, "dv"), views.read(ex, w, "wv"));
-            let out = views.write(ex, dest, ex.id, out_batched, "out");
-            let (oe, we, gr) = (out.at(&at_in), wv.at(&at_k), dv.row(&at_out));
-            let taps = c.wrap(nest.taps(quote!(let k = #we; for j in 0..B { #oe += k * g[j]; })));
-            o.wrap(nest.outputs(quote!(let g = #gr; #taps)))
+            let (unfold, w) = (unfold(x), shared(w));
+            let out = dest.borrow_mut();
+            let acc = mode == Mode::Accumulate;
+            quote!(
+                #unfold
+                #k::gemm(#c_out, #rows, #positions * B, #w, tape.#cols.as_flattened(), (#out).as_flattened_mut(), #acc);
+            )
         }
         Op::ConvWeight(x, d, _) => {
-            let (xv, dv) = (views.read(ex, x, "xv"), views.read(ex, d, "dv"));
-            let out = views.write(ex, dest, ex.id, out_batched, "out");
-            let (oe, xr, gr) = (out.at(&at_k), xv.row(&at_in), dv.row(&at_out));
-            let taps = c.wrap(nest.taps(quote!(
-                let xr = #xr;
-                let mut s: #t = 0.0;
-                for j in 0..B { s += xr[j] * g[j]; }
-                #oe += s;
-            )));
-            o.wrap(nest.outputs(quote!(let g = #gr; #taps)))
+            let (unfold, d) = (unfold(x), flat(d));
+            let out = dest.borrow_mut();
+            quote!(
+                #unfold
+                #k::gemm_nt_acc(#c_out, #rows, #positions * B, #d, tape.#cols.as_flattened(), &mut (#out)[..]);
+            )
+        }
+        Op::ConvInput(d, w, _) => {
+            let (d, w) = (flat(d), shared(w));
+            let out = dest.borrow_mut();
+            let fold = c.wrap(nest.outputs(
+                nest.taps(quote!(for j in 0..B { out[#input][j] += cols[#unfolded][j]; })),
+            ));
+            quote!(
+                let cols = &mut tape.#cols[..];
+                #zero
+                #k::gemm_tn_acc(#c_out, #rows, #positions * B, #w, #d, cols.as_flattened_mut());
+                let out = &mut (#out)[..];
+                #fold
+            )
         }
         _ => unreachable!("not a convolution op"),
     }

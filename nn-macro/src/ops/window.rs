@@ -366,12 +366,6 @@ impl Views {
         View { ident: v, batched }
     }
 
-    /// The views, then `body` as it is (its own loops over the samples).
-    pub fn finish_unlooped(self, body: TokenStream) -> TokenStream {
-        let lets = self.lets;
-        quote!({ #(#lets)* #body })
-    }
-
     /// The whole emission: the views, then `body`, once per sample when
     /// any view is batched.
     pub fn finish(self, body: TokenStream) -> TokenStream {
@@ -392,13 +386,6 @@ pub struct View {
 }
 
 impl View {
-    /// The element at flat index `e` of every sample (batched: the row
-    /// `[T; B]`, by reference).
-    pub fn row(&self, e: &Lin) -> TokenStream {
-        let (v, e) = (&self.ident, e.tokens());
-        quote!(&#v[#e])
-    }
-
     /// The element at flat index `e` (of this sample's column when batched).
     pub fn at(&self, e: &Lin) -> TokenStream {
         let (v, e) = (&self.ident, e.tokens());
