@@ -43,6 +43,7 @@
 use crate::float::Float;
 use core::any::TypeId;
 
+mod dynamic;
 mod math;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -51,6 +52,7 @@ mod x86;
 #[cfg(test)]
 mod tests;
 
+pub use dynamic::{gemm, gemm_nt_acc, gemm_tn_acc};
 pub use math::{Func, MAX_ULPS_EXP, MAX_ULPS_LOG, MAX_ULPS_SIGMOID, MAX_ULPS_TANH};
 pub use portable::{argmax, dot, log_softmax, log_softmax_grad_acc, logsumexp, vecmat};
 
@@ -335,80 +337,6 @@ pub fn matmul_tn_acc<T: Float, const M: usize, const K: usize, const N: usize>(
         return f32_kernels::matmul_tn_acc(isa, M, K, N, a, d, o);
     }
     portable::matmul_tn_acc(a, d, out)
-}
-
-/// `c = a · b`, or `c += a · b` when `acc`, for row-major slices `a: [m, k]`,
-/// `b: [k, n]`, `c: [m, n]` whose sizes are known only at run time: a
-/// convolution's weight times its unfolded input, `n` the output positions
-/// times the batch.
-///
-/// # Panics
-///
-/// If a slice's length is not its shape's.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm<T: Float>(m: usize, k: usize, n: usize, a: &[T], b: &[T], c: &mut [T], acc: bool) {
-    if let Some((isa, a, b, c)) = simd_f32(m * k.max(n), a, b, c) {
-        return f32_kernels::matmul(isa, m, k, n, a, b, c, acc);
-    }
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
-    for i in 0..m {
-        let crow = &mut c[i * n..(i + 1) * n];
-        if !acc {
-            crow.fill(T::ZERO);
-        }
-        for p in 0..k {
-            let aip = a[i * k + p];
-            for (cij, &bpj) in crow.iter_mut().zip(&b[p * n..(p + 1) * n]) {
-                *cij += aip * bpj;
-            }
-        }
-    }
-}
-
-/// `out += d · bᵀ` for row-major slices `d: [m, n]`, `b: [k, n]`, `out: [m, k]`
-/// (sizes known at run time; a convolution's weight gradient).
-///
-/// # Panics
-///
-/// If a slice's length is not its shape's.
-pub fn gemm_nt_acc<T: Float>(m: usize, k: usize, n: usize, d: &[T], b: &[T], out: &mut [T]) {
-    if let Some((isa, d, b, o)) = simd_f32(m * k, d, b, out) {
-        return f32_kernels::matmul_nt_acc(isa, m, k, n, d, b, o);
-    }
-    assert!(d.len() == m * n && b.len() == k * n && out.len() == m * k);
-    for i in 0..m {
-        for j in 0..k {
-            let mut s = T::ZERO;
-            for (&x, &y) in d[i * n..(i + 1) * n].iter().zip(&b[j * n..(j + 1) * n]) {
-                s += x * y;
-            }
-            out[i * k + j] += s;
-        }
-    }
-}
-
-/// `out += aᵀ · d` for row-major slices `a: [m, k]`, `d: [m, n]`, `out: [k, n]`
-/// (sizes known at run time; a convolution's input gradient, unfolded).
-///
-/// # Panics
-///
-/// If a slice's length is not its shape's.
-pub fn gemm_tn_acc<T: Float>(m: usize, k: usize, n: usize, a: &[T], d: &[T], out: &mut [T]) {
-    if let Some((isa, a, d, o)) = simd_f32(k * m.max(n), a, d, out) {
-        return f32_kernels::matmul_tn_acc(isa, m, k, n, a, d, o);
-    }
-    assert!(a.len() == m * k && d.len() == m * n && out.len() == k * n);
-    for i in 0..m {
-        for j in 0..k {
-            let aij = a[i * k + j];
-            for (o, &dv) in out[j * n..(j + 1) * n]
-                .iter_mut()
-                .zip(&d[i * n..(i + 1) * n])
-            {
-                *o += aij * dv;
-            }
-        }
-    }
 }
 
 /// `out[i] = func(x[i])`: `f32` through the SIMD path of [`isa`], other types
