@@ -113,6 +113,10 @@ fn lower_conv(
 ) -> Lowered {
     let two_d = name == "conv2d";
     let x = cx.tensor(&args[0])?;
+    if cx.too_big.contains(&x) {
+        // reported where it was computed; its parameters would be too
+        return Err(Reported);
+    }
     let (c_in, input) = spatial(cx, x, two_d, name, args[0].span())?;
     let s = settings(cx, name, args, kwargs)?;
     let before = if s.causal {
@@ -155,7 +159,8 @@ fn lower_conv(
         dilation: spread(s.dilation),
     };
     // PyTorch's default: uniform in ±1/√fan_in, fan_in = c_in · kernel area
-    let fan_in = (c_in * win.kernel[0] * win.kernel[1]) as f64;
+    // (in f64: a shape too large is reported with the parameter, not overflowed here)
+    let fan_in = c_in as f64 * win.kernel[0] as f64 * win.kernel[1] as f64;
     let bound = 1.0 / fan_in.sqrt();
     let mut wshape = vec![s.c_out, c_in];
     wshape.extend(if two_d {
@@ -176,7 +181,7 @@ fn lower_conv(
         ],
         span,
     )?;
-    let area = output[0] * output[1];
+    let area = output[0].saturating_mul(output[1]);
     let out_shape = if two_d {
         Shape(vec![s.c_out, output[0], output[1]])
     } else {

@@ -201,6 +201,10 @@ fn dense(cx: &mut Cx, args: &[Expr], span: Span) -> Result<NodeId, Reported> {
         }
     };
     let sx = cx.shape(x);
+    if cx.too_big.contains(&x) {
+        // reported where it was computed; its parameters would be too
+        return Err(Reported);
+    }
     if sx.rank() == 0 {
         cx.error(Diagnostic::new(
             args[0].span(),

@@ -14,8 +14,9 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 /// The geometry of a convolution or a pooling window, over one or two
-/// spatial dimensions (a 1-D one is a 2-D one of height 1: `in_h`, `out_h`,
-/// `kernel[0]` 1, its stride, padding and dilation along the height 1, 0, 1).
+/// spatial dimensions (a 1-D one is a 2-D one of height 1: `input[0]`,
+/// `output[0]` and `kernel[0]` 1, stride and dilation 1 and padding 0 along
+/// the height).
 /// Positions read outside the input are zeros (padding); `pad` is the
 /// padding before each dimension, the padding after it implied by the
 /// output size.
