@@ -246,8 +246,24 @@ fn input_gradient_is_the_derivative_of_the_loss_in_the_input() {
         assert_close("two inputs, x", &dx, &numeric, 1e-7);
         let numeric = differences(|s| net.loss(&(X4, *s), &y, &mut tape), &s);
         assert_close("two inputs, s", &ds, &numeric, 1e-7);
+
+        // an image input `[2, 4, 3]` (flat), through a convolution's input
+        // adjoint and a pooling's
+        let mut net = ImageInput::new(seed);
+        randomize(&mut net, seed);
+        let mut tape = ImageInput::new_tape();
+        let x: [f64; 24] = core::array::from_fn(|i| (i as f64 * 0.71).sin() + 0.02 * i as f64);
+        let y = [0.3, -0.2];
+        let numeric = differences(|x| net.loss(x, &y, &mut tape), &x);
+        assert_close("image input", &net.input_gradient(&x, &y), &numeric, 1e-6);
     }
 }
+
+#[network { dtype f64; input x[2, 4, 3]; target y[2];
+    h = tanh(conv2d(x, 3, 2, padding = 1));
+    out = dense(flatten(max_pool2d(h, 2, 1) + avg_pool2d(h, 2, 1)), 2);
+    loss = mse(out, y); }]
+pub struct ImageInput;
 
 // ---------------------------------------------------------------------------
 // The generated `hvp`.
