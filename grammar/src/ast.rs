@@ -285,15 +285,28 @@ pub enum Expr {
         /// The whole expression.
         span: Span,
     },
-    /// `func(args...)`
+    /// `func(args..., name = value, ...)`
     Call {
         /// The function's name.
         func: Ident,
-        /// The arguments.
+        /// The positional arguments.
         args: Vec<Expr>,
+        /// The keyword arguments (`stride = 2`), in order, after the positional ones.
+        kwargs: Vec<KeywordArg>,
         /// The whole call.
         span: Span,
     },
+}
+
+/// `name = value` in a call's arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeywordArg {
+    /// The argument's name.
+    pub name: Ident,
+    /// Its value.
+    pub value: Expr,
+    /// The whole `name = value`.
+    pub span: Span,
 }
 
 impl Expr {

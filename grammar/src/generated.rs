@@ -102,8 +102,13 @@ parsed only to say so (and what to write instead).*/
     r#primary,
     ///`(a + b)`: parentheses group.
     r#group,
-    ///`f(a, b)`: a function call.
+    /**`f(a, b)`, `conv1d(x, 8, 3, stride = 2)`: a function call, positional
+arguments then keyword ones.*/
     r#call,
+    ///One argument of a call: a keyword argument or an expression.
+    r#argument,
+    ///`stride = 2`: an argument given by name (`==` is a comparison, not one).
+    r#keyword_arg,
     ///A number: `2`, `0.5`, `1e-3`.
     r#number,
     ///A number with an optional sign, in initialiser arguments.
@@ -200,6 +205,8 @@ impl Rule {
             Rule::r#primary,
             Rule::r#group,
             Rule::r#call,
+            Rule::r#argument,
+            Rule::r#keyword_arg,
             Rule::r#number,
             Rule::r#signed_number,
             Rule::r#ident,
@@ -1521,7 +1528,7 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                                     .optional(|state| {
                                                         state
                                                             .sequence(|state| {
-                                                                self::r#expr(state)
+                                                                self::r#argument(state)
                                                                     .and_then(|state| { super::hidden::skip(state) })
                                                                     .and_then(|state| {
                                                                         state
@@ -1532,7 +1539,7 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                                                                             .sequence(|state| {
                                                                                                 self::r#comma(state)
                                                                                                     .and_then(|state| { super::hidden::skip(state) })
-                                                                                                    .and_then(|state| { self::r#expr(state) })
+                                                                                                    .and_then(|state| { self::r#argument(state) })
                                                                                             })
                                                                                             .and_then(|state| {
                                                                                                 state
@@ -1545,7 +1552,7 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                                                                                                             .sequence(|state| {
                                                                                                                                 self::r#comma(state)
                                                                                                                                     .and_then(|state| { super::hidden::skip(state) })
-                                                                                                                                    .and_then(|state| { self::r#expr(state) })
+                                                                                                                                    .and_then(|state| { self::r#argument(state) })
                                                                                                                             })
                                                                                                                     })
                                                                                                             })
@@ -1559,6 +1566,42 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                             })
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| { self::r#rparen(state) })
+                                    })
+                            },
+                        )
+                }
+                #[inline]
+                #[allow(non_snake_case, unused_variables)]
+                pub fn r#argument(
+                    state: ::std::boxed::Box<::pest::ParserState<'_, Rule>>,
+                ) -> ::pest::ParseResult<
+                    ::std::boxed::Box<::pest::ParserState<'_, Rule>>,
+                > {
+                    let state = state.check_stack_limit()?;
+                    self::r#keyword_arg(state).or_else(|state| { self::r#expr(state) })
+                }
+                #[inline]
+                #[allow(non_snake_case, unused_variables)]
+                pub fn r#keyword_arg(
+                    state: ::std::boxed::Box<::pest::ParserState<'_, Rule>>,
+                ) -> ::pest::ParseResult<
+                    ::std::boxed::Box<::pest::ParserState<'_, Rule>>,
+                > {
+                    state
+                        .rule(
+                            Rule::r#keyword_arg,
+                            |state| {
+                                state
+                                    .sequence(|state| {
+                                        self::r#ident(state)
+                                            .and_then(|state| { super::hidden::skip(state) })
+                                            .and_then(|state| { self::r#equals(state) })
+                                            .and_then(|state| { super::hidden::skip(state) })
+                                            .and_then(|state| {
+                                                state.lookahead(false, |state| { state.match_string("=") })
+                                            })
+                                            .and_then(|state| { super::hidden::skip(state) })
+                                            .and_then(|state| { self::r#expr(state) })
                                     })
                             },
                         )
@@ -2239,6 +2282,8 @@ impl ::pest::Parser<Rule> for NetworkParser {
                     Rule::r#primary => rules::r#primary(state),
                     Rule::r#group => rules::r#group(state),
                     Rule::r#call => rules::r#call(state),
+                    Rule::r#argument => rules::r#argument(state),
+                    Rule::r#keyword_arg => rules::r#keyword_arg(state),
                     Rule::r#number => rules::r#number(state),
                     Rule::r#signed_number => rules::r#signed_number(state),
                     Rule::r#ident => rules::r#ident(state),

@@ -541,17 +541,43 @@ fn primary(pair: Pair<Rule>) -> Result<(Expr, usize), Diagnostic> {
         Rule::call => {
             let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
             let func = ident(inner.next().expect("grammar"));
-            let mut args = vec![];
+            let (mut args, mut kwargs) = (vec![], vec![]);
             let mut depth = 0;
             for a in inner {
+                if a.as_rule() == Rule::keyword_arg {
+                    let kw_span = span(&a);
+                    let mut parts = a.into_inner().filter(|p| !is_keyword(p.as_rule()));
+                    let name = ident(parts.next().expect("grammar"));
+                    let (value, d) = expr(parts.next().expect("grammar"))?;
+                    depth = depth.max(d);
+                    kwargs.push(KeywordArg {
+                        name,
+                        value,
+                        span: kw_span,
+                    });
+                    continue;
+                }
                 let (e, d) = expr(a)?;
                 depth = depth.max(d);
+                // a flag (`causal`) may follow the keyword arguments
+                let flag = matches!(e, Expr::Name(_));
+                if let Some(kw) = kwargs.last().filter(|_| !flag) {
+                    return Err(Diagnostic::new(
+                        e.span(),
+                        "a positional argument after a keyword argument",
+                    )
+                    .with_help(format!(
+                        "write the positional arguments first, before `{} = ...`",
+                        kw.name.name
+                    )));
+                }
                 args.push(e);
             }
             Ok((
                 Expr::Call {
                     func,
                     args,
+                    kwargs,
                     span: sp,
                 },
                 depth + 1,
@@ -614,6 +640,8 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::primary
         | Rule::group
         | Rule::call
+        | Rule::argument
+        | Rule::keyword_arg
         | Rule::prefix
         | Rule::neg
         | Rule::neg_index => {

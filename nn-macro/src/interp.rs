@@ -155,6 +155,14 @@ mod tests {
             // log1p, expm1, hardtanh, hard_sigmoid, mish (away from the kinks of the hard ones)
             "input x[4]; param w[4]; loss = sum(log1p(w * w + x * x) + expm1(w * x) + mish(w - x));",
             "input x[4]; param w[4]; loss = sum(hardtanh(w * x) * w + hard_sigmoid(4 * w + x) * x);",
+            // convolutions, poolings, reshapes
+            "input x[2, 9]; target y[2]; h = conv1d(x, 3, 3, stride = 2, padding = 2, dilation = 2); \
+             loss = mse(dense(flatten(tanh(h)), 2), y); output h;",
+            "input x[2, 9]; h = conv1d(x, 2, 3, causal); loss = sum(tanh(conv1d(h, 2, 2, dilation = 2, causal))); output h;",
+            "input x[2, 6, 5]; h = tanh(conv2d(x, 3, 3, padding = 1, stride = 2)); \
+             loss = sum(max_pool2d(h, 2, 1) * avg_pool2d(h, 2, padding = 1)); output h;",
+            "input x[2, 6, 5]; h = conv2d(x, 2, 2); loss = sum(global_avg_pool(h) ^ 2) + sum(reshape(h, 2, 20) ^ 2); output h;",
+            "input x[2, 9]; h = conv1d(x, 2, 2); loss = sum(max_pool1d(h * h, 3, 2)) + sum(avg_pool1d(h, 2, padding = 1) ^ 2); output h;",
         ];
         for def in cases {
             check(def, &mut rng);

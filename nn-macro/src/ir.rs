@@ -2,6 +2,7 @@
 //! each with a static shape. Forward and backward passes live in one graph;
 //! reverse mode is a reverse walk over it.
 
+pub use crate::ops::window::Window;
 use crate::scalar::S;
 use nn_grammar::Span;
 use std::fmt;
@@ -9,7 +10,9 @@ use std::fmt;
 /// Index of a node in [`Graph::nodes`].
 pub type NodeId = usize;
 
-/// A static shape: `[]` scalar, `[n]` vector, `[rows, cols]` matrix.
+/// A static shape: `[]` scalar, `[n]` vector, `[rows, cols]` matrix,
+/// `[c, h, w]` and up (an image; a convolution's weight `[out, in, kh, kw]`).
+/// Values of rank 3 and up are stored flat, row-major (see [`Shape::stored`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Shape(pub Vec<usize>);
 
@@ -31,6 +34,23 @@ impl Shape {
     /// Whether this is `[]`.
     pub fn is_scalar(&self) -> bool {
         self.0.is_empty()
+    }
+    /// The shape a value is stored as in generated code: a scalar, a
+    /// vector or a matrix as it is; a higher rank flat, `[len]` row-major.
+    pub fn stored(&self) -> Shape {
+        if self.rank() <= 2 {
+            self.clone()
+        } else {
+            Shape(vec![self.len()])
+        }
+    }
+    /// The rank of [`Shape::stored`]: at most 2.
+    pub fn stored_rank(&self) -> usize {
+        if self.rank() > 2 {
+            1
+        } else {
+            self.rank()
+        }
     }
 }
 
@@ -148,6 +168,30 @@ pub enum Op {
     /// Batched code: the sum over the samples of a mini-batch of a per-sample
     /// value (the gradient of a shared parameter): same shape.
     BatchSum(NodeId),
+    /// The same elements, row-major, in the node's shape (same count).
+    Reshape(NodeId),
+    /// Cross-correlation (PyTorch's convolution) of an input `[c_in, (h,) w]`
+    /// with a weight `[c_out, c_in, (kh,) kw]`: `[c_out, (oh,) ow]`.
+    Conv(NodeId, NodeId, Window),
+    /// The adjoint of `Conv` with respect to its input (a transposed
+    /// convolution of `d` by the weight): `d, weight -> [c_in, (h,) w]`.
+    ConvInput(NodeId, NodeId, Window),
+    /// The adjoint of `Conv` with respect to its weight (the correlation of
+    /// the input with `d`): `x, d -> [c_out, c_in, (kh,) kw]`.
+    ConvWeight(NodeId, NodeId, Window),
+    /// The largest element of each window (per channel): `[c, (h,) w] -> [c, (oh,) ow]`.
+    MaxPool(NodeId, Window),
+    /// The adjoint of `MaxPool`: `d` routed to each window's first largest
+    /// input element, recomputed from the input: `x, d -> x`'s shape.
+    MaxPoolGrad(NodeId, NodeId, Window),
+    /// `e` read at each window's first largest element of `x` (the adjoint
+    /// of `MaxPoolGrad` with respect to `d`): `x, e -> [c, (oh,) ow]`.
+    MaxPoolPick(NodeId, NodeId, Window),
+    /// The mean of each window (padding counted as zeros): `[c, (h,) w] -> [c, (oh,) ow]`.
+    AvgPool(NodeId, Window),
+    /// The adjoint of `AvgPool`: each window's `d / window size` spread
+    /// over it: `d -> [c, (h,) w]`.
+    AvgPoolGrad(NodeId, Window),
 }
 
 /// Where a node is computed relative to its pass's time loop.
@@ -193,6 +237,10 @@ macro_rules! each_operand {
             | Op::EachStep($a)
             | Op::AtLast($a)
             | Op::BatchSum($a)
+            | Op::Reshape($a)
+            | Op::MaxPool($a, _)
+            | Op::AvgPool($a, _)
+            | Op::AvgPoolGrad($a, _)
             | Op::Pad($a, _) => $body,
             Op::MatVec(x, y)
             | Op::MatVecT(x, y)
@@ -204,6 +252,11 @@ macro_rules! each_operand {
             | Op::Pick(x, y)
             | Op::OneHot(x, y)
             | Op::Concat(x, y)
+            | Op::Conv(x, y, _)
+            | Op::ConvInput(x, y, _)
+            | Op::ConvWeight(x, y, _)
+            | Op::MaxPoolGrad(x, y, _)
+            | Op::MaxPoolPick(x, y, _)
             | Op::LogSoftmaxGrad(x, y) => {
                 for $a in [x, y] {
                     $body;
@@ -335,6 +388,15 @@ impl Op {
             Op::EachStep(_) => "each_step",
             Op::AtLast(_) => "at_last",
             Op::BatchSum(_) => "batch_sum",
+            Op::Reshape(_) => "reshape",
+            Op::Conv(..) => "conv",
+            Op::ConvInput(..) => "conv_input",
+            Op::ConvWeight(..) => "conv_weight",
+            Op::MaxPool(..) => "max_pool",
+            Op::MaxPoolGrad(..) => "max_pool_grad",
+            Op::MaxPoolPick(..) => "max_pool_pick",
+            Op::AvgPool(..) => "avg_pool",
+            Op::AvgPoolGrad(..) => "avg_pool_grad",
         }
     }
 }

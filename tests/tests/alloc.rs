@@ -224,6 +224,37 @@ fn digits_sized_hot_path_does_not_allocate() {
     assert_ne!(net.params().as_slice(), Digits::new(3).params().as_slice());
 }
 
+/// A small convolutional network on 8x8 images: convolutions, pooling,
+/// reshapes, per sample and batched (the batch tape is the workspace).
+#[network {
+    input  x[1, 8, 8];
+    target label: class[10];
+    c1   = relu(conv2d(x, 4, 3, padding = 1));
+    p1   = max_pool2d(c1, 2);
+    c2   = relu(conv2d(p1, 8, 3, padding = 1));
+    g    = global_avg_pool(c2);
+    out  = dense(flatten(avg_pool2d(c2, 2)), 10) + dense(g, 10);
+    loss = softmax_cross_entropy(out, label);
+}]
+pub struct DigitsCnn;
+
+#[test]
+fn conv_net_hot_path_does_not_allocate() {
+    let mut net = DigitsCnn::new(3);
+    let (inputs, targets) = digits_data(50, 13);
+    for (what, n) in batched_allocations(&net, &inputs, &targets, 3) {
+        assert_eq!(n, 0, "DigitsCnn: {what} allocated {n} times");
+    }
+    let counts = hot_path_allocations(&mut net, &inputs[..8], &targets[..8], 3);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "DigitsCnn: {what} allocated {n} times");
+    }
+    assert_ne!(
+        net.params().as_slice(),
+        DigitsCnn::new(3).params().as_slice()
+    );
+}
+
 /// `input_gradient` and `hvp` keep every intermediate on the stack.
 #[test]
 fn input_gradient_and_hvp_do_not_allocate() {

@@ -198,3 +198,39 @@ fn layer_norm_batch_equals_per_sample() {
         random::<2>(r)
     ));
 }
+
+// Per-sample matrices and images: convolutions (their weight gradients
+// summed over the batch as they are computed), poolings, reshapes, a bias
+// along a signal's rows, a shared image parameter, a rank-2 input.
+#[network { dtype f64; input x[2, 9]; target y[3];
+    h = tanh(conv1d(x, 3, 3, stride = 2, padding = 2, dilation = 2));
+    c = conv1d(h, 2, 2, causal);
+    m = max_pool1d(c, 2, stride = 1) + avg_pool1d(c, 2, 1);
+    g = global_avg_pool(c) * sum(m, 1);
+    out = dense(concat(flatten(m), g), 3);
+    loss = mse(out, y); }]
+pub struct Signal;
+
+#[network { dtype f64; input x[2, 6, 5]; target label: class[3];
+    param s[2, 6, 5] = uniform(-1, 1);
+    h = relu(conv2d(x * s, 4, 3, padding = 1));
+    p = max_pool2d(h, 2) + avg_pool2d(h, 2);
+    q = conv2d(p, 2, 2, stride = 1, padding = 1, dilation = 2);
+    logits = dense(flatten(q), 3) + dense(global_avg_pool(reshape(h, 4, 30)), 3);
+    loss = softmax_cross_entropy(logits, label); }]
+pub struct Image;
+
+#[test]
+fn convolutions_and_poolings_batch_equal_per_sample() {
+    same_as_per_sample!(Signal, 5, |r: &mut Rng| {
+        let x: [[f64; 9]; 2] = [random::<9>(r), random::<9>(r)];
+        (x, random::<3>(r))
+    });
+    same_as_per_sample!(Image, 3, |r: &mut Rng| (random::<60>(r), r.below(3)));
+    let mut rng = Rng::new(4);
+    let images = Dataset::new(
+        (0..40).map(|_| random::<60>(&mut rng)).collect(),
+        (0..40).map(|_| rng.below(3)).collect(),
+    );
+    blocks_equal_per_sample::<Image>(&images);
+}

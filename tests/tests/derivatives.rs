@@ -246,8 +246,24 @@ fn input_gradient_is_the_derivative_of_the_loss_in_the_input() {
         assert_close("two inputs, x", &dx, &numeric, 1e-7);
         let numeric = differences(|s| net.loss(&(X4, *s), &y, &mut tape), &s);
         assert_close("two inputs, s", &ds, &numeric, 1e-7);
+
+        // an image input `[2, 4, 3]` (flat), through a convolution's input
+        // adjoint and a pooling's
+        let mut net = ImageInput::new(seed);
+        randomize(&mut net, seed);
+        let mut tape = ImageInput::new_tape();
+        let x: [f64; 24] = core::array::from_fn(|i| (i as f64 * 0.71).sin() + 0.02 * i as f64);
+        let y = [0.3, -0.2];
+        let numeric = differences(|x| net.loss(x, &y, &mut tape), &x);
+        assert_close("image input", &net.input_gradient(&x, &y), &numeric, 1e-6);
     }
 }
+
+#[network { dtype f64; input x[2, 4, 3]; target y[2];
+    h = tanh(conv2d(x, 3, 2, padding = 1));
+    out = dense(flatten(max_pool2d(h, 2, 1) + avg_pool2d(h, 2, 1)), 2);
+    loss = mse(out, y); }]
+pub struct ImageInput;
 
 // ---------------------------------------------------------------------------
 // The generated `hvp`.
@@ -307,4 +323,21 @@ fn hvp_is_the_derivative_of_the_gradient_along_v() {
     check_hvp::<GradientPenalty>(X4, y, |n, v, out| n.hvp(&X4, &y, v, out));
     check_hvp::<StructuralOps>(X4, Y4, |n, v, out| n.hvp(&X4, &Y4, v, out));
     check_hvp::<SoftmaxFamily>(X4, (Y4, 1), |n, v, out| n.hvp(&X4, &(Y4, 1), v, out));
+    // the adjoints of convolutions and poolings differentiated again
+    let x: [[f64; 6]; 2] = [
+        [0.7, -1.3, 0.4, 2.1, -0.2, 0.9],
+        [0.3, 1.1, -0.8, 0.5, 1.7, -0.6],
+    ];
+    check_hvp::<Convolutional>(x, Y4, |n, v, out| n.hvp(&x, &Y4, v, out));
 }
+
+// Convolutions (an input and a weight adjoint each), max and average
+// pooling, a reshape: the second derivatives run through their adjoints'
+// own adjoints.
+#[network { dtype f64; input x[2, 6]; target y[4];
+    h = tanh(conv1d(x, 3, 2, padding = 1));
+    g = conv1d(h, 2, 3, dilation = 2, causal);
+    p = max_pool1d(g, 2) + avg_pool1d(g * g, 2);
+    out = dense(flatten(p), 4) + dense(global_avg_pool(reshape(h, 3, 7)), 4);
+    loss = mse(out, y); }]
+pub struct Convolutional;

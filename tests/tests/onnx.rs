@@ -113,6 +113,17 @@ where
     N::Input: Inputs,
     N::Output: Floats,
 {
+    check_shaped(net, name, batch, seed, None)
+}
+
+/// [`check`], the one input's per-sample dimensions given (an image
+/// `[c, h, w]` is a flat array in Rust).
+fn check_shaped<N>(net: &N, name: &str, batch: usize, seed: u64, dims: Option<&[usize]>) -> f64
+where
+    N: Network<Scalar = f32>,
+    N::Input: Inputs,
+    N::Output: Floats,
+{
     let path = temp(&format!("{name}.onnx"));
     net.save_onnx(&path).expect("exports");
     let model = tract_onnx::onnx()
@@ -132,7 +143,7 @@ where
         for (j, s) in samples.iter().enumerate() {
             let (v, d) = s.parts().swap_remove(k);
             if j == 0 {
-                shape.extend(d);
+                shape.extend(dims.map_or(d, <[usize]>::to_vec));
             }
             data.extend(v);
         }
@@ -147,7 +158,7 @@ where
         for (j, s) in samples.iter().enumerate() {
             let (v, d) = s.parts().swap_remove(k);
             if j == 0 {
-                shape.extend(d);
+                shape.extend(dims.map_or(d, <[usize]>::to_vec));
             }
             data.extend(v);
         }
@@ -261,6 +272,38 @@ fn softmax_log_softmax() {
 #[test]
 fn layer_norm() {
     check(&trained::<LayerNormed>(5), "layer_norm", 6, 5);
+}
+
+// Convolutions (`Conv`, with strides, padding, dilation and causal
+// padding), poolings (`MaxPool`, `AveragePool`), reshapes (`Reshape`), a
+// bias along a signal's rows.
+#[network {
+    input x[2, 9];
+    target y[3];
+    h = tanh(conv1d(x, 3, 3, stride = 2, padding = 2, dilation = 2));
+    c = conv1d(h, 2, 2, causal);
+    m = max_pool1d(c, 3, stride = 1, padding = 1) + avg_pool1d(c, 3, 1, padding = 1);
+    g = global_avg_pool(c);
+    out = dense(concat(flatten(m), g), 3);
+    loss = mse(out, y);
+}]
+pub struct Signal;
+
+#[network {
+    input x[2, 6, 5];
+    target label: class[4];
+    h = relu(conv2d(x, 4, 3, padding = 1));
+    p = max_pool2d(h, 3, 2, padding = 1) + avg_pool2d(h, 3, 2, padding = 1);
+    q = conv2d(p, 3, 2, stride = 2, padding = 1);
+    logits = dense(flatten(q), 4) + dense(global_avg_pool(reshape(p, 4, 9)), 4);
+    loss = softmax_cross_entropy(logits, label);
+}]
+pub struct Image;
+
+#[test]
+fn convolutions_poolings_reshapes() {
+    check(&trained::<Signal>(6), "signal", 5, 6);
+    check_shaped(&trained::<Image>(7), "image", 4, 7, Some(&[2, 6, 5]));
 }
 
 #[network {

@@ -313,7 +313,7 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                 (quote!(#src[at(j)].#i), quote!(|s| &s.#i))
             };
             let len = proc_macro2::Literal::usize_unsuffixed(d.shape.len());
-            fx.stmts.push(match (d.per_step, d.shape.rank(), g.steps) {
+            fx.stmts.push(match (d.per_step, d.shape.stored_rank(), g.steps) {
                 (true, 0, Some(steps)) => {
                     let count = proc_macro2::Literal::usize_unsuffixed(steps.count);
                     quote!(for j in 0..B { for t in 0..#count { tape.#n[t][j] = #sample[t]; } })
@@ -327,7 +327,7 @@ fn load_samples(plan: &Plan, fx: &mut Fx) {
                     let k = super::kernels();
                     quote!(#k::gather_cols(#src, #field, &at, &mut tape.#n);)
                 }
-                _ => quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample[i]; } }),
+                _ => quote!(for j in 0..B { for i in 0..#len { tape.#n[i][j] = #sample.as_flattened()[i]; } }),
             });
             fx.place.insert(id, plan.tape_place(id));
         }
@@ -434,7 +434,7 @@ fn dest_for(plan: &Plan, fx: &Fx, id: NodeId) -> Place {
 /// Sets a stored value to zeros in place (no temporary array on the stack).
 pub fn clear(plan: &Plan, dest: &Place, id: NodeId) -> TokenStream {
     let v = dest.value();
-    let rank = plan.g.nodes[id].shape.rank() + usize::from(plan.batched[id]);
+    let rank = plan.g.nodes[id].shape.stored_rank() + usize::from(plan.batched[id]);
     match rank {
         0 => quote!(#v = 0.0;),
         1 => quote!(#v.fill(0.0);),

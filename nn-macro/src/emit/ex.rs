@@ -5,9 +5,12 @@
 //! the batched code.
 //!
 //! Indexing: a per-sample value of shape `[]`, `[n]` or `[r, c]` is read
-//! as `x`, `x[i]`, `x[i][j]`; a batched value (one column per sample;
-//! only vectors and scalars are batched) as `x[j]` or `x[i][j]`, `j` over
-//! the samples.
+//! as `x`, `x[i]`, `x[i][j]` (a higher rank is stored flat, as a vector);
+//! a batched value (one column per sample, any per-sample shape stored
+//! flat) as `x[j]` or `x[i][j]`, `j` over the samples. In the loops over
+//! a batched matrix, `i` is the flat index of row `r` and column `c`,
+//! where a shared operand (a matrix, or a vector along the rows or the
+//! columns) is read.
 
 use super::plan::Plan;
 use super::{loops, Mode, Place};
@@ -93,14 +96,38 @@ impl<'a, 'g> Ex<'a, 'g> {
         match super::dims(shape).as_slice() {
             [] => quote!(for j in 0..B { #body }),
             [n] => quote!(for i in 0..#n { for j in 0..B { #body } }),
-            _ => unreachable!("a batched value is a vector or a scalar per sample"),
+            [rows, cols] => quote!(
+                for r in 0..#rows { for c in 0..#cols { let i = r * #cols + c; for j in 0..B { #body } } }
+            ),
+            _ => unreachable!("a value is stored with at most 2 dimensions"),
         }
+    }
+
+    /// Whether the node emitted loops over a batched matrix (`r`, `c`, `i`, `j`).
+    fn in_batched_matrix(&self) -> bool {
+        self.batched(self.id) && self.node().shape.stored_rank() == 2
     }
 
     /// Node `a`'s element at the current loop index, stored at `p`, read
     /// into a loop over a value its broadcast `b` fits.
     pub fn elem_of(&self, p: &Place, a: NodeId, b: Bcast) -> TokenStream {
-        let rank = self.plan.g.nodes[a].shape.rank();
+        let rank = self.plan.g.nodes[a].shape.stored_rank();
+        if self.in_batched_matrix() && self.batched(a) && rank == 1 {
+            match b {
+                Bcast::Col => return p.index(&quote!([r][j])),
+                Bcast::Row => return p.index(&quote!([c][j])),
+                _ => {}
+            }
+        }
+        if self.in_batched_matrix() && !self.batched(a) {
+            return match (rank, b) {
+                (0, _) | (_, Bcast::Scalar) => p.value(),
+                (1, Bcast::Col) => p.index(&quote!([r])),
+                (1, Bcast::Row) => p.index(&quote!([c])),
+                (1, _) => p.index(&quote!([i])),
+                _ => p.index(&quote!([r][c])),
+            };
+        }
         match (self.batched(a), rank, b) {
             (true, 0, _) | (true, _, Bcast::Scalar) => p.index(&quote!([j])),
             (true, _, _) => p.index(&quote!([i][j])),

@@ -5,7 +5,6 @@
 //! methods and the `Network` impl as thin wrappers over them.
 
 use super::body::{function, has_sgd_step, live_with_states, Which};
-use super::dims;
 use super::docs::math_name;
 use super::plan::Plan;
 use super::wrappers::wrappers;
@@ -195,14 +194,21 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
     let output_ty = plan.tape_ty(g.output);
     let init_stmts = g.params.iter().enumerate().map(|(k, p)| {
         let f = plan.param_field(k);
-        let (fan_in, fan_out) = match dims(&p.shape).as_slice() {
-            [] => (Literal::usize_unsuffixed(1), Literal::usize_unsuffixed(1)),
-            [n] => (n.clone(), n.clone()),
-            [o, i] => (i.clone(), o.clone()),
-            _ => unreachable!("lowering rejects rank > 2"),
+        // a convolution's weight `[out, in, k...]`: fans of `in · k...`, `out · k...`
+        let (fan_in, fan_out) = match p.shape.0.as_slice() {
+            [] => (1, 1),
+            [n] => (*n, *n),
+            [o, i, k @ ..] => {
+                let window: usize = k.iter().product();
+                (i * window, o * window)
+            }
         };
+        let (fan_in, fan_out) = (
+            Literal::usize_unsuffixed(fan_in),
+            Literal::usize_unsuffixed(fan_out),
+        );
         let init = init_tokens(&p.init);
-        let slice = match p.shape.rank() {
+        let slice = match p.shape.stored_rank() {
             0 => quote!(::core::slice::from_mut(&mut params.#f)),
             1 => quote!(&mut params.#f[..]),
             _ => quote!(params.#f.as_flattened_mut()),
@@ -422,6 +428,13 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         };
         quote!(pub #f: #ty,)
     });
+    // each batched convolution's unfolded operand (see `Plan::cols`)
+    let cols_items = (0..g.nodes.len()).filter_map(|id| {
+        let (f, len) = plan.cols(id)?;
+        let len = Literal::usize_unsuffixed(len);
+        Some(quote!(pub #f: [[#t; B]; #len],))
+    });
+    let field_items = field_items.chain(cols_items).collect::<Vec<_>>();
     let input_ty = input_ty_of(plan, &g.inputs);
     let target_ty = input_ty_of(plan, &g.targets);
     let forward = function(plan, Which::Forward);
@@ -446,7 +459,7 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let steps = Literal::usize_unsuffixed(g.steps.map_or(1, |s| s.count));
     let output_j = match (
         plan.batched[g.output],
-        g.nodes[g.output].shape.rank(),
+        g.nodes[g.output].shape.stored_rank(),
         per_step,
     ) {
         (true, 0, false) => quote!(tape.#out_id[j]),
@@ -553,7 +566,7 @@ pub(super) fn is_correct(plan: &Plan) -> TokenStream {
         }
     };
     let flat = |e: TokenStream, shape: &Shape| -> TokenStream {
-        match shape.rank() {
+        match shape.stored_rank() {
             0 => quote!(::core::slice::from_ref(#e)),
             1 => quote!(&#e[..]),
             _ => quote!(#e.as_flattened()),

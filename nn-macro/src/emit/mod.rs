@@ -121,16 +121,18 @@ pub enum Mode {
 
 /// A tensor reference viewed as a flat slice.
 pub fn flat_view(borrowed: TokenStream, shape: &Shape) -> TokenStream {
-    match shape.rank() {
+    match shape.stored_rank() {
         0 => quote!(::core::slice::from_ref(#borrowed)),
         1 => quote!(&(#borrowed)[..]),
         _ => quote!((#borrowed).as_flattened()),
     }
 }
 
-/// A shape's dimensions as unsuffixed literals (`[f32; 4]`, not `[f32; 4usize]`).
+/// A shape's stored dimensions (a rank above 2 flat) as unsuffixed
+/// literals (`[f32; 4]`, not `[f32; 4usize]`).
 pub fn dims(shape: &Shape) -> Vec<Literal> {
     shape
+        .stored()
         .0
         .iter()
         .map(|&d| Literal::usize_unsuffixed(d))
@@ -139,7 +141,7 @@ pub fn dims(shape: &Shape) -> Vec<Literal> {
 
 /// `[i]` or `[i][j]` for a shape's loop variables.
 pub fn loop_index(shape: &Shape) -> TokenStream {
-    match shape.rank() {
+    match shape.stored_rank() {
         0 => quote!(),
         1 => quote!([i]),
         _ => quote!([i][j]),
@@ -152,7 +154,7 @@ pub fn loops(shape: &Shape, body: TokenStream) -> TokenStream {
         [] => body,
         [n] => quote!(for i in 0..#n { #body }),
         [r, c] => quote!(for i in 0..#r { for j in 0..#c { #body } }),
-        _ => unreachable!("lowering rejects rank > 2"),
+        _ => unreachable!("a value is stored with at most 2 dimensions"),
     }
 }
 

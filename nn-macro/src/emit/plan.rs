@@ -148,9 +148,16 @@ impl<'g> Plan<'g> {
                     && self.regions[u] == self.regions[id]
                     && (self.batched[u] == self.batched[id] || is_map)
             }
-            Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) => is_map,
+            // a batched matrix's loops are not a sum's
+            Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) => {
+                is_map && !(self.batched[id] && node.shape.rank() > 1)
+            }
             // a shared operand (the same for every sample) is B times itself: computed once
-            Op::BatchSum(_) => self.batched[id] && (is_map || matches!(node.op, Op::Outer(..))),
+            Op::BatchSum(_) => {
+                self.batched[id]
+                    && (matches!(node.op, Op::Outer(..) | Op::ConvWeight(..))
+                        || (is_map && node.shape.rank() <= 1))
+            }
             Op::StepSum(_) => {
                 self.regions[id] == Region::Step
                     && g.steps.is_some()
@@ -176,27 +183,42 @@ impl<'g> Plan<'g> {
     }
 
     /// Whether the batched graph can be emitted: every live node has a
-    /// batched form (no per-sample matrices; inputs and targets, at each
-    /// step of a sequence, at most vectors).
+    /// batched form (inputs and targets at each step of a sequence at most
+    /// vectors; per-sample matrices and images only where the ops reading
+    /// them have a batched form of them, and the output at most a vector).
     pub fn supported(&self) -> bool {
         let g = self.g;
         let decls_ok = g
             .inputs
             .iter()
             .chain(&g.targets)
-            .all(|d| d.shape.rank() <= 1);
+            .all(|d| d.shape.rank() <= 1 || !d.per_step)
+            && (g.steps.is_none()
+                || g.nodes
+                    .iter()
+                    .all(|n| n.shape.rank() <= 1 || !matches!(n.op, Op::Input(_))));
         decls_ok
+            && g.nodes[g.output].shape.rank() <= 1
             && (0..g.nodes.len()).all(|id| {
                 if !self.live[id] {
                     return true;
                 }
                 let node = &g.nodes[id];
                 if self.batched[id] && node.shape.rank() > 1 {
-                    // a per-sample matrix would need a third dimension; only
-                    // a weight gradient's outer product of two per-sample
-                    // vectors, summed over the batch, is allowed
-                    return matches!(node.op, Op::Outer(u, v) if self.batched[u] && self.batched[v])
-                        && self.absorbed[id];
+                    // a weight gradient's per-sample product exists only
+                    // summed over the batch
+                    if matches!(node.op, Op::Outer(..) | Op::ConvWeight(..)) {
+                        return self.absorbed[id]
+                            && node.op.args().iter().all(|&a| self.batched[a]);
+                    }
+                }
+                let matrix_operand = node
+                    .op
+                    .args()
+                    .iter()
+                    .any(|&a| self.batched[a] && g.nodes[a].shape.rank() > 1);
+                if matrix_operand && !reads_batched_matrices(&node.op) {
+                    return false;
                 }
                 crate::ops::batches(&node.op, &|a| self.batched[a])
             })
@@ -209,6 +231,25 @@ impl<'g> Plan<'g> {
         (0..self.g.nodes.len())
             .filter(|&id| self.materialises(id) && !self.on_tape[id])
             .collect()
+    }
+
+    /// A convolution of the batched graph over per-sample values, computed
+    /// as one matrix product: the batch tape's field for its unfolded
+    /// input (or unfolded input adjoint), `[c_in · kernel area, output
+    /// positions]` with a column per sample, and that field's length in
+    /// rows of `B`.
+    pub fn cols(&self, id: NodeId) -> Option<(Ident, usize)> {
+        let node = &self.g.nodes[id];
+        let (a, w) = match node.op {
+            Op::Conv(a, _, w) | Op::ConvInput(a, _, w) | Op::ConvWeight(a, _, w) => (a, w),
+            _ => return None,
+        };
+        if !self.batch || !self.live[id] || !self.batched[a] {
+            return None;
+        }
+        let rows = w.c_in * w.kernel[0] * w.kernel[1];
+        let field = quote::format_ident!("{}_cols", self.ident[id]);
+        Some((field, rows * w.output[0] * w.output[1]))
     }
 
     /// Whether a function computing `id` stores it somewhere of its own
@@ -247,7 +288,7 @@ impl<'g> Plan<'g> {
             [] => quote!(#t),
             [n] => quote!([#t; #n]),
             [r, c] => quote!([[#t; #c]; #r]),
-            _ => unreachable!("lowering rejects rank > 2"),
+            _ => unreachable!("a value is stored with at most 2 dimensions"),
         }
     }
 
@@ -282,7 +323,10 @@ impl<'g> Plan<'g> {
     fn array_of(&self, id: NodeId, elem: TokenStream) -> TokenStream {
         match (self.batched[id], dims(&self.g.nodes[id].shape).as_slice()) {
             (true, []) => quote!([#elem; B]),
-            (true, [n]) => quote!([[#elem; B]; #n]),
+            (true, _) => {
+                let n = Literal::usize_unsuffixed(self.g.nodes[id].shape.len());
+                quote!([[#elem; B]; #n])
+            }
             (false, []) => elem,
             (false, [n]) => quote!([#elem; #n]),
             (false, [r, c]) => quote!([[#elem; #c]; #r]),
@@ -318,7 +362,30 @@ impl<'g> Plan<'g> {
             [] => quote!(#v),
             [n] => quote!([#v; #n]),
             [r, cc] => quote!([[#v; #cc]; #r]),
-            _ => unreachable!("lowering rejects rank > 2"),
+            _ => unreachable!("a value is stored with at most 2 dimensions"),
         }
     }
+}
+
+/// Whether the batched form of `op` reads per-sample matrices and images
+/// (stored flat, a column per sample).
+fn reads_batched_matrices(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Map { .. }
+            | Op::AddN(_)
+            | Op::Sum(_)
+            | Op::SumCols(_)
+            | Op::SumRows(_)
+            | Op::BatchSum(_)
+            | Op::Reshape(_)
+            | Op::Conv(..)
+            | Op::ConvInput(..)
+            | Op::ConvWeight(..)
+            | Op::MaxPool(..)
+            | Op::MaxPoolGrad(..)
+            | Op::MaxPoolPick(..)
+            | Op::AvgPool(..)
+            | Op::AvgPoolGrad(..)
+    )
 }

@@ -36,7 +36,7 @@ pub fn emit_loop(plan: &Plan, fx: &mut Fx, steps: Steps) {
             // slot 0 gets the initial value, slot t + 1 the update of step t
             Op::StatePrev(k) if forward && plan.batch => {
                 let slot = quote!(tape.#n[0]);
-                let rank = node.shape.rank() + usize::from(plan.batched[id]);
+                let rank = node.shape.stored_rank() + usize::from(plan.batched[id]);
                 fx.stmts.push(match &g.states[k].init {
                     StateInit::Constant(c) => {
                         let v = Literal::f64_unsuffixed(*c);

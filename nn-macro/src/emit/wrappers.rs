@@ -3,7 +3,6 @@
 //! thin call of the passes in the network's module.
 
 use super::body::{has_sgd_step, live_with_states, Which};
-use super::dims;
 use super::docs::{doc, intro};
 use super::items::BATCH_WIDTHS;
 use super::items::{has_step, input_ty_of, step_input_ty, Extra, Names};
@@ -195,7 +194,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
         let mut offset = 0usize;
         let infos = g.params.iter().map(|p| {
             let pname = &p.name;
-            let dims = dims(&p.shape);
+            let dims = p.shape.0.iter().map(|&d| Literal::usize_unsuffixed(d));
             let o = Literal::usize_unsuffixed(offset);
             offset += p.shape.len();
             quote!(::nn_runtime::__private::ParamInfo { name: #pname, shape: &[#(#dims),*], offset: #o })
@@ -450,7 +449,7 @@ fn non_finite_input(plan: &Plan) -> TokenStream {
             let i = syn::Index::from(k);
             quote!(input.#i)
         };
-        let slice = match d.shape.rank() + usize::from(d.per_step) {
+        let slice = match d.shape.stored_rank() + usize::from(d.per_step) {
             0 => quote!(::core::slice::from_ref(&#field)),
             1 => quote!(#field[..]),
             2 => quote!(#field.as_flattened()),

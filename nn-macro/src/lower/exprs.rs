@@ -9,7 +9,7 @@ use crate::ir::*;
 use crate::limits::{MAX_CALL_DEPTH, MAX_OPERATIONS};
 use crate::ops::{self, Lower};
 use crate::scalar::{build::*, Cmp, S};
-use nn_grammar::{did_you_mean, BinaryOp, Diagnostic, Expr, Ident, Span, UnaryOp};
+use nn_grammar::{did_you_mean, BinaryOp, Diagnostic, Expr, Ident, KeywordArg, Span, UnaryOp};
 
 /// Shape of an elementwise result of several operands and how each
 /// broadcasts into it: the result has the shape of the highest-rank operand;
@@ -160,7 +160,12 @@ impl Cx {
                 }
                 acc.map(Value::Node)
             }
-            Expr::Call { func, args, span } => self.call(func, args, *span),
+            Expr::Call {
+                func,
+                args,
+                kwargs,
+                span,
+            } => self.call(func, args, kwargs, *span),
             Expr::Slice {
                 arg,
                 start,
@@ -221,6 +226,13 @@ impl Cx {
                             .with_help("use `*` to scale by a scalar"),
                         );
                     }
+                    (ra, rb) if ra > 2 || rb > 2 => {
+                        let (side, shape) = if ra > 2 { (lhs, &sa) } else { (rhs, &sb) };
+                        self.error(shape_error(format!(
+                            "`@` multiplies vectors and matrices, but {} is {shape}; `flatten` or `reshape` it first",
+                            side.short("this side")
+                        )));
+                    }
                     _ => {
                         let inner_a = sa.0.last().copied().unwrap_or(1);
                         let inner_b = sb.0[0];
@@ -275,8 +287,17 @@ impl Cx {
     }
 
     /// A call: a user function (inlined), or a built-in of the op table.
-    pub fn call(&mut self, func: &Ident, args: &[Expr], span: Span) -> Lowered {
+    pub fn call(
+        &mut self,
+        func: &Ident,
+        args: &[Expr],
+        kwargs: &[KeywordArg],
+        span: Span,
+    ) -> Lowered {
         let name = func.name.as_str();
+        if !self.keywords_check(name, kwargs) {
+            return Err(Reported);
+        }
         if self.fns.contains_key(name) {
             return self.call_user(func, args, span);
         }
@@ -334,6 +355,58 @@ impl Cx {
                 Ok(Value::Node(self.unary(x, body(), name, span)))
             }
             Lower::Custom(lower) => lower(self, name, args, span),
+            Lower::Keywords(lower, _) => lower(self, name, args, kwargs, span),
         }
+    }
+
+    /// Checks a call's keyword arguments: each one the function takes (a
+    /// user function or a built-in without keywords takes none), none
+    /// given twice. Reports and returns `false` otherwise.
+    fn keywords_check(&mut self, name: &str, kwargs: &[KeywordArg]) -> bool {
+        let Some(first) = kwargs.first() else {
+            return true;
+        };
+        let known: &[&str] = match ops::builtin(name).map(|b| b.lower) {
+            Some(Lower::Keywords(_, known)) => known,
+            _ if self.fns.contains_key(name) || ops::builtin(name).is_some() => {
+                self.error(
+                    Diagnostic::new(first.span, format!("`{name}` takes no keyword arguments"))
+                        .with_help(format!(
+                            "pass the value as a positional argument, without `{} =`",
+                            first.name.name
+                        )),
+                );
+                return false;
+            }
+            // an unknown function: reported by the caller
+            _ => return true,
+        };
+        let mut ok = true;
+        for (k, kw) in kwargs.iter().enumerate() {
+            let kname = kw.name.name.as_str();
+            if !known.contains(&kname) {
+                let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                let d = Diagnostic::new(
+                    kw.name.span,
+                    format!("`{name}` has no keyword argument `{kname}`"),
+                );
+                let d = match did_you_mean(kname, known.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("its keyword arguments are {}", list.join(", "))),
+                };
+                self.error(d);
+                ok = false;
+            } else if kwargs[..k].iter().any(|p| p.name.name == kname) {
+                self.error(
+                    Diagnostic::new(
+                        kw.span,
+                        format!("the keyword argument `{kname}` of `{name}` is given twice"),
+                    )
+                    .with_help("keep one of them"),
+                );
+                ok = false;
+            }
+        }
+        ok
     }
 }

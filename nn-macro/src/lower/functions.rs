@@ -141,8 +141,12 @@ impl Cx {
 fn calls_any(e: &Expr, pred: &dyn Fn(&str) -> bool) -> bool {
     match e {
         Expr::Number(..) | Expr::Name(_) => false,
-        Expr::Call { func, args, .. } => {
-            pred(&func.name) || args.iter().any(|a| calls_any(a, pred))
+        Expr::Call {
+            func, args, kwargs, ..
+        } => {
+            pred(&func.name)
+                || args.iter().any(|a| calls_any(a, pred))
+                || kwargs.iter().any(|k| calls_any(&k.value, pred))
         }
         Expr::Unary { arg, .. } | Expr::Slice { arg, .. } | Expr::StepRef { arg, .. } => {
             calls_any(arg, pred)

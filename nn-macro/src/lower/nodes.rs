@@ -27,9 +27,10 @@ impl Cx {
         id
     }
 
-    /// Checks a declared shape is a vector or a matrix of at most
-    /// [`MAX_ELEMENTS`] elements (all steps of a per-step value counted);
-    /// reports a higher rank or a larger size.
+    /// Checks a declared shape has at most 3 dimensions (`[c, h, w]`; a
+    /// per-step value or a state at most 2) and at most [`MAX_ELEMENTS`]
+    /// elements (all steps of a per-step value counted); reports a higher
+    /// rank or a larger size.
     pub fn rank_check(
         &mut self,
         name: &Ident,
@@ -42,11 +43,12 @@ impl Cx {
         } else {
             1
         };
+        let max_rank = if per_step { 2 } else { 3 };
         let count = shape
             .dims
             .iter()
             .fold(steps as u128, |n, &(d, _)| n.saturating_mul(d as u128));
-        if shape.dims.len() <= 2 && count > MAX_ELEMENTS as u128 {
+        if shape.dims.len() <= max_rank && count > MAX_ELEMENTS as u128 {
             self.poisoned.insert(name.name.clone());
             let per_step = if steps > 1 {
                 format!(" over its {steps} steps")
@@ -65,20 +67,31 @@ impl Cx {
             );
             return false;
         }
-        if shape.dims.len() <= 2 {
+        if shape.dims.len() <= max_rank {
             return true;
         }
         // uses of the name are not reported again
         self.poisoned.insert(name.name.clone());
+        let (found, help) = if per_step && what != "a state" {
+            (
+                format!("{what} of one step"),
+                "use a vector `[n]` or a matrix `[rows, cols]` per step",
+            )
+        } else {
+            (
+                what.to_string(),
+                "use a vector `[n]`, a matrix `[rows, cols]` or an image `[channels, height, width]`",
+            )
+        };
         self.error(
             Diagnostic::new(
                 shape.span,
                 format!(
-                    "{what} has at most 2 dimensions, found {}",
+                    "{found} has at most {max_rank} dimensions, found {}",
                     shape.dims.len()
                 ),
             )
-            .with_help("use a vector `[n]` or a matrix `[rows, cols]`"),
+            .with_help(help),
         );
         false
     }

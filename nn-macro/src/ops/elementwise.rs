@@ -636,7 +636,7 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
         _ => return false,
     };
     let node = ex.node();
-    let rank = node.shape.rank() + usize::from(ex.batched(ex.id));
+    let rank = node.shape.stored_rank() + usize::from(ex.batched(ex.id));
     // one sample's short vector: the call and its dispatch cost more than
     // the scalar loop saves (xor's step with four hidden units: 76 ns with
     // the call, 57 ns without)
@@ -669,19 +669,6 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
     ex.out.push(stmt);
     ex.out.push(quote!(#k::#kernel(#flat);));
     true
-}
-
-/// A per-sample elementwise value may read shared operands only as they are
-/// (a shared vector broadcast along a per-sample one's columns would need
-/// a per-sample matrix).
-pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
-    match op {
-        Op::Map { args, bcast, .. } => args
-            .iter()
-            .zip(bcast)
-            .all(|(&a, &b)| !matches!(b, Bcast::Col | Bcast::Row) || !batched(a)),
-        _ => true,
-    }
 }
 
 /// `Map`: the body's operations at every element; `AddN`: one add per extra part.

@@ -93,7 +93,7 @@ fn lower_layer_norm(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered 
 
 /// A layer's parameters `<prefix>.<part>`, the prefix the binding's name
 /// (`h`), or `h.2`, `h.3`, ... for the binding's second and later layers.
-fn layer_params<const N: usize>(
+pub(crate) fn layer_params<const N: usize>(
     cx: &mut Cx,
     layer: &str,
     parts: [(&str, Shape, InitKind); N],
@@ -201,11 +201,25 @@ fn dense(cx: &mut Cx, args: &[Expr], span: Span) -> Result<NodeId, Reported> {
         }
     };
     let sx = cx.shape(x);
+    if cx.too_big.contains(&x) {
+        // reported where it was computed; its parameters would be too
+        return Err(Reported);
+    }
     if sx.rank() == 0 {
         cx.error(Diagnostic::new(
             args[0].span(),
             "`dense` needs a vector input, found a scalar",
         ));
+        return Err(Reported);
+    }
+    if sx.rank() > 2 {
+        cx.error(
+            Diagnostic::new(
+                args[0].span(),
+                format!("`dense` needs a vector (or a matrix of columns), found shape {sx}"),
+            )
+            .with_help("flatten the value first: `dense(flatten(x), n)`"),
+        );
         return Err(Reported);
     }
     let k = sx.0[0];

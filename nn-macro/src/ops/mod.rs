@@ -16,16 +16,20 @@
 //! [`elementwise::FUNCS`]; adding a composite elementwise function is one
 //! [`Builtin`] of [`elementwise::BUILTINS`].
 
+pub mod conv;
 pub mod derivative;
 pub mod elementwise;
 pub mod layers;
 pub mod linalg;
 pub mod loss;
+pub mod pool;
 pub mod prims;
 pub mod recurrent;
 pub mod reduce;
+pub mod reshape;
 pub mod slicing;
 pub mod softmax;
+pub mod window;
 
 use crate::emit::ex::Ex;
 use crate::emit::Mode;
@@ -33,7 +37,7 @@ use crate::emit::Place;
 use crate::ir::*;
 use crate::lower::{Cx, Lowered};
 use crate::scalar::S;
-use nn_grammar::{Expr, Span};
+use nn_grammar::{Expr, KeywordArg, Span};
 
 /// A function of the definition language.
 #[derive(Clone, Copy)]
@@ -61,10 +65,17 @@ pub enum Lower {
     /// Its own lowering: the context, the name as called, the arguments and
     /// the call's span. It checks the arguments' shapes and reports errors.
     Custom(fn(&mut Cx, &str, &[Expr], Span) -> Lowered),
+    /// Its own lowering, given keyword arguments too (`stride = 2`), of
+    /// the names listed (any other is reported before it is called, as is
+    /// one given twice).
+    Keywords(
+        fn(&mut Cx, &str, &[Expr], &[KeywordArg], Span) -> Lowered,
+        &'static [&'static str],
+    ),
 }
 
 /// Every built-in function, family by family.
-fn tables() -> [&'static [Builtin]; 9] {
+fn tables() -> [&'static [Builtin]; 12] {
     [
         elementwise::BUILTINS,
         derivative::BUILTINS,
@@ -75,6 +86,9 @@ fn tables() -> [&'static [Builtin]; 9] {
         loss::BUILTINS,
         layers::BUILTINS,
         recurrent::BUILTINS,
+        reshape::BUILTINS,
+        conv::BUILTINS,
+        pool::BUILTINS,
     ]
 }
 
@@ -110,6 +124,9 @@ enum Family {
     Loss,
     Slicing,
     Recurrent,
+    Reshape,
+    Conv,
+    Pool,
 }
 
 fn family(op: &Op) -> Family {
@@ -136,6 +153,13 @@ fn family(op: &Op) -> Family {
         | Op::Carry(_)
         | Op::EachStep(_)
         | Op::AtLast(_) => Family::Recurrent,
+        Op::Reshape(_) => Family::Reshape,
+        Op::Conv(..) | Op::ConvInput(..) | Op::ConvWeight(..) => Family::Conv,
+        Op::MaxPool(..)
+        | Op::MaxPoolGrad(..)
+        | Op::MaxPoolPick(..)
+        | Op::AvgPool(..)
+        | Op::AvgPoolGrad(..) => Family::Pool,
     }
 }
 
@@ -239,6 +263,9 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
         Family::Loss => loss::vjp(v, op),
         Family::Slicing => slicing::vjp(v, op),
         Family::Recurrent => recurrent::vjp(v, op),
+        Family::Reshape => reshape::vjp(v, op),
+        Family::Conv => conv::vjp(v, op),
+        Family::Pool => pool::vjp(v, op),
     }
 }
 
@@ -255,6 +282,9 @@ pub fn emit(ex: &mut Ex, dest: &Place, mode: Mode) {
         Family::Loss => loss::emit(ex, &op, dest, mode),
         Family::Slicing => slicing::emit(ex, &op, dest, mode),
         Family::Recurrent => recurrent::emit(ex, &op, dest, mode),
+        Family::Reshape => reshape::emit(ex, &op, dest, mode),
+        Family::Conv => conv::emit(ex, &op, dest, mode),
+        Family::Pool => pool::emit(ex, &op, dest, mode),
     }
 }
 
@@ -269,6 +299,9 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Softmax => !matches!(op, Op::LogSoftmaxGrad(..)),
         Family::Loss => matches!(op, Op::Pick(..)),
         Family::Slicing => !matches!(op, Op::Pad(..)),
+        Family::Reshape => true,
+        Family::Conv => conv::overwrites(op),
+        Family::Pool => pool::overwrites(op),
     }
 }
 
@@ -277,12 +310,15 @@ pub fn overwrites(op: &Op) -> bool {
 pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
     match family(op) {
         Family::Leaf | Family::Recurrent => true,
-        Family::Elementwise => elementwise::batches(op, batched),
+        // a vector along a per-sample matrix's rows or columns is read in
+        // the matrix's loops; row and column sums loop over it per sample
+        Family::Elementwise | Family::Reduce => true,
         Family::Linalg => linalg::batches(op, batched),
-        Family::Reduce => reduce::batches(op, batched),
         Family::Softmax => true,
         Family::Loss => true,
         Family::Slicing => true,
+        Family::Reshape | Family::Pool => true,
+        Family::Conv => conv::batches(op, batched),
     }
 }
 
@@ -291,12 +327,14 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
 pub fn flops(g: &Graph, id: NodeId) -> u64 {
     let op = &g.nodes[id].op;
     match family(op) {
-        Family::Leaf | Family::Slicing | Family::Loss => 0,
+        Family::Leaf | Family::Slicing | Family::Loss | Family::Reshape => 0,
         Family::Elementwise => elementwise::flops(g, id),
         Family::Linalg => linalg::flops(g, id),
         Family::Reduce => reduce::flops(g, id),
         Family::Softmax => softmax::flops(g, id),
         Family::Recurrent => recurrent::flops(g, id),
+        Family::Conv => conv::flops(g, id),
+        Family::Pool => pool::flops(g, id),
     }
 }
 
@@ -313,6 +351,9 @@ pub fn math(g: &Graph, id: NodeId, n: &dyn Fn(NodeId) -> String) -> String {
         Family::Loss => loss::math(op, n),
         Family::Slicing => slicing::math(g, id, n),
         Family::Recurrent => recurrent::math(g, op, n),
+        Family::Reshape => reshape::math(op, n),
+        Family::Conv => conv::math(op, n),
+        Family::Pool => pool::math(op, n),
     }
 }
 
@@ -332,5 +373,8 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
         Family::Recurrent => {
             unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
         }
+        Family::Reshape => reshape::eval(g, id, v),
+        Family::Conv => conv::eval(g, id, v),
+        Family::Pool => pool::eval(g, id, v),
     }
 }

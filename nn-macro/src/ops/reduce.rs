@@ -171,6 +171,9 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
     let lhs = match op {
         Op::Sum(_) if ex.batched(ex.id) => dest.index(&quote!([j])),
         Op::Sum(_) => dest.value(),
+        // a batched matrix's loops: row `r`, column `c`, sample `j`
+        Op::SumCols(_) if ex.batched(ex.id) => dest.index(&quote!([r][j])),
+        Op::SumRows(_) if ex.batched(ex.id) => dest.index(&quote!([c][j])),
         Op::SumCols(_) => dest.index(&quote!([i])),
         Op::SumRows(_) => dest.index(&quote!([j])),
         Op::BatchSum(_) => {
@@ -186,6 +189,20 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                     ex.out.push(quote!(#k::matmul_nt_acc(#u, #w, #d);));
                     return;
                 }
+                // a convolution's weight gradient, summed over the samples
+                // as it is computed
+                ref op @ Op::ConvWeight(..) if ex.absorbed(a) => {
+                    let mut inner = Ex {
+                        plan: ex.plan,
+                        place: ex.place,
+                        out: &mut *ex.out,
+                        id: a,
+                    };
+                    super::conv::emit_into(&mut inner, op, dest, Mode::Accumulate, false);
+                    return;
+                }
+                // a per-sample matrix into a shared one
+                _ if ex.g().nodes[a].shape.stored_rank() == 2 => dest.index(&quote!([r][c])),
                 _ if !ex.batched(a) => {
                     // the same value for every sample: B times it
                     let t = ex.t();
@@ -236,14 +253,6 @@ fn emit_norm(ex: &mut Ex, a: NodeId, dest: &Place, mode: Mode) {
         Ex::put(mode, dest.value(), value)
     };
     ex.out.push(stmt);
-}
-
-/// Row and column sums have no batched form (a per-sample matrix).
-pub fn batches(op: &Op, b: &dyn Fn(NodeId) -> bool) -> bool {
-    match *op {
-        Op::SumCols(a) | Op::SumRows(a) => !b(a),
-        _ => true,
-    }
 }
 
 /// One add per element summed.

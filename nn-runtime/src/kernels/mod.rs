@@ -43,6 +43,7 @@
 use crate::float::Float;
 use core::any::TypeId;
 
+mod dynamic;
 mod math;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -51,6 +52,7 @@ mod x86;
 #[cfg(test)]
 mod tests;
 
+pub use dynamic::{gemm, gemm_nt_acc, gemm_tn_acc};
 pub use math::{Func, MAX_ULPS_EXP, MAX_ULPS_LOG, MAX_ULPS_SIGMOID, MAX_ULPS_TANH};
 pub use portable::{argmax, dot, log_softmax, log_softmax_grad_acc, logsumexp, vecmat};
 

@@ -230,6 +230,31 @@ struct B<'g> {
 
 type R<T> = Result<T, Unsupported>;
 
+/// A convolution's or a pooling's ONNX attributes over its spatial
+/// dimensions (one for a signal, two for an image): the padding after each
+/// dimension the least that gives the same output size (ONNX rounds the
+/// output size down, as the language does).
+fn window_attrs(w: &Window) -> Vec<Attr> {
+    let dims: Vec<usize> = if w.two_d { vec![0, 1] } else { vec![1] };
+    let pick = |a: [usize; 2]| dims.iter().map(|&k| a[k] as i64).collect::<Vec<i64>>();
+    let after: Vec<i64> = dims
+        .iter()
+        .map(|&k| {
+            let span = w.dilation[k] * (w.kernel[k] - 1) + 1;
+            let needed = (w.output[k] - 1) * w.stride[k] + span;
+            needed.saturating_sub(w.input[k] + w.pad[k]) as i64
+        })
+        .collect();
+    let mut pads = pick(w.pad);
+    pads.extend(after);
+    vec![
+        Attr::Ints("kernel_shape", pick(w.kernel)),
+        Attr::Ints("strides", pick(w.stride)),
+        Attr::Ints("pads", pads),
+        Attr::Ints("dilations", pick(w.dilation)),
+    ]
+}
+
 fn unsupported(g: &Graph, id: NodeId, reason: &str) -> Unsupported {
     let node = &g.nodes[id];
     let op = match &node.op {
@@ -626,6 +651,54 @@ fn describe(g: &Graph) -> R<Desc> {
             | Op::EachStep(_)
             | Op::AtLast(_)
             | Op::BatchSum(_) => {
+                return Err(unsupported(g, id, "not an operation of inference"));
+            }
+            Op::Reshape(a) => {
+                let a = val(&vals, *a)?;
+                // `0` keeps the batch dimension (Reshape's default `allowzero = 0`)
+                let mut shape: Vec<i64> = if a.batched { vec![0] } else { vec![] };
+                shape.extend(out_dims.iter().map(|&d| d as i64));
+                let shape = b.iconst(&shape);
+                let name = b.push("Reshape", &base, vec![a.name.clone(), shape], vec![]);
+                V {
+                    name,
+                    batched: a.batched,
+                    dims: out_dims,
+                }
+            }
+            Op::Conv(x, _, win) | Op::MaxPool(x, win) | Op::AvgPool(x, win) => {
+                let x = val(&vals, *x)?;
+                if !x.batched {
+                    return Err(unsupported(
+                        g,
+                        id,
+                        "a window over a value that depends on no input",
+                    ));
+                }
+                let mut attrs = window_attrs(win);
+                let (op, inputs) = match &node.op {
+                    Op::Conv(_, w, _) => ("Conv", vec![x.name.clone(), val(&vals, *w)?.name]),
+                    Op::MaxPool(..) => ("MaxPool", vec![x.name.clone()]),
+                    _ => {
+                        attrs.push(Attr::Int("count_include_pad", 1));
+                        ("AveragePool", vec![x.name.clone()])
+                    }
+                };
+                if matches!(node.op, Op::MaxPool(..) | Op::AvgPool(..)) {
+                    attrs.retain(|a| !matches!(a, Attr::Ints("dilations", _)));
+                }
+                let name = b.push(op, &base, inputs, attrs);
+                V {
+                    name,
+                    batched: true,
+                    dims: out_dims,
+                }
+            }
+            Op::ConvInput(..)
+            | Op::ConvWeight(..)
+            | Op::MaxPoolGrad(..)
+            | Op::MaxPoolPick(..)
+            | Op::AvgPoolGrad(..) => {
                 return Err(unsupported(g, id, "not an operation of inference"));
             }
         };

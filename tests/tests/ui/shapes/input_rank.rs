@@ -1,7 +1,7 @@
 use nn_runtime::network;
 
 #[network {
-    input x[2, 2, 2];
+    input x[2, 2, 2, 2];
     target y[1];
     out = dense(x, 1);
     loss = mse(out, y);

@@ -1,0 +1,12 @@
+use nn_runtime::network;
+
+#[network {
+    input x[1, 8];
+    target y[1];
+    h = conv1d(x, 4, 3, padding = 1, padding = 2);
+    out = dense(flatten(h), 1);
+    loss = mse(out, y);
+}]
+pub struct Net;
+
+fn main() {}
