@@ -240,3 +240,37 @@ fn derivatives_inside_the_loss() {
         .collect();
     compare::<Poisson>("poisson", samples, |o| o.to_vec());
 }
+
+/// Convolutions and pooling: a causal dilated `conv1d`, a strided one, an
+/// average pooling, then (on an image) a padded `conv2d`, a max pooling and
+/// a global average, joined through `flatten`.
+#[network {
+    dtype f64;
+    input s[2, 12]; input img[1, 6, 6]; target y[3];
+    a = tanh(conv1d(s, 3, 3, dilation = 2, causal));
+    b = avg_pool1d(relu(conv1d(a, 4, 3, stride = 2, padding = 1)), 2);
+    c = max_pool2d(sigmoid(conv2d(img, 2, 3, padding = 1)), 2);
+    g = global_avg_pool(c);
+    out = dense(concat(flatten(b), g), 3);
+    loss = mse(out, y);
+}]
+pub struct Convolutional;
+
+#[test]
+fn convolutions_and_pooling() {
+    check_module("convolutional", Convolutional::PYTORCH_MODULE);
+    let e = Expected::load("convolutional");
+    let signals: Vec<[[f64; 12]; 2]> = e
+        .f64s("input.s")
+        .chunks_exact(24)
+        .map(|c| std::array::from_fn(|i| c[i * 12..i * 12 + 12].try_into().unwrap()))
+        .collect();
+    let images = rows::<36>(&e, "input.img");
+    let samples = signals
+        .into_iter()
+        .zip(images)
+        .zip(rows::<3>(&e, "target.y"))
+        .map(|((s, i), y)| ((s, i), y))
+        .collect();
+    compare::<Convolutional>("convolutional", samples, |o| o.to_vec());
+}

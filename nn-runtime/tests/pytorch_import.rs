@@ -229,3 +229,54 @@ fn renaming_reports_under_the_network_names() {
     // Nothing changed by the failed loads.
     assert_eq!(net.params().as_slice(), Gru::new(0).params().as_slice());
 }
+
+/// `nn.Sequential(nn.Conv1d(2, 4, 3, stride=2, padding=2, dilation=2),
+/// nn.Tanh(), nn.Flatten(), nn.Linear(20, 3))` on signals `[2, 9]`.
+#[network {
+    input x[2, 9]; target y[3];
+    c = tanh(conv1d(x, 4, 3, stride = 2, padding = 2, dilation = 2));
+    out = dense(flatten(c), 3);
+    loss = mse(out, y);
+}]
+pub struct Conv1d;
+
+#[test]
+fn nn_conv1d() {
+    let mut net = Conv1d::new(0);
+    load_renamed(&mut net, fixture("conv1d.safetensors"), |k| {
+        Some(k.replacen("0.", "c.", 1).replacen("3.", "out.", 1))
+    })
+    .unwrap();
+    let (x, y) = io("conv1d");
+    for (x, y) in x.chunks_exact(18).zip(y.chunks_exact(3)) {
+        let mut signal = [[0.0; 9]; 2];
+        for (row, v) in signal.iter_mut().zip(x.chunks_exact(9)) {
+            row.copy_from_slice(v);
+        }
+        assert_close(&net.predict(&signal), y, "nn.Conv1d");
+    }
+}
+
+/// `nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+/// nn.Flatten(), nn.Linear(27, 2))` on images `[2, 6, 6]` (flat, row-major).
+#[network {
+    input x[2, 6, 6]; target y[2];
+    c = relu(conv2d(x, 3, 3, padding = 1));
+    p = max_pool2d(c, 2);
+    out = dense(flatten(p), 2);
+    loss = mse(out, y);
+}]
+pub struct Conv2d;
+
+#[test]
+fn nn_conv2d() {
+    let mut net = Conv2d::new(0);
+    load_renamed(&mut net, fixture("conv2d.safetensors"), |k| {
+        Some(k.replacen("0.", "c.", 1).replacen("4.", "out.", 1))
+    })
+    .unwrap();
+    let (x, y) = io("conv2d");
+    for (x, y) in x.chunks_exact(72).zip(y.chunks_exact(2)) {
+        assert_close(&net.predict(x.try_into().unwrap()), y, "nn.Conv2d");
+    }
+}

@@ -363,6 +363,68 @@ fn value(
             };
             format!("torch.cat([{}, {}], -1)", part(*a), part(*b))
         }
+        Op::Reshape(a) => {
+            let dims: Vec<String> = node.shape.0.iter().map(|d| d.to_string()).collect();
+            if batched[*a] {
+                format!("{}.reshape(-1, {})", v(*a), dims.join(", "))
+            } else {
+                format!("{}.reshape({})", v(*a), tuple(&dims))
+            }
+        }
+        Op::Conv(x, w, win) => {
+            let f = if win.two_d { "conv2d" } else { "conv1d" };
+            let dims = if win.two_d { 0..2 } else { 1..2 };
+            // symmetric padding, as PyTorch's `padding`; else (causal) the
+            // signal padded on the left only
+            let symmetric = dims.clone().all(|d| {
+                let span = win.dilation[d] * (win.kernel[d] - 1) + 1;
+                (win.input[d] + 2 * win.pad[d])
+                    .checked_sub(span)
+                    .is_some_and(|r| r / win.stride[d] + 1 == win.output[d])
+            });
+            let list = |a: [usize; 2]| {
+                let v: Vec<String> = dims.clone().map(|d| a[d].to_string()).collect();
+                tuple(&v)
+            };
+            let (input, padding) = if symmetric {
+                (batch_first(v(*x), batched[*x]), list(win.pad))
+            } else {
+                let x = batch_first(v(*x), batched[*x]);
+                (format!("F.pad({x}, ({}, 0))", win.pad[1]), list([0, 0]))
+            };
+            unbatch(
+                format!(
+                    "F.{f}({input}, {}, None, {}, {padding}, {})",
+                    v(*w),
+                    list(win.stride),
+                    list(win.dilation)
+                ),
+                batched[*x],
+            )
+        }
+        Op::MaxPool(x, win) | Op::AvgPool(x, win) => {
+            let f = match (&node.op, win.two_d) {
+                (Op::MaxPool(..), false) => "max_pool1d",
+                (Op::MaxPool(..), true) => "max_pool2d",
+                (_, false) => "avg_pool1d",
+                (_, true) => "avg_pool2d",
+            };
+            let dims = if win.two_d { 0..2 } else { 1..2 };
+            let list = |a: [usize; 2]| {
+                let v: Vec<String> = dims.clone().map(|d| a[d].to_string()).collect();
+                tuple(&v)
+            };
+            unbatch(
+                format!(
+                    "F.{f}({}, {}, {}, {})",
+                    batch_first(v(*x), batched[*x]),
+                    list(win.kernel),
+                    list(win.stride),
+                    list(win.pad)
+                ),
+                batched[*x],
+            )
+        }
         Op::Pick(a, t) if batched[*a] => {
             format!("{}.gather(-1, {}.unsqueeze(-1)).squeeze(-1)", v(*a), v(*t))
         }
@@ -403,6 +465,25 @@ fn value(
             )
         }
     })
+}
+
+/// A per-sample value as a batch of one for PyTorch's convolutions and
+/// poolings (which take `[B, C, ...]`), unless it is a batch already.
+fn batch_first(x: String, batched: bool) -> String {
+    if batched {
+        x
+    } else {
+        format!("{x}.unsqueeze(0)")
+    }
+}
+
+/// The result of [`batch_first`]'s batch of one, as one value again.
+fn unbatch(e: String, batched: bool) -> String {
+    if batched {
+        e
+    } else {
+        format!("{e}.squeeze(0)")
+    }
 }
 
 /// A reduction over every per-sample element: `batched_form` (with `{x}`
