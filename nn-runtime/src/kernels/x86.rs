@@ -280,11 +280,16 @@ unsafe fn matvec_impl<V: Simd>(
             }
             j += l;
         }
-        for r in 0..4 {
-            let mut t = V::add(s[r][0], s[r][1]).hsum();
-            for jj in j..k {
-                t += *rows[r].add(jj) * *x.add(jj);
+        if j < k {
+            // the last elements of each row, one masked vector
+            let w = k - j;
+            let x0 = V::load_first(x.add(j), w);
+            for r in 0..4 {
+                s[r][1] = V::fma(V::load_first(rows[r].add(j), w), x0, s[r][1]);
             }
+        }
+        for r in 0..4 {
+            let t = V::add(s[r][0], s[r][1]).hsum();
             let o = out.add(i + r);
             *o = if acc { *o + t } else { t };
         }
@@ -303,10 +308,15 @@ unsafe fn matvec_impl<V: Simd>(
             s[0] = V::fma(V::load(row.add(j)), V::load(x.add(j)), s[0]);
             j += l;
         }
-        let mut t = V::add(s[0], s[1]).hsum();
-        for jj in j..k {
-            t += *row.add(jj) * *x.add(jj);
+        if j < k {
+            let w = k - j;
+            s[1] = V::fma(
+                V::load_first(row.add(j), w),
+                V::load_first(x.add(j), w),
+                s[1],
+            );
         }
+        let t = V::add(s[0], s[1]).hsum();
         let o = out.add(i);
         *o = if acc { *o + t } else { t };
         i += 1;
@@ -344,12 +354,14 @@ unsafe fn matvec_t_impl<V: Simd>(w: *const f32, d: *const f32, out: *mut f32, m:
         s.store(out.add(j));
         j += l;
     }
-    for jj in j..k {
-        let mut s = *out.add(jj);
+    if j < k {
+        // the last columns, one masked vector
+        let r = k - j;
+        let mut s = V::load_first(out.add(j), r);
         for i in 0..m {
-            s += *w.add(i * k + jj) * *d.add(i);
+            s = V::fma(V::splat(*d.add(i)), V::load_first(w.add(i * k + j), r), s);
         }
-        *out.add(jj) = s;
+        s.store_first(out.add(j), r);
     }
 }
 
@@ -370,8 +382,10 @@ unsafe fn outer_impl<V: Simd>(u: *const f32, v: *const f32, out: *mut f32, m: us
             V::fma(ui, V::load(v.add(j)), V::load(row.add(j))).store(row.add(j));
             j += l;
         }
-        for jj in j..n {
-            *row.add(jj) += *u.add(i) * *v.add(jj);
+        if j < n {
+            let w = n - j;
+            let (vj, rj) = (V::load_first(v.add(j), w), V::load_first(row.add(j), w));
+            V::fma(ui, vj, rj).store_first(row.add(j), w);
         }
     }
 }
