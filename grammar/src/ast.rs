@@ -116,12 +116,14 @@ pub enum Statement {
 pub enum TargetKind {
     /// Real values of a shape.
     Tensor(Shape),
-    /// A class index in `0..classes`.
+    /// A class index in `0..classes`, or a vector of `count` of them.
     Class {
         /// Number of classes.
         classes: usize,
         /// Where the count is written.
         span: Span,
+        /// `class[10][8]`: the vector's length, and where it is written.
+        count: Option<(usize, Span)>,
     },
 }
 

@@ -124,12 +124,27 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
             let name = ident(next());
             let kind = match class {
                 Some(kind) => {
-                    let dim = kind
-                        .into_inner()
+                    let mut inner = kind.into_inner();
+                    let dim = inner
+                        .clone()
                         .find(|p| p.as_rule() == Rule::dim)
                         .expect("grammar");
                     let (classes, span) = dimension(dim)?;
-                    TargetKind::Class { classes, span }
+                    let count = match inner.find(|p| p.as_rule() == Rule::class_count) {
+                        Some(c) => {
+                            let dim = c
+                                .into_inner()
+                                .find(|p| p.as_rule() == Rule::dim)
+                                .expect("grammar");
+                            Some(dimension(dim)?)
+                        }
+                        None => None,
+                    };
+                    TargetKind::Class {
+                        classes,
+                        span,
+                        count,
+                    }
                 }
                 None => TargetKind::Tensor(optional_shape(shape_pair, &name)?),
             };
@@ -606,6 +621,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         Rule::kw_class => "`class`",
         Rule::class_shape => "`: class[N]`",
+        Rule::class_count => "`[count]`",
         Rule::ident => "a name",
         Rule::shape => "a shape such as `[4]` or `[4, 2]`",
         Rule::dim => "a dimension (a positive integer)",

@@ -97,7 +97,7 @@ mod tests {
             .targets
             .iter()
             .map(|d| match d.classes {
-                Some(n) => vec![rng.below(n) as f64],
+                Some(n) => (0..d.shape.len()).map(|_| rng.below(n) as f64).collect(),
                 None => fill(d.shape.len(), rng),
             })
             .collect();
@@ -154,6 +154,12 @@ mod tests {
             // log1p, expm1, hardtanh, hard_sigmoid, mish (away from the kinks of the hard ones)
             "input x[4]; param w[4]; loss = sum(log1p(w * w + x * x) + expm1(w * x) + mish(w - x));",
             "input x[4]; param w[4]; loss = sum(hardtanh(w * x) * w + hard_sigmoid(4 * w + x) * x);",
+            // the softmax family along each axis of a matrix, and the cross-entropies
+            // of a matrix of logits against a class per column or row, or distributions
+            "param w[3, 4]; input x[3, 4]; input u[4]; input r[3]; loss = sum(log_softmax(w, 0) * x) + sum(softmax(w * x, 1) * x) + sum(logsumexp(w, 0) * u) + sum(logsumexp(w * x, 1) * r);",
+            "param w[4, 3]; input x[3, 5]; target t: class[4][5]; loss = softmax_cross_entropy(w @ x, t, 0);",
+            "param w[5, 3]; input x[3, 4]; target t: class[5][4]; loss = cross_entropy(transpose(w @ x), t, 1);",
+            "param w[4, 3]; input x[3, 5]; target t[4, 5]; loss = softmax_cross_entropy(w @ x, softmax(t, 0), 0) + softmax_cross_entropy(transpose(w @ x), transpose(softmax(t, 0)), 1);",
         ];
         for def in cases {
             check(def, &mut rng);

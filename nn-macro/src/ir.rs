@@ -125,6 +125,17 @@ pub enum Op {
     SumRows(NodeId),
     /// `ln Σ exp(a)`, computed stably: any shape -> `[]`.
     LogSumExp(NodeId),
+    /// `ln Σ exp(a)` along an axis of a matrix, each column (axis 0:
+    /// `[m, n] -> [n]`) or row (axis 1: `[m, n] -> [m]`) shifted by its own
+    /// maximum.
+    LogSumExpAxis(NodeId, usize),
+    /// One element of each column (axis 0: `out[j] = a[t[j]][j]`, `t` a
+    /// class vector `[n]`) or row (axis 1: `out[i] = a[i][t[i]]`, `t: [m]`)
+    /// of a matrix `a`, at class indices.
+    PickAxis(NodeId, NodeId, usize),
+    /// `d` placed at the class indices `t` along the axis, zero elsewhere
+    /// (the adjoint of `PickAxis`): `class [n], [n] -> [m, n]` (axis 0).
+    OneHotAxis(NodeId, NodeId, usize),
     /// `√(Σ a²)`, computed scaled by `max |a|` so that it neither overflows
     /// nor underflows where the result is representable: any shape -> `[]`.
     Norm(NodeId),
@@ -183,6 +194,7 @@ macro_rules! each_operand {
             | Op::Norm($a)
             | Op::Transpose($a)
             | Op::Slice($a, _)
+            | Op::LogSumExpAxis($a, _)
             | Op::StepSum($a)
             | Op::Last($a)
             | Op::EachStep($a)
@@ -199,6 +211,8 @@ macro_rules! each_operand {
             | Op::Pick(x, y)
             | Op::OneHot(x, y)
             | Op::Concat(x, y)
+            | Op::PickAxis(x, y, _)
+            | Op::OneHotAxis(x, y, _)
             | Op::LogSoftmaxGrad(x, y) => {
                 for $a in [x, y] {
                     $body;
@@ -321,6 +335,9 @@ impl Op {
             Op::Concat(..) => "concat",
             Op::SumRows(_) => "sum_rows",
             Op::LogSumExp(_) => "logsumexp",
+            Op::LogSumExpAxis(..) => "logsumexp_axis",
+            Op::PickAxis(..) => "pick_axis",
+            Op::OneHotAxis(..) => "one_hot_axis",
             Op::Norm(_) => "norm",
             Op::StatePrev(_) => "prev",
             Op::StepSum(_) => "step_sum",
@@ -362,9 +379,9 @@ pub struct Node {
 pub struct TensorDecl {
     /// Name as declared.
     pub name: String,
-    /// Shape (for a class target, `[]`).
+    /// Shape (for a class target, `[]`; for a vector of class indices, `[k]`).
     pub shape: Shape,
-    /// `Some(n)` for a class-index target in `0..n`.
+    /// `Some(n)` for a class-index target in `0..n` (or a vector of them).
     pub classes: Option<usize>,
     /// One value per time step (a sequence), of `shape` each.
     pub per_step: bool,
@@ -442,6 +459,9 @@ pub struct ParamDecl {
 pub enum Metric {
     /// argmax of the output against a class-index target.
     ArgmaxClass,
+    /// A matrix output against a vector of class indices: the argmax of
+    /// every column (axis 0) or row (axis 1) equals its class.
+    ArgmaxClassAxis(usize),
     /// argmax of the output against the argmax of a (one-hot) target vector.
     ArgmaxVector,
     /// A single output thresholded at `threshold` against a 0/1 target.

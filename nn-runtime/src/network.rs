@@ -16,6 +16,9 @@ pub struct TargetError {
     /// For a per-step target (`label[t]`), the step `t` (0-based, the index
     /// into the target's array); `None` for a target of the whole sample.
     pub step: Option<usize>,
+    /// For a vector of class indices (`target labels: class[n][k]`), the
+    /// position of the one found in it; `None` for a single class index.
+    pub position: Option<usize>,
     /// The class index found.
     pub value: usize,
     /// The number of classes declared.
@@ -25,6 +28,9 @@ pub struct TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "class label {} of `{}`", self.value, self.target)?;
+        if let Some(position) = self.position {
+            write!(f, " at position {position}")?;
+        }
         if let Some(step) = self.step {
             write!(f, " at step {step}")?;
         }
@@ -378,6 +384,7 @@ mod tests {
         let e = TargetError {
             target: "label",
             step: None,
+            position: None,
             value: 12,
             classes: 10,
         };
@@ -389,6 +396,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "class label 12 of `label` at step 4 is not below its 10 classes"
+        );
+        let e = TargetError {
+            step: None,
+            position: Some(3),
+            ..e
+        };
+        assert_eq!(
+            e.to_string(),
+            "class label 12 of `label` at position 3 is not below its 10 classes"
         );
         let _: &dyn core::error::Error = &e;
     }

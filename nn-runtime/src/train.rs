@@ -2223,6 +2223,7 @@ mod tests {
                 } if *error == TargetError {
                     target: "label",
                     step: None,
+                    position: None,
                     value: 7,
                     classes: 3
                 }

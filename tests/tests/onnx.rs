@@ -258,6 +258,24 @@ fn softmax_log_softmax() {
     check(&trained::<LogSoftmax>(4), "log_softmax", 6, 4);
 }
 
+// the softmax family along each axis of a per-sample matrix of logits
+#[network {
+    input x[3, 4];
+    target t: class[5][4];
+    param w[5, 3] = xavier;
+    param v[5, 5] = xavier;
+    z = w @ x;
+    p = softmax(z, 0) + log_softmax(v @ z, 1) / 3 + sum(logsumexp(z, 0)) + logsumexp(tanh(z), 1);
+    output p;
+    loss = softmax_cross_entropy(z, t, 0);
+}]
+pub struct SoftmaxAxes;
+
+#[test]
+fn softmax_family_along_an_axis() {
+    check(&trained::<SoftmaxAxes>(5), "softmax_axes", 6, 5);
+}
+
 #[test]
 fn layer_norm() {
     check(&trained::<LayerNormed>(5), "layer_norm", 6, 5);

@@ -120,10 +120,7 @@ pub(super) fn has_step(plan: &Plan) -> bool {
 
 /// The type of one input or target: a sequence `[x; T]` when per-step.
 pub(super) fn decl_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
-    let one = match d.classes {
-        Some(_) => quote!(usize),
-        None => plan.shape_ty(&d.shape),
-    };
+    let one = one_ty(plan, d);
     match (d.per_step, plan.g.steps) {
         (true, Some(steps)) => {
             let n = Literal::usize_unsuffixed(steps.count);
@@ -152,14 +149,17 @@ pub(super) fn step_input_ty(plan: &Plan) -> TokenStream {
 
 /// The types of one value (one step's, for a sequence) of each declaration.
 fn sample_ty_of<'a>(plan: &Plan, decls: impl Iterator<Item = &'a TensorDecl>) -> TokenStream {
-    tuple(
-        decls
-            .map(|d| match d.classes {
-                Some(_) => quote!(usize),
-                None => plan.shape_ty(&d.shape),
-            })
-            .collect(),
-    )
+    tuple(decls.map(|d| one_ty(plan, d)).collect())
+}
+
+/// The type of one value of a declaration: its array of the scalar type,
+/// or `usize` (an array of them) for class indices.
+fn one_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
+    match (d.classes, dims(&d.shape).as_slice()) {
+        (Some(_), []) => quote!(usize),
+        (Some(_), [n]) => quote!([usize; #n]),
+        _ => plan.shape_ty(&d.shape),
+    }
 }
 
 /// The module's items: structs and passes.
@@ -569,6 +569,45 @@ pub(super) fn is_correct(plan: &Plan) -> TokenStream {
         }
     };
     match g.metric {
+        Metric::ArgmaxClassAxis(axis) => {
+            let kt = g
+                .targets
+                .iter()
+                .position(|t| t.classes.is_some() && t.shape.rank() == 1);
+            let (Some(kt), [m, n]) = (kt, out_shape.0.as_slice()) else {
+                return quote!(false);
+            };
+            let (positions, classes) = if axis == 0 { (*n, *m) } else { (*m, *n) };
+            if g.targets[kt].shape.0[0] != positions {
+                return quote!(false);
+            }
+            let t = target_expr(kt);
+            let out = match &seq {
+                Some(last) => quote!(output[#last]),
+                None => quote!(output),
+            };
+            let at = |c: TokenStream| {
+                if axis == 0 {
+                    quote!(#out[#c][__nn_p])
+                } else {
+                    quote!(#out[__nn_p][#c])
+                }
+            };
+            let (best, each) = (at(quote!(__nn_best)), at(quote!(__nn_c)));
+            let (positions, classes) = (
+                Literal::usize_unsuffixed(positions),
+                Literal::usize_unsuffixed(classes),
+            );
+            quote!((0..#positions).all(|__nn_p| {
+                let mut __nn_best = 0;
+                for __nn_c in 1..#classes {
+                    if #each > #best {
+                        __nn_best = __nn_c;
+                    }
+                }
+                __nn_best == #t[__nn_p]
+            }))
+        }
         Metric::ArgmaxClass => {
             let kt = g
                 .targets

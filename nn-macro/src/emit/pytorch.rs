@@ -336,6 +336,25 @@ fn value(
             "torch.linalg.vector_norm({x}.flatten(1), dim=1)",
             "torch.linalg.vector_norm({x})",
         ),
+        // the matrix's own axes, counted from the end (a batch comes first)
+        Op::LogSumExpAxis(a, axis) => format!("torch.logsumexp({}, {})", v(*a), *axis as i64 - 2),
+        Op::PickAxis(a, t, axis) => {
+            let dim = *axis as i64 - 2;
+            format!(
+                "{}.gather({dim}, {}.unsqueeze({dim})).squeeze({dim})",
+                v(*a),
+                v(*t)
+            )
+        }
+        Op::OneHotAxis(t, d, axis) => {
+            let n = node.shape.0[*axis];
+            let hot = format!("F.one_hot({}, {n}).to(self.dtype)", v(*t));
+            if *axis == 0 {
+                format!("{hot}.transpose(-1, -2) * {}.unsqueeze(-2)", v(*d))
+            } else {
+                format!("{hot} * {}.unsqueeze(-1)", v(*d))
+            }
+        }
         Op::SumCols(a) => format!("{}.sum(-1)", v(*a)),
         Op::SumRows(a) => format!("{}.sum(-2)", v(*a)),
         Op::LogSoftmax(a) => format!("torch.log_softmax({}, -1)", v(*a)),

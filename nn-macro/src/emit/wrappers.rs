@@ -438,16 +438,23 @@ fn check_target(plan: &Plan) -> TokenStream {
             let i = syn::Index::from(k);
             quote!(target.#i)
         };
-        let error = |value: TokenStream, step: TokenStream| {
+        let error = |value: TokenStream, step: TokenStream, position: TokenStream| {
             quote!(::core::result::Result::Err(::nn_runtime::__private::TargetError {
                 target: #name,
                 step: #step,
+                position: #position,
                 value: #value,
                 classes: #n,
             }))
         };
-        Some(if d.per_step {
-            let e = error(quote!(v), quote!(::core::option::Option::Some(s)));
+        let none = quote!(::core::option::Option::None);
+        Some(if d.per_step || d.shape.rank() == 1 {
+            let (step, position) = if d.per_step {
+                (quote!(::core::option::Option::Some(s)), none.clone())
+            } else {
+                (none.clone(), quote!(::core::option::Option::Some(s)))
+            };
+            let e = error(quote!(v), step, position);
             quote!(
                 for (s, &v) in #field.iter().enumerate() {
                     if v >= #n {
@@ -456,7 +463,7 @@ fn check_target(plan: &Plan) -> TokenStream {
                 }
             )
         } else {
-            let e = error(field.clone(), quote!(::core::option::Option::None));
+            let e = error(field.clone(), none.clone(), none);
             quote!(
                 if #field >= #n {
                     return #e;

@@ -127,8 +127,10 @@ fn family(op: &Op) -> Family {
         Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) | Op::BatchSum(_) | Op::Norm(_) => {
             Family::Reduce
         }
-        Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) | Op::LogSumExp(_) => Family::Softmax,
-        Op::Pick(..) | Op::OneHot(..) => Family::Loss,
+        Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) | Op::LogSumExp(_) | Op::LogSumExpAxis(..) => {
+            Family::Softmax
+        }
+        Op::Pick(..) | Op::OneHot(..) | Op::PickAxis(..) | Op::OneHotAxis(..) => Family::Loss,
         Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => Family::Slicing,
         Op::StatePrev(_)
         | Op::StepSum(_)
@@ -267,7 +269,7 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Linalg => linalg::overwrites(op),
         Family::Reduce => matches!(op, Op::Norm(_)),
         Family::Softmax => !matches!(op, Op::LogSoftmaxGrad(..)),
-        Family::Loss => matches!(op, Op::Pick(..)),
+        Family::Loss => matches!(op, Op::Pick(..) | Op::PickAxis(..)),
         Family::Slicing => !matches!(op, Op::Pad(..)),
     }
 }
@@ -280,8 +282,8 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
         Family::Elementwise => elementwise::batches(op, batched),
         Family::Linalg => linalg::batches(op, batched),
         Family::Reduce => reduce::batches(op, batched),
-        Family::Softmax => true,
-        Family::Loss => true,
+        Family::Softmax => softmax::batches(op, batched),
+        Family::Loss => loss::batches(op, batched),
         Family::Slicing => true,
     }
 }

@@ -452,23 +452,30 @@ fn describe(g: &Graph) -> R<Desc> {
                 let p = b.binary("Mul", &e, &s, &base);
                 b.binary("Sub", &d, &p, &base)
             }
-            Op::LogSumExp(a) => {
-                // m + ln Σ exp(a - m), m = max a
+            Op::LogSumExp(a) | Op::LogSumExpAxis(a, _) => {
+                // m + ln Σ exp(a - m), m = max a (over everything, or along the axis)
                 let a = val(&vals, *a)?;
                 if a.dims.is_empty() {
                     a
                 } else {
-                    let axes = B::sample_axes(&a);
+                    let (axes, out_dims) = match node.op {
+                        Op::LogSumExpAxis(_, k) => (vec![B::axis(&a, k)], node.shape.0.clone()),
+                        _ => (B::sample_axes(&a), vec![]),
+                    };
                     let m = b.push(
                         "ReduceMax",
                         &base,
                         vec![a.name.clone()],
                         vec![Attr::Ints("axes", axes.clone()), Attr::Int("keepdims", 1)],
                     );
+                    let mut kept = a.dims.clone();
+                    for &ax in &axes {
+                        kept[ax as usize - usize::from(a.batched)] = 1;
+                    }
                     let m = V {
                         name: m,
                         batched: a.batched,
-                        dims: vec![1; a.dims.len()],
+                        dims: kept,
                     };
                     let sh = b.binary("Sub", &a, &m, &base);
                     let e = b.unary("Exp", &sh, &base);
@@ -476,10 +483,10 @@ fn describe(g: &Graph) -> R<Desc> {
                     let s = V {
                         name: s,
                         batched: a.batched,
-                        dims: vec![],
+                        dims: out_dims.clone(),
                     };
                     let l = b.unary("Log", &s, &base);
-                    let m = b.squeeze(&m, &axes, vec![]);
+                    let m = b.squeeze(&m, &axes, out_dims);
                     b.binary("Add", &m, &l, &base)
                 }
             }
@@ -617,7 +624,11 @@ fn describe(g: &Graph) -> R<Desc> {
                 let name = b.push(op, &base, vec![a.name.clone()], vec![]);
                 V { name, ..a }
             }
-            Op::Target(_) | Op::Pick(..) | Op::OneHot(..) => {
+            Op::Target(_)
+            | Op::Pick(..)
+            | Op::OneHot(..)
+            | Op::PickAxis(..)
+            | Op::OneHotAxis(..) => {
                 return Err(unsupported(g, id, "inference reads no target"));
             }
             Op::Tangent(_) | Op::Carry(_) | Op::EachStep(_) | Op::AtLast(_) | Op::BatchSum(_) => {
