@@ -52,8 +52,11 @@ pub enum Statement {
         name: Ident,
         /// `Some(t)` for one value per time step.
         step: Option<Ident>,
-        /// Its shape (at one step).
+        /// Its shape (at one step); `[]` for a class index.
         shape: Shape,
+        /// `input tok: class[1000];`: a class index, and what it declares
+        /// (a [`TargetKind::Class`]).
+        class: Option<TargetKind>,
     },
     /// `target y[1];`, `target label: class[10];` or `target y[t][1];`
     Target {

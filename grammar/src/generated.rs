@@ -27,7 +27,8 @@ at the start of a file, as some editors write, counts as a space).*/
     ///`truncate 8;`: backpropagation through time cut every 8 steps.
     r#truncate_decl,
     /**`input x[64];` declares an input tensor with a static shape (none: a
-scalar); `input x[t][8];` one per time step.*/
+scalar), `input tok: class[1000];` a class index (a token, for
+`embedding`); `input x[t][8];` one per time step.*/
     r#input_decl,
     /**`target y[1];` (a real-valued target), `target label: class[10];` (a
 class index) or `target labels: class[10][8];` (8 of them); `target y[t][1];`
@@ -493,7 +494,11 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                             })
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| {
-                                                state.optional(|state| { self::r#shape(state) })
+                                                state
+                                                    .optional(|state| {
+                                                        self::r#class_shape(state)
+                                                            .or_else(|state| { self::r#shape(state) })
+                                                    })
                                             })
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| { self::r#semi(state) })

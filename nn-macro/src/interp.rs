@@ -92,7 +92,14 @@ mod tests {
                 .map(|_| rng.uniform(-1.5, 1.5))
                 .collect::<Vec<f64>>()
         };
-        let inputs = g.inputs.iter().map(|d| fill(d.shape.len(), rng)).collect();
+        let inputs = g
+            .inputs
+            .iter()
+            .map(|d| match d.classes {
+                Some(n) => vec![rng.below(n) as f64],
+                None => fill(d.shape.len(), rng),
+            })
+            .collect();
         let targets = g
             .targets
             .iter()
@@ -159,6 +166,8 @@ mod tests {
             "param w[3, 4]; input x[3, 4]; input u[4]; input r[3]; loss = sum(log_softmax(w, 0) * x) + sum(softmax(w * x, 1) * x) + sum(logsumexp(w, 0) * u) + sum(logsumexp(w * x, 1) * r);",
             "param w[4, 3]; input x[3, 5]; target t: class[4][5]; loss = softmax_cross_entropy(w @ x, t, 0);",
             "param w[5, 3]; input x[3, 4]; target t: class[5][4]; loss = cross_entropy(transpose(w @ x), t, 1);",
+            // an embedding, a token's row of its weight
+            "input tok: class[5]; input x[3]; target y[2]; h = embedding(tok, 3); loss = mse(dense(tanh(h) * x, 2), y);",
             "param w[4, 3]; input x[3, 5]; target t[4, 5]; loss = softmax_cross_entropy(w @ x, softmax(t, 0), 0) + softmax_cross_entropy(transpose(w @ x), transpose(softmax(t, 0)), 1);",
         ];
         for def in cases {

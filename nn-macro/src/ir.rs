@@ -136,6 +136,10 @@ pub enum Op {
     /// `d` placed at the class indices `t` along the axis, zero elsewhere
     /// (the adjoint of `PickAxis`): `class [n], [n] -> [m, n]` (axis 0).
     OneHotAxis(NodeId, NodeId, usize),
+    /// Row `t` of a matrix, `t` a class index: `[n, k], class -> [k]`.
+    Gather(NodeId, NodeId),
+    /// `d` placed in row `t` of zeros (the adjoint of `Gather`): `class, [k] -> [n, k]`.
+    Scatter(NodeId, NodeId),
     /// `√(Σ a²)`, computed scaled by `max |a|` so that it neither overflows
     /// nor underflows where the result is representable: any shape -> `[]`.
     Norm(NodeId),
@@ -212,6 +216,8 @@ macro_rules! each_operand {
             | Op::OneHot(x, y)
             | Op::Concat(x, y)
             | Op::PickAxis(x, y, _)
+            | Op::Gather(x, y)
+            | Op::Scatter(x, y)
             | Op::OneHotAxis(x, y, _)
             | Op::LogSoftmaxGrad(x, y) => {
                 for $a in [x, y] {
@@ -338,6 +344,8 @@ impl Op {
             Op::LogSumExpAxis(..) => "logsumexp_axis",
             Op::PickAxis(..) => "pick_axis",
             Op::OneHotAxis(..) => "one_hot_axis",
+            Op::Gather(..) => "gather",
+            Op::Scatter(..) => "scatter",
             Op::Norm(_) => "norm",
             Op::StatePrev(_) => "prev",
             Op::StepSum(_) => "step_sum",

@@ -6,9 +6,10 @@ use crate::float::Float;
 use alloc::boxed::Box;
 use core::fmt;
 
-/// A target that does not fit the network's declaration: a class index at or
-/// above the class count of a `target label: class[n]` (indexing with it
-/// would read outside the network's arrays).
+/// A target (or a class-index input) that does not fit the network's
+/// declaration: a class index at or above the class count of a `target
+/// label: class[n]` or an `input tok: class[n]` (indexing with it would read
+/// outside the network's arrays).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetError {
     /// The target's name in the definition (`label`).
@@ -233,6 +234,18 @@ pub trait Network: Sized + Send + Sync {
     fn non_finite_input(input: &Self::Input) -> Option<(&'static str, usize)> {
         let _ = input;
         None
+    }
+
+    /// Checks one input against the network's declaration: a class-index
+    /// input (`input tok: class[n];`, a token for `embedding`) must be below
+    /// its class count ([`TargetError`] names the input, and the step of a
+    /// sequence). The trainer checks every input with it before training;
+    /// `forward` and `predict` index the embedding's weight with the token
+    /// as given, so an index out of range there panics (as a class target's
+    /// does in `forward`).
+    fn check_input(input: &Self::Input) -> Result<(), TargetError> {
+        let _ = input;
+        Ok(())
     }
 
     /// Checks one target against the network's declaration (a class index must be below its class count).

@@ -327,6 +327,22 @@ pub enum TrainError {
         #[source]
         error: TargetError,
     },
+    /// A sample's class-index input (a token for `embedding`) is at or
+    /// above its class count; found before training starts.
+    #[error(
+        "{set} sample {sample}: {error}; class indices must be in 0..{} \
+         (fix the data, or declare more classes)",
+        error.classes
+    )]
+    InvalidInput {
+        /// `"training"`, `"validation"` or `"evaluation"`.
+        set: &'static str,
+        /// 0-based index of the sample in that set.
+        sample: usize,
+        /// Which input and index are wrong.
+        #[source]
+        error: TargetError,
+    },
     /// A sample's input has a NaN or infinite element; found before
     /// training starts.
     #[error(
@@ -684,8 +700,9 @@ fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), Train
     Ok(())
 }
 
-/// Every input of `data` finite ([`Network::non_finite_input`]) and every
-/// target through [`Network::check_target`].
+/// Every input of `data` finite ([`Network::non_finite_input`]) and its
+/// class indices in range ([`Network::check_input`]), and every target
+/// through [`Network::check_target`].
 fn check_samples<N: Network>(
     data: &Dataset<N::Input, N::Target>,
     set: &'static str,
@@ -699,6 +716,7 @@ fn check_samples<N: Network>(
                 index,
             });
         }
+        N::check_input(input).map_err(|error| TrainError::InvalidInput { set, sample, error })?;
     }
     for (sample, target) in data.targets.iter().enumerate() {
         N::check_target(target).map_err(|error| TrainError::InvalidTarget {

@@ -219,6 +219,39 @@ fn digits_sized_hot_path_does_not_allocate() {
     assert_ne!(net.params().as_slice(), Digits::new(3).params().as_slice());
 }
 
+#[network {
+    input  tok: class[100];
+    input  x[4];
+    target label: class[3];
+    e    = embedding(tok, 16);
+    h    = tanh(dense(x, 16) + e);
+    out  = dense(h, 3);
+    loss = softmax_cross_entropy(out, label);
+}]
+pub struct Embedded;
+
+#[test]
+fn embedding_hot_path_does_not_allocate() {
+    let mut net = Embedded::new(3);
+    let inputs: Vec<(usize, [f32; 4])> = (0..8)
+        .map(|i| {
+            (
+                (i * 37) % 100,
+                core::array::from_fn(|k| (i + k) as f32 / 10.0),
+            )
+        })
+        .collect();
+    let targets: Vec<usize> = (0..8).map(|i| i % 3).collect();
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "Embedded: {what} allocated {n} times");
+    }
+    assert_ne!(
+        net.params().as_slice(),
+        Embedded::new(3).params().as_slice()
+    );
+}
+
 /// `input_gradient` and `hvp` keep every intermediate on the stack.
 #[test]
 fn input_gradient_and_hvp_do_not_allocate() {

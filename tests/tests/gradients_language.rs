@@ -267,3 +267,42 @@ fn cross_entropy_of_a_class_per_column_or_row() {
     wrong[3] = (wrong[3] + 1) % 5;
     assert!(!CrossEntropyPerColumn::is_correct(&z, &wrong));
 }
+
+// embedding: the token's row of `e.weight`, the only row with a gradient
+#[network { dtype f64; input tok: class[6]; input x[3]; target y[2];
+    e = embedding(tok, 3);
+    out = dense(tanh(e) * x + e, 2);
+    loss = mse(out, y); }]
+pub struct Embedded;
+
+#[test]
+fn embedding() {
+    let x = [0.7, -1.3, 0.4];
+    check::<Embedded>((4, x), [0.3, -0.8]);
+    let names = Embedded::PARAM_INFO
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>();
+    assert_eq!(names, ["e.weight", "out.weight", "out.bias"]);
+    assert_eq!(Embedded::PARAM_INFO[0].shape, &[6, 3]);
+    // the forward pass reads row `tok`; the gradient is zero outside it
+    let net = Embedded::new(5);
+    let mut tape = Embedded::new_tape();
+    let mut grads = Embedded::new_grads();
+    net.forward(&(4, x), &[0.3, -0.8], &mut tape);
+    net.backward(&tape, &mut grads);
+    for (r, row) in grads.e_weight.iter().enumerate() {
+        assert_eq!(r == 4, row.iter().any(|&g| g != 0.0), "row {r}: {row:?}");
+    }
+    // N(0, 1) initial rows, as PyTorch's `nn.Embedding`
+    let big = Embedded::new(1);
+    let w = big.params.e_weight.as_flattened();
+    let mean = w.iter().sum::<f64>() / w.len() as f64;
+    assert!(mean.abs() < 1.0 && w.iter().any(|v| v.abs() > 0.5), "{w:?}");
+    // a token out of range is an input error naming it
+    assert_eq!(
+        Embedded::check_input(&(6, x)).unwrap_err().to_string(),
+        "class label 6 of `tok` is not below its 6 classes"
+    );
+    assert!(Embedded::check_input(&(5, x)).is_ok());
+}

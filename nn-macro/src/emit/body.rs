@@ -462,6 +462,8 @@ fn finish(plan: &Plan, fx: &mut Fx) {
                 .zip(&g.input_grads)
                 .map(|(d, gr)| match gr.and_then(|gr| fx.place.get(&gr)) {
                     Some(p) => p.value(),
+                    // a class index has no gradient: its place holds 0
+                    None if d.classes.is_some() => quote!(0),
                     None => plan.fill(&d.shape, 0.0),
                 })
                 .collect();

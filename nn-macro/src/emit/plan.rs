@@ -150,7 +150,9 @@ impl<'g> Plan<'g> {
             }
             Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) => is_map,
             // a shared operand (the same for every sample) is B times itself: computed once
-            Op::BatchSum(_) => self.batched[id] && (is_map || matches!(node.op, Op::Outer(..))),
+            Op::BatchSum(_) => {
+                self.batched[id] && (is_map || matches!(node.op, Op::Outer(..) | Op::Scatter(..)))
+            }
             Op::StepSum(_) => {
                 self.regions[id] == Region::Step
                     && g.steps.is_some()
@@ -195,8 +197,13 @@ impl<'g> Plan<'g> {
                     // a per-sample matrix would need a third dimension; only
                     // a weight gradient's outer product of two per-sample
                     // vectors, summed over the batch, is allowed
-                    return matches!(node.op, Op::Outer(u, v) if self.batched[u] && self.batched[v])
-                        && self.absorbed[id];
+                    // (or an embedding's rows added in at the samples' tokens)
+                    let summed = match node.op {
+                        Op::Outer(u, v) => self.batched[u] && self.batched[v],
+                        Op::Scatter(..) => true,
+                        _ => false,
+                    };
+                    return summed && self.absorbed[id];
                 }
                 crate::ops::batches(&node.op, &|a| self.batched[a])
             })
@@ -274,7 +281,11 @@ impl<'g> Plan<'g> {
 
     /// Whether the node is a class-index target (`usize`, not a scalar).
     fn is_class(&self, id: NodeId) -> bool {
-        matches!(self.g.nodes[id].op, Op::Target(k) if self.g.targets[k].classes.is_some())
+        match self.g.nodes[id].op {
+            Op::Target(k) => self.g.targets[k].classes.is_some(),
+            Op::Input(k) => self.g.inputs[k].classes.is_some(),
+            _ => false,
+        }
     }
 
     /// `elem` (a type or a value) nested in arrays of the node's shape, with

@@ -40,7 +40,7 @@ with `safetensors.torch.save_file(model.state_dict(), path)` loads back with
 `load_checkpoint`. `forward` maps a batch of inputs to the outputs;
 `losses` gives each sample's loss (train on their mean, as the Trainer does).
 Inputs are batches: `[B, *shape]` (`[B, T, *shape]` for a sequence); class
-targets are integer tensors.
+targets and class-index inputs (tokens) are integer tensors.
 \"\"\"
 
 import math
@@ -395,6 +395,8 @@ fn value(
             };
             format!("F.one_hot({}, {n}).to(self.dtype) * {d}", v(*t))
         }
+        // a row per sample (`nn.Embedding`'s lookup)
+        Op::Gather(w, t) => format!("F.embedding({}, {})", v(*t), v(*w)),
         op => {
             let Some((a, b)) = op.product() else {
                 return Err(op.name().to_string());

@@ -211,7 +211,8 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
     };
     let struct_passes = pass_methods(plan, batch, extra, n, &quote!(&self.params), true);
     let params_passes = pass_methods(plan, batch, extra, n, &quote!(self), false);
-    let check_target = check_target(plan);
+    let check_target = check_classes(plan, false);
+    let check_input = check_classes(plan, true);
     let non_finite_input = non_finite_input(plan);
     let tape_output = if plan.on_tape[g.output] {
         let o = &plan.ident[g.output];
@@ -384,6 +385,9 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 fn check_target(target: &#target_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
                     #check_target
                 }
+                fn check_input(input: &#input_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
+                    #check_input
+                }
                 fn non_finite_input(input: &#input_ty) -> ::core::option::Option<(&'static str, usize)> {
                     #non_finite_input
                 }
@@ -401,7 +405,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
 /// its first NaN or infinite element.
 fn non_finite_input(plan: &Plan) -> TokenStream {
     let g = plan.g;
-    let checks = g.inputs.iter().enumerate().map(|(k, d)| {
+    let checks = g.inputs.iter().enumerate().filter(|(_, d)| d.classes.is_none()).map(|(k, d)| {
         let name = &d.name;
         let field = if g.inputs.len() == 1 {
             quote!((*input))
@@ -425,18 +429,24 @@ fn non_finite_input(plan: &Plan) -> TokenStream {
     quote!(#(#checks)* ::core::option::Option::None)
 }
 
-/// `Network::check_target`: every class index below its class count (at
-/// every step of a per-step target), the first one that is not named.
-fn check_target(plan: &Plan) -> TokenStream {
+/// `Network::check_target` (or `check_input`, for the class-index inputs):
+/// every class index below its class count (at every step of a per-step
+/// declaration, at every position of a vector), the first one that is not named.
+fn check_classes(plan: &Plan, inputs: bool) -> TokenStream {
     let g = plan.g;
-    let checks = g.targets.iter().enumerate().filter_map(|(k, d)| {
+    let (decls, arg) = if inputs {
+        (&g.inputs, quote!(input))
+    } else {
+        (&g.targets, quote!(target))
+    };
+    let checks = decls.iter().enumerate().filter_map(|(k, d)| {
         let n = Literal::usize_unsuffixed(d.classes?);
         let name = &d.name;
-        let field = if g.targets.len() == 1 {
-            quote!((*target))
+        let field = if decls.len() == 1 {
+            quote!((*#arg))
         } else {
             let i = syn::Index::from(k);
-            quote!(target.#i)
+            quote!(#arg.#i)
         };
         let error = |value: TokenStream, step: TokenStream, position: TokenStream| {
             quote!(::core::result::Result::Err(::nn_runtime::__private::TargetError {

@@ -242,16 +242,39 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     cx.g.dtype = d;
                 }
             }
-            Statement::Input { name, step, shape } => {
+            Statement::Input {
+                name,
+                step,
+                shape,
+                class,
+            } => {
                 if !cx.rank_check(name, shape, "an input", step.is_some())
                     || !cx.step_marker_check(step.as_ref())
                 {
                     cx.poisoned.insert(name.name.clone());
                     continue;
                 }
+                let classes = match class {
+                    Some(TargetKind::Class {
+                        count: Some((_, at)),
+                        ..
+                    }) => {
+                        cx.error(
+                            Diagnostic::new(*at, "a class input holds one class index")
+                                .with_help(format!(
+                                    "declare `input {0}: class[n];`, or one per time step `input {0}[t]: class[n];`",
+                                    name.name
+                                )),
+                        );
+                        cx.poisoned.insert(name.name.clone());
+                        continue;
+                    }
+                    Some(TargetKind::Class { classes, .. }) => Some(*classes),
+                    _ => None,
+                };
                 if cx.define_check(name) {
                     let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
-                    cx.declare_data(name, step.is_some(), shape, None, true);
+                    cx.declare_data(name, step.is_some(), shape, classes, true);
                 }
             }
             Statement::Target { name, step, kind } => {
@@ -364,16 +387,9 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                         cx.error(Cx::unindexed(value, "bound to a name"));
                         cx.poisoned.insert(name.name.clone());
                     }
-                    Ok(Value::Class(..)) => {
-                        cx.error(
-                            Diagnostic::new(
-                                value.span(),
-                                "a class-index target cannot be bound to a name",
-                            )
-                            .with_help(
-                                "use it directly in `softmax_cross_entropy(logits, target)`",
-                            ),
-                        );
+                    Ok(Value::Class(id, _)) => {
+                        let d = cx.class_misuse(value, id, "a value to bind to a name");
+                        cx.error(d);
                         cx.poisoned.insert(name.name.clone());
                     }
                     Err(Reported) => {

@@ -93,7 +93,7 @@ fn lower_layer_norm(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered 
 
 /// A layer's parameters `<prefix>.<part>`, the prefix the binding's name
 /// (`h`), or `h.2`, `h.3`, ... for the binding's second and later layers.
-fn layer_params<const N: usize>(
+pub(super) fn layer_params<const N: usize>(
     cx: &mut Cx,
     layer: &str,
     parts: [(&str, Shape, InitKind); N],

@@ -135,6 +135,18 @@ fn lower_softmax_xent(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Low
             cx.error(Cx::unindexed(&args[1], "used"));
             Err(Reported)
         }
+        Value::Class(t, _) if matches!(cx.g.nodes[t].op, Op::Input(_)) => {
+            let d = Diagnostic::new(
+                args[1].span(),
+                format!(
+                    "{} is a class-index input, not a target",
+                    short(&args[1], "this")
+                ),
+            )
+            .with_help("declare the class to predict as a target: `target label: class[10];`");
+            cx.error(d);
+            Err(Reported)
+        }
         Value::Class(t, _) if !cx.shape(t).is_scalar() => {
             let st = cx.shape(t);
             cx.error(
@@ -209,6 +221,18 @@ fn xent_axis(cx: &mut Cx, name: &str, z: NodeId, t: Value, args: &[Expr], span: 
     let total = match t {
         Value::Seq(_) | Value::SeqClass(..) | Value::State(_) => {
             cx.error(Cx::unindexed(&args[1], "used"));
+            return Err(Reported);
+        }
+        Value::Class(t, _) if matches!(cx.g.nodes[t].op, Op::Input(_)) => {
+            let d = Diagnostic::new(
+                args[1].span(),
+                format!(
+                    "{} is a class-index input, not a target",
+                    short(&args[1], "this")
+                ),
+            )
+            .with_help("declare the class to predict as a target: `target label: class[10];`");
+            cx.error(d);
             return Err(Reported);
         }
         Value::Class(t, n) => {

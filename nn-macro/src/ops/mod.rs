@@ -18,6 +18,7 @@
 
 pub mod derivative;
 pub mod elementwise;
+pub mod embedding;
 pub mod layers;
 pub mod linalg;
 pub mod loss;
@@ -64,7 +65,7 @@ pub enum Lower {
 }
 
 /// Every built-in function, family by family.
-fn tables() -> [&'static [Builtin]; 9] {
+fn tables() -> [&'static [Builtin]; 10] {
     [
         elementwise::BUILTINS,
         derivative::BUILTINS,
@@ -74,6 +75,7 @@ fn tables() -> [&'static [Builtin]; 9] {
         softmax::BUILTINS,
         loss::BUILTINS,
         layers::BUILTINS,
+        embedding::BUILTINS,
         recurrent::BUILTINS,
     ]
 }
@@ -109,6 +111,7 @@ enum Family {
     Softmax,
     Loss,
     Slicing,
+    Embedding,
     Recurrent,
 }
 
@@ -132,6 +135,7 @@ fn family(op: &Op) -> Family {
         }
         Op::Pick(..) | Op::OneHot(..) | Op::PickAxis(..) | Op::OneHotAxis(..) => Family::Loss,
         Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => Family::Slicing,
+        Op::Gather(..) | Op::Scatter(..) => Family::Embedding,
         Op::StatePrev(_)
         | Op::StepSum(_)
         | Op::Last(_)
@@ -240,6 +244,7 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
         Family::Softmax => softmax::vjp(v, op),
         Family::Loss => loss::vjp(v, op),
         Family::Slicing => slicing::vjp(v, op),
+        Family::Embedding => embedding::vjp(v, op),
         Family::Recurrent => recurrent::vjp(v, op),
     }
 }
@@ -256,6 +261,7 @@ pub fn emit(ex: &mut Ex, dest: &Place, mode: Mode) {
         Family::Softmax => softmax::emit(ex, &op, dest, mode),
         Family::Loss => loss::emit(ex, &op, dest, mode),
         Family::Slicing => slicing::emit(ex, &op, dest, mode),
+        Family::Embedding => embedding::emit(ex, &op, dest, mode),
         Family::Recurrent => recurrent::emit(ex, &op, dest, mode),
     }
 }
@@ -271,6 +277,7 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Softmax => !matches!(op, Op::LogSoftmaxGrad(..)),
         Family::Loss => matches!(op, Op::Pick(..) | Op::PickAxis(..)),
         Family::Slicing => !matches!(op, Op::Pad(..)),
+        Family::Embedding => matches!(op, Op::Gather(..)),
     }
 }
 
@@ -285,6 +292,7 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
         Family::Softmax => softmax::batches(op, batched),
         Family::Loss => loss::batches(op, batched),
         Family::Slicing => true,
+        Family::Embedding => embedding::batches(op, batched),
     }
 }
 
@@ -293,7 +301,7 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
 pub fn flops(g: &Graph, id: NodeId) -> u64 {
     let op = &g.nodes[id].op;
     match family(op) {
-        Family::Leaf | Family::Slicing | Family::Loss => 0,
+        Family::Leaf | Family::Slicing | Family::Loss | Family::Embedding => 0,
         Family::Elementwise => elementwise::flops(g, id),
         Family::Linalg => linalg::flops(g, id),
         Family::Reduce => reduce::flops(g, id),
@@ -314,6 +322,7 @@ pub fn math(g: &Graph, id: NodeId, n: &dyn Fn(NodeId) -> String) -> String {
         Family::Softmax => softmax::math(op, n),
         Family::Loss => loss::math(op, n),
         Family::Slicing => slicing::math(g, id, n),
+        Family::Embedding => embedding::math(op, n),
         Family::Recurrent => recurrent::math(g, op, n),
     }
 }
@@ -331,6 +340,7 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
         Family::Softmax => softmax::eval(g, id, v),
         Family::Loss => loss::eval(g, id, v),
         Family::Slicing => slicing::eval(g, id, v),
+        Family::Embedding => embedding::eval(g, id, v),
         Family::Recurrent => {
             unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
         }

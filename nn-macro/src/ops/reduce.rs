@@ -186,6 +186,11 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                     ex.out.push(quote!(#k::matmul_nt_acc(#u, #w, #d);));
                     return;
                 }
+                // each sample's row added in at its own class index
+                Op::Scatter(..) if ex.absorbed(a) => {
+                    ex.emit_into(a, dest, Mode::Accumulate);
+                    return;
+                }
                 _ if !ex.batched(a) => {
                     // the same value for every sample: B times it
                     let t = ex.t();

@@ -631,7 +631,15 @@ fn describe(g: &Graph) -> R<Desc> {
             | Op::OneHotAxis(..) => {
                 return Err(unsupported(g, id, "inference reads no target"));
             }
-            Op::Tangent(_) | Op::Carry(_) | Op::EachStep(_) | Op::AtLast(_) | Op::BatchSum(_) => {
+            Op::Gather(..) => {
+                return Err(unsupported(g, id, "`embedding` has no ONNX form here"));
+            }
+            Op::Tangent(_)
+            | Op::Carry(_)
+            | Op::EachStep(_)
+            | Op::AtLast(_)
+            | Op::BatchSum(_)
+            | Op::Scatter(..) => {
                 return Err(unsupported(g, id, "not an operation of inference"));
             }
         };
