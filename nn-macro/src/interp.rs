@@ -166,6 +166,8 @@ mod tests {
             "param w[3, 4]; input x[3, 4]; input u[4]; input r[3]; loss = sum(log_softmax(w, 0) * x) + sum(softmax(w * x, 1) * x) + sum(logsumexp(w, 0) * u) + sum(logsumexp(w * x, 1) * r);",
             "param w[4, 3]; input x[3, 5]; target t: class[4][5]; loss = softmax_cross_entropy(w @ x, t, 0);",
             "param w[5, 3]; input x[3, 4]; target t: class[5][4]; loss = cross_entropy(transpose(w @ x), t, 1);",
+            // dropout: the interpreter runs inference, where it is the identity
+            "input x[4]; param w[4]; target y[4]; loss = mse(dropout(w * x, 0.5) + w, y);",
             // an embedding, a token's row of its weight
             "input tok: class[5]; input x[3]; target y[2]; h = embedding(tok, 3); loss = mse(dense(tanh(h) * x, 2), y);",
             "param w[4, 3]; input x[3, 5]; target t[4, 5]; loss = softmax_cross_entropy(w @ x, softmax(t, 0), 0) + softmax_cross_entropy(transpose(w @ x), transpose(softmax(t, 0)), 1);",

@@ -140,6 +140,10 @@ pub enum Op {
     Gather(NodeId, NodeId),
     /// `d` placed in row `t` of zeros (the adjoint of `Gather`): `class, [k] -> [n, k]`.
     Scatter(NodeId, NodeId),
+    /// The mask of the k-th `dropout` of the definition, with drop
+    /// probability `p` (its bits): `1 / (1 - p)` or 0 per element in a
+    /// training pass, 1 elsewhere; a per-sample value with no operands.
+    DropoutMask(usize, u64),
     /// `√(Σ a²)`, computed scaled by `max |a|` so that it neither overflows
     /// nor underflows where the result is representable: any shape -> `[]`.
     Norm(NodeId),
@@ -184,6 +188,7 @@ macro_rules! each_operand {
             | Op::Param(_)
             | Op::Tangent(_)
             | Op::StatePrev(_)
+            | Op::DropoutMask(..)
             | Op::Carry(_) => {}
             Op::Map { args, .. } | Op::AddN(args) => {
                 for $a in args {
@@ -346,6 +351,7 @@ impl Op {
             Op::OneHotAxis(..) => "one_hot_axis",
             Op::Gather(..) => "gather",
             Op::Scatter(..) => "scatter",
+            Op::DropoutMask(..) => "dropout_mask",
             Op::Norm(_) => "norm",
             Op::StatePrev(_) => "prev",
             Op::StepSum(_) => "step_sum",
@@ -567,7 +573,7 @@ impl Graph {
             let mut changed = false;
             for (id, node) in self.nodes.iter().enumerate() {
                 let v = match &node.op {
-                    Op::Input(_) | Op::Target(_) => true,
+                    Op::Input(_) | Op::Target(_) | Op::DropoutMask(..) => true,
                     Op::BatchSum(_) => false,
                     Op::StatePrev(k) | Op::Carry(k) => b[self.states[*k].update],
                     op => op.args().iter().any(|&a| b[a]),

@@ -236,6 +236,25 @@ pub trait Network: Sized + Send + Sync {
         None
     }
 
+    /// Switches the dropout of `forward` with this tape on or off (networks
+    /// without `dropout` ignore it). `Some(seed)`: the training mode, every
+    /// `dropout(x, p)` zeroes each element with probability `p` and scales
+    /// the rest by `1 / (1 - p)`, the mask drawn from `seed` (the sample's
+    /// seed: the same seed, the same mask; the trainer passes
+    /// [`dropout::sample_seed`](crate::dropout::sample_seed)`(step_seed, i)`
+    /// for sample `i`). `None`: dropout is the identity (inference), the
+    /// mode of a new tape. `predict` never applies dropout.
+    fn set_dropout(tape: &mut Self::Tape, seed: Option<u64>) {
+        let _ = (tape, seed);
+    }
+
+    /// [`set_dropout`](Network::set_dropout) for the batched passes'
+    /// workspace: with `Some(step_seed)` the sample at index `i` of the data
+    /// gets the mask `forward` would draw from `sample_seed(step_seed, i)`.
+    fn set_dropout_batch(work: &mut Self::BatchWork, seed: Option<u64>) {
+        let _ = (work, seed);
+    }
+
     /// Checks one input against the network's declaration: a class-index
     /// input (`input tok: class[n];`, a token for `embedding`) must be below
     /// its class count ([`TargetError`] names the input, and the step of a

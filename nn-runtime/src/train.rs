@@ -51,6 +51,7 @@
 
 use crate::checkpoint;
 use crate::data::Dataset;
+use crate::dropout::sample_seed;
 use crate::float::Float;
 use crate::gradcheck::locate_param;
 use crate::log::MetricsLog;
@@ -591,6 +592,7 @@ impl<N: Network> Scratch<N> {
 /// The blocks `range` of `blocks` over the batch `order` (indices into
 /// `data`): forward and backward passes, the gradients added into `grads`,
 /// the losses and correct counts into the part's sums; allocates nothing.
+#[allow(clippy::too_many_arguments)]
 fn train_part<N: Network>(
     net: &N,
     data: &Dataset<N::Input, N::Target>,
@@ -599,6 +601,7 @@ fn train_part<N: Network>(
     range: core::ops::Range<usize>,
     part: &mut Part<N>,
     grads: &mut N::Params,
+    step_seed: u64,
 ) {
     let Part { scratch: s, stats } = part;
     for b in range {
@@ -610,6 +613,7 @@ fn train_part<N: Network>(
                 .work
                 .as_deref_mut()
                 .expect("a workspace on the batched path");
+            N::set_dropout_batch(work, Some(step_seed));
             let (losses, correct) = (&mut s.losses[..w], &mut s.correct[..w]);
             net.train_block(
                 &data.inputs,
@@ -626,6 +630,7 @@ fn train_part<N: Network>(
         } else {
             for &i in idx {
                 let (x, y) = (&data.inputs[i], &data.targets[i]);
+                N::set_dropout(&mut s.tape, Some(sample_seed(step_seed, i)));
                 let loss = net.forward(x, y, &mut s.tape);
                 stats.record(i, loss, correct_after_forward(net, x, y, &s.tape));
                 net.backward(&s.tape, grads);
@@ -654,6 +659,7 @@ fn eval_part<N: Network>(
                 .as_deref_mut()
                 .expect("a workspace on the batched path");
             let (losses, correct) = (&mut s.losses[..w], &mut s.correct[..w]);
+            N::set_dropout_batch(work, None);
             // The block's samples are consecutive: pass them as a slice of
             // their own, indexed 0..w.
             net.eval_block(
@@ -668,6 +674,7 @@ fn eval_part<N: Network>(
                 stats.record(i, loss, ok);
             }
         } else {
+            N::set_dropout(&mut s.tape, None);
             for i in positions {
                 let (x, y) = (&data.inputs[i], &data.targets[i]);
                 let loss = net.forward(x, y, &mut s.tape);
@@ -1461,6 +1468,8 @@ where
             // The batch's blocks, dealt to `parts` parts: a function of the
             // batch length and the settings only (never of the threads).
             let blocks = Blocks::new(self.widths, len);
+            // dropout masks: a function of the seed, the step and the sample
+            let step_seed = sample_seed(self.trainer.seed, self.step);
             let count = blocks.count();
             let parts = k.min(count);
             let net: &N = self.net;
@@ -1473,7 +1482,7 @@ where
                     p.stats = ChunkStats::default();
                     grads.fill_zero();
                     let range = part(count, parts, c);
-                    train_part(net, train, indices, blocks, range, p, grads);
+                    train_part(net, train, indices, blocks, range, p, grads, step_seed);
                 },
             );
             let used = &self.parts[..parts];

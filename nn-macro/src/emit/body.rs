@@ -325,6 +325,7 @@ pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
                     place: &fx.place,
                     out: &mut vec![],
                     id,
+                    training: false,
                 }
                 .map_elem(id);
                 fx.stmts.push(quote!(let #n: #ty = #e;));
@@ -350,6 +351,7 @@ pub fn emit_node(plan: &Plan, fx: &mut Fx, id: NodeId, dest: &Place, mode: Mode)
         place: &fx.place,
         out: &mut fx.stmts,
         id,
+        training: fx.which == Which::Forward,
     };
     crate::ops::emit(&mut ex, dest, mode);
 }
@@ -391,6 +393,7 @@ pub fn copy_node(plan: &Plan, a: NodeId, src: &Place, dest: &Place, mode: Mode) 
         place: &empty,
         out: &mut out,
         id: a,
+        training: false,
     };
     ex.copy_into(a, a, src, dest, mode);
     quote!(#(#out)*)

@@ -190,6 +190,7 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
     let tape_doc = format!(
         "What `{name}::forward` stores for `{name}::backward`: only the values the backward pass reads."
     );
+    let (dropout_fields, dropout_methods) = dropout_mode(g, quote!(#tape_ty), "`forward`");
     let input_ty = input_ty(plan, &g.inputs);
     let target_ty = input_ty_of(plan, &g.targets);
     let output_ty = plan.tape_ty(g.output);
@@ -289,7 +290,9 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         pub struct #tape_ty {
             #(#tape_fields)*
+            #dropout_fields
         }
+        #dropout_methods
 
         // SAFETY: a `#[repr(C)]` struct of float arrays and class indices: zeros are valid.
         unsafe impl ::nn_runtime::__private::Zeroable for #tape_ty {}
@@ -416,6 +419,25 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let backward = function(plan, Which::Backward);
     let tape_doc = "What `forward_batch` stores for `backward_batch`, and the batched passes' workspace: each per-sample value a matrix with one column per sample.";
     let (work_ty, widths) = (&n.batch_work, BATCH_WIDTHS);
+    let (dropout_fields, dropout_methods) = dropout_mode(g, quote!(#tape_ty<B>), "`forward_batch`");
+    let work_dropout = if has_dropout(g) {
+        let set = widths.iter().map(|w| {
+            let f = format_ident!("w{}", w);
+            quote!(self.#f.set_dropout(seed);)
+        });
+        quote!(
+            impl #work_ty {
+                /// Switches the dropout of the batched training passes on
+                /// (`Some(step_seed)`: the sample at index `i` of the data
+                /// gets the mask of seed `sample_seed(step_seed, i)`) or off.
+                pub fn set_dropout(&mut self, seed: ::core::option::Option<u64>) {
+                    #(#set)*
+                }
+            }
+        )
+    } else {
+        quote!()
+    };
     let width_fields = widths.iter().map(|w| {
         let f = format_ident!("w{}", w);
         let w = Literal::usize_unsuffixed(*w);
@@ -508,7 +530,10 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         #[repr(C)]
         pub struct #tape_ty<const B: usize> {
             #(#field_items)*
+            #dropout_fields
         }
+        #dropout_methods
+        #work_dropout
 
         // SAFETY: a `#[repr(C)]` struct of float arrays and class indices: zeros are valid.
         unsafe impl<const B: usize> ::nn_runtime::__private::Zeroable for #tape_ty<B> {}
@@ -521,6 +546,47 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         pub fn backward_batch<const B: usize>(params: &#params_ty, tape: &mut #tape_ty<B>, grads: &mut #params_ty) {
             #backward
         }
+    )
+}
+
+/// Whether the definition has a `dropout`.
+pub(super) fn has_dropout(g: &Graph) -> bool {
+    g.nodes.iter().any(|n| matches!(n.op, Op::DropoutMask(..)))
+}
+
+/// A tape's dropout mode (fields, and the method that sets them), for a
+/// definition with `dropout`: off in a new (zeroed) tape.
+fn dropout_mode(g: &Graph, ty: TokenStream, pass: &str) -> (TokenStream, TokenStream) {
+    if !has_dropout(g) {
+        return (quote!(), quote!());
+    }
+    let generics = if pass == "`forward`" {
+        quote!()
+    } else {
+        quote!(<const B: usize>)
+    };
+    let doc = format!(
+        "Switches dropout on for {pass} with this tape (`Some(seed)`: each \
+         sample's mask drawn from its seed, `nn_runtime::dropout::sample_seed(seed, i)` \
+         for the batch's sample `i`) or off (`None`, a new tape's mode: \
+         dropout is the identity)."
+    );
+    (
+        quote!(
+            #[doc(hidden)]
+            pub __nn_dropout_on: bool,
+            #[doc(hidden)]
+            pub __nn_dropout_seed: u64,
+        ),
+        quote!(
+            impl #generics #ty {
+                #[doc = #doc]
+                pub fn set_dropout(&mut self, seed: ::core::option::Option<u64>) {
+                    self.__nn_dropout_on = seed.is_some();
+                    self.__nn_dropout_seed = seed.unwrap_or(0);
+                }
+            }
+        ),
     )
 }
 

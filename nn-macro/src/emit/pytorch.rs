@@ -395,6 +395,24 @@ fn value(
             };
             format!("F.one_hot({}, {n}).to(self.dtype) * {d}", v(*t))
         }
+        // inverted dropout's mask (ones when the module is in eval mode)
+        Op::DropoutMask(_, bits) => {
+            let dims: Vec<String> = node.shape.0.iter().map(|d| d.to_string()).collect();
+            let dims = if batched[id] {
+                std::iter::once("B".to_string()).chain(dims).collect()
+            } else {
+                dims
+            };
+            let shape = if dims.is_empty() {
+                "()".to_string()
+            } else {
+                format!("({},)", dims.join(", "))
+            };
+            format!(
+                "F.dropout(torch.ones({shape}, dtype=self.dtype), {:?}, self.training)",
+                f64::from_bits(*bits)
+            )
+        }
         // a row per sample (`nn.Embedding`'s lookup)
         Op::Gather(w, t) => format!("F.embedding({}, {})", v(*t), v(*w)),
         op => {

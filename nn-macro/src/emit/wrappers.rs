@@ -213,6 +213,13 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
     let params_passes = pass_methods(plan, batch, extra, n, &quote!(self), false);
     let check_target = check_classes(plan, false);
     let check_input = check_classes(plan, true);
+    let set_dropout = if super::items::has_dropout(g) {
+        quote!(fn set_dropout(tape: &mut #tape_ty, seed: ::core::option::Option<u64>) {
+            tape.set_dropout(seed);
+        })
+    } else {
+        quote!()
+    };
     let non_finite_input = non_finite_input(plan);
     let tape_output = if plan.on_tape[g.output] {
         let o = &plan.ident[g.output];
@@ -245,6 +252,13 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 })
             };
             let (train_arms, eval_arms) = (arms(true), arms(false));
+            let set_dropout_batch = if super::items::has_dropout(g) {
+                quote!(fn set_dropout_batch(work: &mut #work, seed: ::core::option::Option<u64>) {
+                    work.set_dropout(seed);
+                })
+            } else {
+                quote!()
+            };
             quote!(
                 type BatchWork = #work;
                 const BATCH_WIDTHS: &'static [usize] = &[#(#widths),*];
@@ -260,6 +274,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                         other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
                     }
                 }
+                #set_dropout_batch
             )
         }
         None => quote!(
@@ -385,6 +400,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 fn check_target(target: &#target_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
                     #check_target
                 }
+                #set_dropout
                 fn check_input(input: &#input_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
                     #check_input
                 }

@@ -17,6 +17,7 @@
 //! [`Builtin`] of [`elementwise::BUILTINS`].
 
 pub mod derivative;
+pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod layers;
@@ -65,7 +66,7 @@ pub enum Lower {
 }
 
 /// Every built-in function, family by family.
-fn tables() -> [&'static [Builtin]; 10] {
+fn tables() -> [&'static [Builtin]; 11] {
     [
         elementwise::BUILTINS,
         derivative::BUILTINS,
@@ -76,6 +77,7 @@ fn tables() -> [&'static [Builtin]; 10] {
         loss::BUILTINS,
         layers::BUILTINS,
         embedding::BUILTINS,
+        dropout::BUILTINS,
         recurrent::BUILTINS,
     ]
 }
@@ -112,6 +114,7 @@ enum Family {
     Loss,
     Slicing,
     Embedding,
+    Dropout,
     Recurrent,
 }
 
@@ -136,6 +139,7 @@ fn family(op: &Op) -> Family {
         Op::Pick(..) | Op::OneHot(..) | Op::PickAxis(..) | Op::OneHotAxis(..) => Family::Loss,
         Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => Family::Slicing,
         Op::Gather(..) | Op::Scatter(..) => Family::Embedding,
+        Op::DropoutMask(..) => Family::Dropout,
         Op::StatePrev(_)
         | Op::StepSum(_)
         | Op::Last(_)
@@ -245,6 +249,8 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
         Family::Loss => loss::vjp(v, op),
         Family::Slicing => slicing::vjp(v, op),
         Family::Embedding => embedding::vjp(v, op),
+        // no operands: the product with the mask carries the adjoint
+        Family::Dropout => {}
         Family::Recurrent => recurrent::vjp(v, op),
     }
 }
@@ -262,6 +268,7 @@ pub fn emit(ex: &mut Ex, dest: &Place, mode: Mode) {
         Family::Loss => loss::emit(ex, &op, dest, mode),
         Family::Slicing => slicing::emit(ex, &op, dest, mode),
         Family::Embedding => embedding::emit(ex, &op, dest, mode),
+        Family::Dropout => dropout::emit(ex, &op, dest, mode),
         Family::Recurrent => recurrent::emit(ex, &op, dest, mode),
     }
 }
@@ -278,6 +285,7 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Loss => matches!(op, Op::Pick(..) | Op::PickAxis(..)),
         Family::Slicing => !matches!(op, Op::Pad(..)),
         Family::Embedding => matches!(op, Op::Gather(..)),
+        Family::Dropout => true,
     }
 }
 
@@ -293,6 +301,7 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
         Family::Loss => loss::batches(op, batched),
         Family::Slicing => true,
         Family::Embedding => embedding::batches(op, batched),
+        Family::Dropout => true,
     }
 }
 
@@ -307,6 +316,7 @@ pub fn flops(g: &Graph, id: NodeId) -> u64 {
         Family::Reduce => reduce::flops(g, id),
         Family::Softmax => softmax::flops(g, id),
         Family::Recurrent => recurrent::flops(g, id),
+        Family::Dropout => dropout::flops(g, id),
     }
 }
 
@@ -323,6 +333,7 @@ pub fn math(g: &Graph, id: NodeId, n: &dyn Fn(NodeId) -> String) -> String {
         Family::Loss => loss::math(op, n),
         Family::Slicing => slicing::math(g, id, n),
         Family::Embedding => embedding::math(op, n),
+        Family::Dropout => dropout::math(op),
         Family::Recurrent => recurrent::math(g, op, n),
     }
 }
@@ -341,6 +352,7 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
         Family::Loss => loss::eval(g, id, v),
         Family::Slicing => slicing::eval(g, id, v),
         Family::Embedding => embedding::eval(g, id, v),
+        Family::Dropout => dropout::eval(g, id, v),
         Family::Recurrent => {
             unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
         }

@@ -634,6 +634,8 @@ fn describe(g: &Graph) -> R<Desc> {
             Op::Gather(..) => {
                 return Err(unsupported(g, id, "`embedding` has no ONNX form here"));
             }
+            // inference: dropout is the identity, its mask a 1 (broadcast)
+            Op::DropoutMask(..) => b.scalar(1.0),
             Op::Tangent(_)
             | Op::Carry(_)
             | Op::EachStep(_)
