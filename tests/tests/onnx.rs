@@ -582,6 +582,45 @@ fn a_graph_onnx_cannot_express_is_a_clear_error() {
     ));
 }
 
+/// A network with an embedding reads a class-index input, which the
+/// exporter does not write: it says so, naming the input.
+#[network {
+    input tok: class[10];
+    input x[3];
+    target y[2];
+    e = embedding(tok, 4);
+    out = dense(tanh(dense(x, 4) + e), 2);
+    loss = mse(out, y);
+}]
+pub struct Embedded;
+
+#[test]
+fn an_embedding_is_not_exported_and_says_so() {
+    let e = Embedded::new(1)
+        .save_onnx(temp("embedded.onnx"))
+        .expect_err("unsupported");
+    assert_eq!(
+        e.to_string(),
+        "`Embedded` cannot be exported to ONNX: `input tok` (computing `tok`): class-index inputs (the tokens of `embedding`) are not supported by the ONNX exporter"
+    );
+    assert!(!temp("embedded.onnx").exists());
+}
+
+/// Dropout is the identity in inference, and so in the exported model.
+#[network {
+    input x[6];
+    target y[3];
+    h = dropout(tanh(dense(x, 8)), 0.3);
+    out = dense(dropout(h, 0.5) * 2, 3);
+    loss = mse(out, y);
+}]
+pub struct Dropped;
+
+#[test]
+fn dropout_exports_as_the_identity() {
+    check(&trained::<Dropped>(24), "dropout", 5, 24);
+}
+
 /// An output that does not depend on the input is repeated for every sample.
 #[network {
     input x[3];

@@ -269,9 +269,9 @@ fn describe(g: &Graph) -> R<Desc> {
     for d in &g.inputs {
         if d.classes.is_some() {
             return Err(Unsupported {
-                op: format!("input `{}`", d.name),
+                op: format!("input {}", d.name),
                 binding: d.name.clone(),
-                reason: "class-index inputs have no ONNX form here".into(),
+                reason: "class-index inputs (the tokens of `embedding`) are not supported by the ONNX exporter".into(),
             });
         }
         let name = b.fresh(&d.name);
