@@ -82,6 +82,8 @@ struct Io {
     value: String,
     dims: Vec<usize>,
     per_step: bool,
+    /// Class indices (`int64`), not values of the dtype.
+    classes: bool,
 }
 
 /// The described graph.
@@ -130,9 +132,10 @@ fn export_tokens(g: &Graph, network: &str) -> TokenStream {
             };
             let steps = Literal::usize_unsuffixed(d.steps);
             let io = |io: &Io| {
-                let (name, value, per_step) = (&io.name, &io.value, io.per_step);
+                let (name, value, per_step, classes) =
+                    (&io.name, &io.value, io.per_step, io.classes);
                 let dims = io.dims.iter().map(|&d| Literal::usize_unsuffixed(d));
-                quote!(Io { name: #name, value: #value, dims: &[#(#dims),*], per_step: #per_step })
+                quote!(Io { name: #name, value: #value, dims: &[#(#dims),*], per_step: #per_step, classes: #classes })
             };
             let inputs = d.inputs.iter().map(io);
             let output = io(&d.output);
@@ -267,13 +270,6 @@ fn describe(g: &Graph) -> R<Desc> {
     // graph inputs (every input `predict` takes) and parameters keep their names
     let mut inputs = vec![];
     for d in &g.inputs {
-        if d.classes.is_some() {
-            return Err(Unsupported {
-                op: format!("input {}", d.name),
-                binding: d.name.clone(),
-                reason: "class-index inputs (the tokens of `embedding`) are not supported by the ONNX exporter".into(),
-            });
-        }
         let name = b.fresh(&d.name);
         if b.first_input.is_none() {
             b.first_input = Some(name.clone());
@@ -283,6 +279,7 @@ fn describe(g: &Graph) -> R<Desc> {
             value: name,
             dims: d.shape.0.clone(),
             per_step: d.per_step,
+            classes: d.classes.is_some(),
         });
     }
     let mut params = vec![];
@@ -631,8 +628,20 @@ fn describe(g: &Graph) -> R<Desc> {
             | Op::OneHotAxis(..) => {
                 return Err(unsupported(g, id, "inference reads no target"));
             }
-            Op::Gather(..) => {
-                return Err(unsupported(g, id, "`embedding` has no ONNX form here"));
+            // an embedding: the rows of the weight at the samples' tokens
+            Op::Gather(w, t) => {
+                let (w, t) = (val(&vals, *w)?, val(&vals, *t)?);
+                let name = b.push(
+                    "Gather",
+                    &base,
+                    vec![w.name.clone(), t.name.clone()],
+                    vec![Attr::Int("axis", 0)],
+                );
+                V {
+                    name,
+                    batched: t.batched,
+                    dims: out_dims,
+                }
             }
             // inference: dropout is the identity, its mask a 1 (broadcast)
             Op::DropoutMask(..) => b.scalar(1.0),
@@ -693,6 +702,7 @@ fn describe(g: &Graph) -> R<Desc> {
             value: out.name,
             dims: out_node.shape.0.clone(),
             per_step,
+            classes: false,
         },
         params,
         consts: b.consts,
