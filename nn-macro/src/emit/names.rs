@@ -80,6 +80,7 @@ pub const RESERVED: &[&str] = &[
     "inputs",
     "targets",
     "B",
+    "at",
     "_",
 ];
 

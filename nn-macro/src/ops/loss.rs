@@ -370,25 +370,25 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
         Op::PickAxis(a, t, axis) => {
             let (ap, tp) = (ex.place(a), ex.place(t));
             let k = Literal::usize_unsuffixed(ex.g().nodes[t].shape.len());
-            let tk = tp.index(&quote!([k]));
+            let tk = tp.index(&quote!([i]));
             let v = if axis == 0 {
-                ap.index(&quote!([#tk][k]))
+                ap.index(&quote!([#tk][i]))
             } else {
-                ap.index(&quote!([k][#tk]))
+                ap.index(&quote!([i][#tk]))
             };
-            let body = Ex::put(mode, dest.index(&quote!([k])), v);
-            ex.out.push(quote!(for k in 0..#k { #body }));
+            let body = Ex::put(mode, dest.index(&quote!([i])), v);
+            ex.out.push(quote!(for i in 0..#k { #body }));
         }
         Op::OneHotAxis(t, dv, axis) => {
             let (tp, dp) = (ex.place(t), ex.place(dv));
             let k = Literal::usize_unsuffixed(ex.g().nodes[t].shape.len());
-            let (tk, dk) = (tp.index(&quote!([k])), dp.index(&quote!([k])));
+            let (tk, dk) = (tp.index(&quote!([i])), dp.index(&quote!([i])));
             let lhs = if axis == 0 {
-                dest.index(&quote!([#tk][k]))
+                dest.index(&quote!([#tk][i]))
             } else {
-                dest.index(&quote!([k][#tk]))
+                dest.index(&quote!([i][#tk]))
             };
-            ex.out.push(quote!(for k in 0..#k { #lhs += #dk; }));
+            ex.out.push(quote!(for i in 0..#k { #lhs += #dk; }));
         }
         _ => unreachable!("not a loss op"),
     }

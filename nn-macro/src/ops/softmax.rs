@@ -278,9 +278,9 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
             );
             ex.out.push(quote!(
                 for j in 0..B {
-                    let mut total = 0.0;
-                    for i in 0..#n { total += #di; }
-                    for i in 0..#n { #oi += #di - #yi.exp() * total; }
+                    let mut __nn_total = 0.0;
+                    for i in 0..#n { __nn_total += #di; }
+                    for i in 0..#n { #oi += #di - #yi.exp() * __nn_total; }
                 }
             ));
         }
@@ -297,12 +297,13 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
             let n = Literal::usize_unsuffixed(ex.g().nodes[a].shape.len());
             let (a0, ai) = (ap.index(&quote!([0][j])), ap.index(&quote!([i][j])));
             let lhs = dest.index(&quote!([j]));
+            // `__nn_` names: a binding called `m` or `s` must not be shadowed
             let v = quote!({
-                let mut m = #a0;
-                for i in 1..#n { m = m.max(#ai); }
-                let mut s = 0.0;
-                for i in 0..#n { s += (#ai - m).exp(); }
-                m + s.ln()
+                let mut __nn_m = #a0;
+                for i in 1..#n { __nn_m = __nn_m.max(#ai); }
+                let mut __nn_s = 0.0;
+                for i in 0..#n { __nn_s += (#ai - __nn_m).exp(); }
+                __nn_m + __nn_s.ln()
             });
             let body = Ex::put(mode, lhs, v);
             ex.out.push(quote!(for j in 0..B { #body }));
@@ -320,21 +321,22 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                 Literal::usize_unsuffixed(outer),
                 Literal::usize_unsuffixed(inner),
             );
+            // `i` and `j` are reserved, `__nn_` names cannot be a binding's
             let (a0, ai) = if axis == 0 {
-                (ap.index(&quote!([0][o])), ap.index(&quote!([i][o])))
+                (ap.index(&quote!([0][j])), ap.index(&quote!([i][j])))
             } else {
-                (ap.index(&quote!([o][0])), ap.index(&quote!([o][i])))
+                (ap.index(&quote!([j][0])), ap.index(&quote!([j][i])))
             };
-            let lhs = dest.index(&quote!([o]));
+            let lhs = dest.index(&quote!([j]));
             let v = quote!({
-                let mut m = #a0;
-                for i in 1..#inner { m = m.max(#ai); }
-                let mut s = 0.0;
-                for i in 0..#inner { s += (#ai - m).exp(); }
-                m + s.ln()
+                let mut __nn_m = #a0;
+                for i in 1..#inner { __nn_m = __nn_m.max(#ai); }
+                let mut __nn_s = 0.0;
+                for i in 0..#inner { __nn_s += (#ai - __nn_m).exp(); }
+                __nn_m + __nn_s.ln()
             });
             let body = Ex::put(mode, lhs, v);
-            ex.out.push(quote!(for o in 0..#outer { #body }));
+            ex.out.push(quote!(for j in 0..#outer { #body }));
         }
         Op::LogSumExp(a) => {
             let flat = crate::emit::flat_view(ex.place(a).borrow(), &ex.g().nodes[a].shape);
