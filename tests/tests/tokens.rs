@@ -121,3 +121,16 @@ fn the_trainer_reports_a_token_out_of_range_before_training() {
     assert!(matches!(err, TrainError::InvalidInput { sample: 5, .. }));
     assert_eq!(*net.params, *before);
 }
+
+#[test]
+fn the_gradient_check_reports_a_token_out_of_range() {
+    let mut net = TokenRnn::new(1);
+    let opts = nn_tests::f64_options();
+    let err =
+        nn_runtime::check_gradients(&mut net, &[0, 1, 2, 3, 8, 0], &[0; 6], opts).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "gradient check sample 0: class label 8 of `tok` at step 4 is not below its 7 classes; \
+         class indices must be in 0..7"
+    );
+}
