@@ -7,6 +7,9 @@
 //! operands, stored on the tape for the backward pass), so the adjoint is
 //! `d ⊙ mask`, the elementwise product's.
 //!
+//! The mask has no operands, so in a recurrent definition it is drawn once
+//! per sequence, before the time loop, and applied at every step.
+//!
 //! Each element's draw is a hash of the sample's seed, the dropout's index
 //! in the definition and the element's index (`nn_runtime::dropout`): no
 //! random stream is shared, so a sample's mask is the same whichever
@@ -54,13 +57,6 @@ fn lower_dropout(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered {
         }
     };
     let x = x?;
-    if cx.g.steps.is_some() {
-        cx.error(
-            Diagnostic::new(span, "`dropout` is not supported in a recurrent definition")
-                .with_help("use it in a feed-forward definition (without `steps`)"),
-        );
-        return Err(Reported);
-    }
     if p == 0.0 {
         return Ok(Value::Node(x));
     }
