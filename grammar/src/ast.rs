@@ -52,8 +52,11 @@ pub enum Statement {
         name: Ident,
         /// `Some(t)` for one value per time step.
         step: Option<Ident>,
-        /// Its shape (at one step).
+        /// Its shape (at one step); `[]` for a class index.
         shape: Shape,
+        /// `input tok: class[1000];`: a class index, and what it declares
+        /// (a [`TargetKind::Class`]).
+        class: Option<TargetKind>,
     },
     /// `target y[1];`, `target label: class[10];` or `target y[t][1];`
     Target {
@@ -116,12 +119,14 @@ pub enum Statement {
 pub enum TargetKind {
     /// Real values of a shape.
     Tensor(Shape),
-    /// A class index in `0..classes`.
+    /// A class index in `0..classes`, or a vector of `count` of them.
     Class {
         /// Number of classes.
         classes: usize,
         /// Where the count is written.
         span: Span,
+        /// `class[10][8]`: the vector's length, and where it is written.
+        count: Option<(usize, Span)>,
     },
 }
 

@@ -27,17 +27,21 @@ at the start of a file, as some editors write, counts as a space).*/
     ///`truncate 8;`: backpropagation through time cut every 8 steps.
     r#truncate_decl,
     /**`input x[64];` declares an input tensor with a static shape (none: a
-scalar); `input x[t][8];` one per time step.*/
+scalar), `input tok: class[1000];` a class index (a token, for
+`embedding`); `input x[t][8];` one per time step.*/
     r#input_decl,
-    /**`target y[1];` (a real-valued target) or `target label: class[10];` (a
-class index); `target y[t][1];` one per time step.*/
+    /**`target y[1];` (a real-valued target), `target label: class[10];` (a
+class index) or `target labels: class[10][8];` (8 of them); `target y[t][1];`
+one per time step.*/
     r#target_decl,
     ///`[t]` after a declared name: one value per time step.
     r#step_marker,
     ///`state h[32] = zeros;`: a value carried from each step to the next, with its initial value.
     r#state_decl,
-    ///`: class[10]`: a class index in `0..10`.
+    ///`: class[10]`: a class index in `0..10`; `: class[10][8]`: a vector of 8 of them.
     r#class_shape,
+    ///`[8]` after `class[10]`: how many class indices the vector holds.
+    r#class_count,
     ///`param w[4, 2] = xavier;` declares a trained parameter and its initialiser (no shape: a scalar).
     r#param_decl,
     ///`zeros`, `constant(0.1)`, `uniform(-0.1, 0.1)`, `normal(0, 0.01)`, `xavier`, `he`, ...
@@ -173,6 +177,7 @@ impl Rule {
             Rule::r#step_marker,
             Rule::r#state_decl,
             Rule::r#class_shape,
+            Rule::r#class_count,
             Rule::r#param_decl,
             Rule::r#init,
             Rule::r#output_decl,
@@ -496,7 +501,11 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                             })
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| {
-                                                state.optional(|state| { self::r#shape(state) })
+                                                state
+                                                    .optional(|state| {
+                                                        self::r#class_shape(state)
+                                                            .or_else(|state| { self::r#shape(state) })
+                                                    })
                                             })
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| { self::r#semi(state) })
@@ -616,6 +625,32 @@ impl ::pest::Parser<Rule> for NetworkParser {
                                             .and_then(|state| { self::r#kw_class(state) })
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| { self::r#lbracket(state) })
+                                            .and_then(|state| { super::hidden::skip(state) })
+                                            .and_then(|state| { self::r#dim(state) })
+                                            .and_then(|state| { super::hidden::skip(state) })
+                                            .and_then(|state| { self::r#rbracket(state) })
+                                            .and_then(|state| { super::hidden::skip(state) })
+                                            .and_then(|state| {
+                                                state.optional(|state| { self::r#class_count(state) })
+                                            })
+                                    })
+                            },
+                        )
+                }
+                #[inline]
+                #[allow(non_snake_case, unused_variables)]
+                pub fn r#class_count(
+                    state: ::std::boxed::Box<::pest::ParserState<'_, Rule>>,
+                ) -> ::pest::ParseResult<
+                    ::std::boxed::Box<::pest::ParserState<'_, Rule>>,
+                > {
+                    state
+                        .rule(
+                            Rule::r#class_count,
+                            |state| {
+                                state
+                                    .sequence(|state| {
+                                        self::r#lbracket(state)
                                             .and_then(|state| { super::hidden::skip(state) })
                                             .and_then(|state| { self::r#dim(state) })
                                             .and_then(|state| { super::hidden::skip(state) })
@@ -2250,6 +2285,7 @@ impl ::pest::Parser<Rule> for NetworkParser {
                     Rule::r#step_marker => rules::r#step_marker(state),
                     Rule::r#state_decl => rules::r#state_decl(state),
                     Rule::r#class_shape => rules::r#class_shape(state),
+                    Rule::r#class_count => rules::r#class_count(state),
                     Rule::r#param_decl => rules::r#param_decl(state),
                     Rule::r#init => rules::r#init(state),
                     Rule::r#output_decl => rules::r#output_decl(state),

@@ -118,19 +118,18 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
         Rule::input_decl => {
             let name = ident(next());
             let shape = optional_shape(shape_pair, &name)?;
-            Statement::Input { name, step, shape }
+            let class = class.map(class_kind).transpose()?;
+            Statement::Input {
+                name,
+                step,
+                shape,
+                class,
+            }
         }
         Rule::target_decl => {
             let name = ident(next());
             let kind = match class {
-                Some(kind) => {
-                    let dim = kind
-                        .into_inner()
-                        .find(|p| p.as_rule() == Rule::dim)
-                        .expect("grammar");
-                    let (classes, span) = dimension(dim)?;
-                    TargetKind::Class { classes, span }
-                }
+                Some(kind) => class_kind(kind)?,
                 None => TargetKind::Tensor(optional_shape(shape_pair, &name)?),
             };
             Statement::Target { name, step, kind }
@@ -165,6 +164,31 @@ fn statement(pair: Pair<Rule>) -> Result<Statement, Diagnostic> {
             value: expr(next())?.0,
         },
         other => unreachable!("not a statement: {other:?}"),
+    })
+}
+
+/// `: class[10]` or `: class[10][8]`.
+fn class_kind(kind: Pair<Rule>) -> Result<TargetKind, Diagnostic> {
+    let mut inner = kind.into_inner();
+    let dim = inner
+        .clone()
+        .find(|p| p.as_rule() == Rule::dim)
+        .expect("grammar");
+    let (classes, span) = dimension(dim)?;
+    let count = match inner.find(|p| p.as_rule() == Rule::class_count) {
+        Some(c) => {
+            let dim = c
+                .into_inner()
+                .find(|p| p.as_rule() == Rule::dim)
+                .expect("grammar");
+            Some(dimension(dim)?)
+        }
+        None => None,
+    };
+    Ok(TargetKind::Class {
+        classes,
+        span,
+        count,
     })
 }
 
@@ -632,6 +656,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         Rule::kw_class => "`class`",
         Rule::class_shape => "`: class[N]`",
+        Rule::class_count => "`[count]`",
         Rule::ident => "a name",
         Rule::shape => "a shape such as `[4]` or `[4, 2]`",
         Rule::dim => "a dimension (a positive integer)",

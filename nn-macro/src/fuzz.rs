@@ -522,6 +522,10 @@ const VOCAB: &[&str] = &[
     "99999999999999999999",
     "dense",
     "layer_norm",
+    "embedding",
+    "dropout",
+    "class",
+    "at",
     "mse",
     "sum",
     "mean",
@@ -670,6 +674,11 @@ mod tests {
          out[t] = dense(h[t], 2); loss = mean_steps(mse(out[t], y[t])) + sum(h[last]);",
         "steps 3; input x[t][2]; target y[1]; state h[3] = constant(0.5); h[t] = tanh(dense(concat(x[t], h[t-1]), 3)); \
          out = dense(h[last], 1); loss = mse(out, y);",
+        "input tok: class[7]; input x[3]; target label: class[4]; e = embedding(tok, 5); \
+         h = dropout(tanh(dense(x, 5) + e), 0.3); logits = dense(h, 4); loss = softmax_cross_entropy(logits, label);",
+        "steps 4; input tok[t]: class[6]; input x[3, 4]; target t: class[3][4]; param w[3, 3]; state h[3] = zeros; \
+         h[t] = tanh(dense(h[t-1], 3) + embedding(tok[t], 3)); z = w @ x + h[last]; \
+         loss = softmax_cross_entropy(z, t, 0) + sum(logsumexp(z, 1)) + sum(softmax(z, 0) * log_softmax(z, 1));",
     ];
 
     #[test]

@@ -93,12 +93,19 @@ mod tests {
                 .map(|_| rng.uniform(-1.5, 1.5))
                 .collect::<Vec<f64>>()
         };
-        let inputs = g.inputs.iter().map(|d| fill(d.shape.len(), rng)).collect();
+        let inputs = g
+            .inputs
+            .iter()
+            .map(|d| match d.classes {
+                Some(n) => vec![rng.below(n) as f64],
+                None => fill(d.shape.len(), rng),
+            })
+            .collect();
         let targets = g
             .targets
             .iter()
             .map(|d| match d.classes {
-                Some(n) => vec![rng.below(n) as f64],
+                Some(n) => (0..d.shape.len()).map(|_| rng.below(n) as f64).collect(),
                 None => fill(d.shape.len(), rng),
             })
             .collect();
@@ -163,6 +170,16 @@ mod tests {
              loss = sum(max_pool2d(h, 2, 1) * avg_pool2d(h, 2, padding = 1)); output h;",
             "input x[2, 6, 5]; h = conv2d(x, 2, 2); loss = sum(global_avg_pool(h) ^ 2) + sum(reshape(h, 2, 20) ^ 2); output h;",
             "input x[2, 9]; h = conv1d(x, 2, 2); loss = sum(max_pool1d(h * h, 3, 2)) + sum(avg_pool1d(h, 2, padding = 1) ^ 2); output h;",
+            // the softmax family along each axis of a matrix, and the cross-entropies
+            // of a matrix of logits against a class per column or row, or distributions
+            "param w[3, 4]; input x[3, 4]; input u[4]; input r[3]; loss = sum(log_softmax(w, 0) * x) + sum(softmax(w * x, 1) * x) + sum(logsumexp(w, 0) * u) + sum(logsumexp(w * x, 1) * r);",
+            "param w[4, 3]; input x[3, 5]; target t: class[4][5]; loss = softmax_cross_entropy(w @ x, t, 0);",
+            "param w[5, 3]; input x[3, 4]; target t: class[5][4]; loss = cross_entropy(transpose(w @ x), t, 1);",
+            // dropout: the interpreter runs inference, where it is the identity
+            "input x[4]; param w[4]; target y[4]; loss = mse(dropout(w * x, 0.5) + w, y);",
+            // an embedding, a token's row of its weight
+            "input tok: class[5]; input x[3]; target y[2]; h = embedding(tok, 3); loss = mse(dense(tanh(h) * x, 2), y);",
+            "param w[4, 3]; input x[3, 5]; target t[4, 5]; loss = softmax_cross_entropy(w @ x, softmax(t, 0), 0) + softmax_cross_entropy(transpose(w @ x), transpose(softmax(t, 0)), 1);",
         ];
         for def in cases {
             check(def, &mut rng);

@@ -149,6 +149,25 @@ pub enum Op {
     SumRows(NodeId),
     /// `ln Σ exp(a)`, computed stably: any shape -> `[]`.
     LogSumExp(NodeId),
+    /// `ln Σ exp(a)` along an axis of a matrix, each column (axis 0:
+    /// `[m, n] -> [n]`) or row (axis 1: `[m, n] -> [m]`) shifted by its own
+    /// maximum.
+    LogSumExpAxis(NodeId, usize),
+    /// One element of each column (axis 0: `out[j] = a[t[j]][j]`, `t` a
+    /// class vector `[n]`) or row (axis 1: `out[i] = a[i][t[i]]`, `t: [m]`)
+    /// of a matrix `a`, at class indices.
+    PickAxis(NodeId, NodeId, usize),
+    /// `d` placed at the class indices `t` along the axis, zero elsewhere
+    /// (the adjoint of `PickAxis`): `class [n], [n] -> [m, n]` (axis 0).
+    OneHotAxis(NodeId, NodeId, usize),
+    /// Row `t` of a matrix, `t` a class index: `[n, k], class -> [k]`.
+    Gather(NodeId, NodeId),
+    /// `d` placed in row `t` of zeros (the adjoint of `Gather`): `class, [k] -> [n, k]`.
+    Scatter(NodeId, NodeId),
+    /// The mask of the k-th `dropout` of the definition, with drop
+    /// probability `p` (its bits): `1 / (1 - p)` or 0 per element in a
+    /// training pass, 1 elsewhere; a per-sample value with no operands.
+    DropoutMask(usize, u64),
     /// `√(Σ a²)`, computed scaled by `max |a|` so that it neither overflows
     /// nor underflows where the result is representable: any shape -> `[]`.
     Norm(NodeId),
@@ -218,6 +237,7 @@ macro_rules! each_operand {
             | Op::Tangent(_)
             | Op::Seed
             | Op::StatePrev(_)
+            | Op::DropoutMask(..)
             | Op::Carry(_) => {}
             Op::Map { args, .. } | Op::AddN(args) => {
                 for $a in args {
@@ -232,6 +252,7 @@ macro_rules! each_operand {
             | Op::Norm($a)
             | Op::Transpose($a)
             | Op::Slice($a, _)
+            | Op::LogSumExpAxis($a, _)
             | Op::StepSum($a)
             | Op::Last($a)
             | Op::EachStep($a)
@@ -257,6 +278,10 @@ macro_rules! each_operand {
             | Op::ConvWeight(x, y, _)
             | Op::MaxPoolGrad(x, y, _)
             | Op::MaxPoolPick(x, y, _)
+            | Op::PickAxis(x, y, _)
+            | Op::Gather(x, y)
+            | Op::Scatter(x, y)
+            | Op::OneHotAxis(x, y, _)
             | Op::LogSoftmaxGrad(x, y) => {
                 for $a in [x, y] {
                     $body;
@@ -380,6 +405,12 @@ impl Op {
             Op::Concat(..) => "concat",
             Op::SumRows(_) => "sum_rows",
             Op::LogSumExp(_) => "logsumexp",
+            Op::LogSumExpAxis(..) => "logsumexp_axis",
+            Op::PickAxis(..) => "pick_axis",
+            Op::OneHotAxis(..) => "one_hot_axis",
+            Op::Gather(..) => "gather",
+            Op::Scatter(..) => "scatter",
+            Op::DropoutMask(..) => "dropout_mask",
             Op::Norm(_) => "norm",
             Op::StatePrev(_) => "prev",
             Op::StepSum(_) => "step_sum",
@@ -430,9 +461,9 @@ pub struct Node {
 pub struct TensorDecl {
     /// Name as declared.
     pub name: String,
-    /// Shape (for a class target, `[]`).
+    /// Shape (for a class target, `[]`; for a vector of class indices, `[k]`).
     pub shape: Shape,
-    /// `Some(n)` for a class-index target in `0..n`.
+    /// `Some(n)` for a class-index target in `0..n` (or a vector of them).
     pub classes: Option<usize>,
     /// One value per time step (a sequence), of `shape` each.
     pub per_step: bool,
@@ -510,6 +541,9 @@ pub struct ParamDecl {
 pub enum Metric {
     /// argmax of the output against a class-index target.
     ArgmaxClass,
+    /// A matrix output against a vector of class indices: the argmax of
+    /// every column (axis 0) or row (axis 1) equals its class.
+    ArgmaxClassAxis(usize),
     /// argmax of the output against the argmax of a (one-hot) target vector.
     ArgmaxVector,
     /// A single output thresholded at `threshold` against a 0/1 target.
@@ -607,7 +641,7 @@ impl Graph {
             let mut changed = false;
             for (id, node) in self.nodes.iter().enumerate() {
                 let v = match &node.op {
-                    Op::Input(_) | Op::Target(_) => true,
+                    Op::Input(_) | Op::Target(_) | Op::DropoutMask(..) => true,
                     Op::BatchSum(_) => false,
                     Op::StatePrev(k) | Op::Carry(k) => b[self.states[*k].update],
                     op => op.args().iter().any(|&a| b[a]),

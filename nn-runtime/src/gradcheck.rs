@@ -111,6 +111,19 @@ pub enum GradCheckError {
         #[source]
         error: TargetError,
     },
+    /// A sample's class-index input (a token) does not fit the network
+    /// ([`Network::check_input`]).
+    #[error(
+        "gradient check sample {sample}: {error}; class indices must be in 0..{}",
+        error.classes
+    )]
+    InvalidInput {
+        /// 0-based index of the sample.
+        sample: usize,
+        /// Which input and index are wrong.
+        #[source]
+        error: TargetError,
+    },
 }
 
 /// The element with the largest relative error.
@@ -301,6 +314,9 @@ pub fn check_gradients_batch<N: Network>(
     }
     for (sample, target) in targets.iter().enumerate() {
         N::check_target(target).map_err(|error| GradCheckError::InvalidTarget { sample, error })?;
+    }
+    for (sample, input) in inputs.iter().enumerate() {
+        N::check_input(input).map_err(|error| GradCheckError::InvalidInput { sample, error })?;
     }
     let mut tape = N::new_tape();
     let total_loss = |net: &N, tape: &mut N::Tape| -> f64 {

@@ -36,6 +36,7 @@ pub mod activation;
 pub mod checkpoint;
 #[cfg(feature = "alloc")]
 pub mod data;
+pub mod dropout;
 pub mod float;
 #[cfg(feature = "train")]
 pub mod gradcheck;
@@ -127,6 +128,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::activation::Activations;
+    pub use crate::dropout;
     pub use crate::float::Float;
     pub use crate::init::Init;
     pub use crate::kernels;

@@ -6,9 +6,10 @@ use crate::float::Float;
 use alloc::boxed::Box;
 use core::fmt;
 
-/// A target that does not fit the network's declaration: a class index at or
-/// above the class count of a `target label: class[n]` (indexing with it
-/// would read outside the network's arrays).
+/// A target (or a class-index input) that does not fit the network's
+/// declaration: a class index at or above the class count of a `target
+/// label: class[n]` or an `input tok: class[n]` (indexing with it would read
+/// outside the network's arrays).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetError {
     /// The target's name in the definition (`label`).
@@ -16,6 +17,9 @@ pub struct TargetError {
     /// For a per-step target (`label[t]`), the step `t` (0-based, the index
     /// into the target's array); `None` for a target of the whole sample.
     pub step: Option<usize>,
+    /// For a vector of class indices (`target labels: class[n][k]`), the
+    /// position of the one found in it; `None` for a single class index.
+    pub position: Option<usize>,
     /// The class index found.
     pub value: usize,
     /// The number of classes declared.
@@ -25,6 +29,9 @@ pub struct TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "class label {} of `{}`", self.value, self.target)?;
+        if let Some(position) = self.position {
+            write!(f, " at position {position}")?;
+        }
         if let Some(step) = self.step {
             write!(f, " at step {step}")?;
         }
@@ -229,6 +236,37 @@ pub trait Network: Sized + Send + Sync {
         None
     }
 
+    /// Switches the dropout of `forward` with this tape on or off (networks
+    /// without `dropout` ignore it). `Some(seed)`: the training mode, every
+    /// `dropout(x, p)` zeroes each element with probability `p` and scales
+    /// the rest by `1 / (1 - p)`, the mask drawn from `seed` (the sample's
+    /// seed: the same seed, the same mask; the trainer passes
+    /// [`dropout::sample_seed`](crate::dropout::sample_seed)`(step_seed, i)`
+    /// for sample `i`). `None`: dropout is the identity (inference), the
+    /// mode of a new tape. `predict` never applies dropout.
+    fn set_dropout(tape: &mut Self::Tape, seed: Option<u64>) {
+        let _ = (tape, seed);
+    }
+
+    /// [`set_dropout`](Network::set_dropout) for the batched passes'
+    /// workspace: with `Some(step_seed)` the sample at index `i` of the data
+    /// gets the mask `forward` would draw from `sample_seed(step_seed, i)`.
+    fn set_dropout_batch(work: &mut Self::BatchWork, seed: Option<u64>) {
+        let _ = (work, seed);
+    }
+
+    /// Checks one input against the network's declaration: a class-index
+    /// input (`input tok: class[n];`, a token for `embedding`) must be below
+    /// its class count ([`TargetError`] names the input, and the step of a
+    /// sequence). The trainer checks every input with it before training;
+    /// `forward` and `predict` index the embedding's weight with the token
+    /// as given, so an index out of range there panics (as a class target's
+    /// does in `forward`).
+    fn check_input(input: &Self::Input) -> Result<(), TargetError> {
+        let _ = input;
+        Ok(())
+    }
+
     /// Checks one target against the network's declaration (a class index must be below its class count).
     fn check_target(target: &Self::Target) -> Result<(), TargetError> {
         let _ = target;
@@ -394,6 +432,7 @@ mod tests {
         let e = TargetError {
             target: "label",
             step: None,
+            position: None,
             value: 12,
             classes: 10,
         };
@@ -405,6 +444,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "class label 12 of `label` at step 4 is not below its 10 classes"
+        );
+        let e = TargetError {
+            step: None,
+            position: Some(3),
+            ..e
+        };
+        assert_eq!(
+            e.to_string(),
+            "class label 12 of `label` at position 3 is not below its 10 classes"
         );
         let _: &dyn core::error::Error = &e;
     }

@@ -149,6 +149,9 @@ pub struct Io {
     pub dims: &'static [usize],
     /// One value per time step.
     pub per_step: bool,
+    /// Class indices (an `int64` tensor: the tokens of `embedding`), not
+    /// values of the network's dtype.
+    pub classes: bool,
 }
 
 /// A constant.
@@ -632,6 +635,7 @@ mod export {
 
     /// A `ValueInfoProto`: a tensor of `elem` shaped `[N, (T,) dims...]`.
     fn value_info(io: &Io, steps: usize, elem: i64) -> Vec<u8> {
+        let elem = if io.classes { INT64 } else { elem };
         let mut shape = Vec::new();
         let mut n = Vec::new();
         string(&mut n, 2, "N");
@@ -753,12 +757,14 @@ mod tests {
             value: "x",
             dims: &[2],
             per_step: true,
+            classes: false,
         }],
         output: Io {
             name: "out",
             value: "h",
             dims: &[2],
             per_step: true,
+            classes: false,
         },
         params: &[],
         consts: &[],

@@ -238,6 +238,7 @@ impl Network for Softmax3 {
             Err(TargetError {
                 target: "label",
                 step: None,
+                position: None,
                 value: *label,
                 classes: 3,
             })
@@ -336,6 +337,7 @@ impl Network for SeqSoftmax3 {
                 return Err(TargetError {
                     target: "label",
                     step: Some(t),
+                    position: None,
                     value: label,
                     classes: 3,
                 });

@@ -51,6 +51,7 @@
 
 use crate::checkpoint;
 use crate::data::Dataset;
+use crate::dropout::sample_seed;
 use crate::float::Float;
 use crate::gradcheck::locate_param;
 use crate::log::MetricsLog;
@@ -327,6 +328,22 @@ pub enum TrainError {
         #[source]
         error: TargetError,
     },
+    /// A sample's class-index input (a token for `embedding`) is at or
+    /// above its class count; found before training starts.
+    #[error(
+        "{set} sample {sample}: {error}; class indices must be in 0..{} \
+         (fix the data, or declare more classes)",
+        error.classes
+    )]
+    InvalidInput {
+        /// `"training"`, `"validation"` or `"evaluation"`.
+        set: &'static str,
+        /// 0-based index of the sample in that set.
+        sample: usize,
+        /// Which input and index are wrong.
+        #[source]
+        error: TargetError,
+    },
     /// A sample's input has a NaN or infinite element; found before
     /// training starts.
     #[error(
@@ -575,6 +592,7 @@ impl<N: Network> Scratch<N> {
 /// The blocks `range` of `blocks` over the batch `order` (indices into
 /// `data`): forward and backward passes, the gradients added into `grads`,
 /// the losses and correct counts into the part's sums; allocates nothing.
+#[allow(clippy::too_many_arguments)]
 fn train_part<N: Network>(
     net: &N,
     data: &Dataset<N::Input, N::Target>,
@@ -583,6 +601,7 @@ fn train_part<N: Network>(
     range: core::ops::Range<usize>,
     part: &mut Part<N>,
     grads: &mut N::Params,
+    step_seed: u64,
 ) {
     let Part { scratch: s, stats } = part;
     for b in range {
@@ -594,6 +613,7 @@ fn train_part<N: Network>(
                 .work
                 .as_deref_mut()
                 .expect("a workspace on the batched path");
+            N::set_dropout_batch(work, Some(step_seed));
             let (losses, correct) = (&mut s.losses[..w], &mut s.correct[..w]);
             net.train_block(
                 &data.inputs,
@@ -610,6 +630,7 @@ fn train_part<N: Network>(
         } else {
             for &i in idx {
                 let (x, y) = (&data.inputs[i], &data.targets[i]);
+                N::set_dropout(&mut s.tape, Some(sample_seed(step_seed, i)));
                 let loss = net.forward(x, y, &mut s.tape);
                 stats.record(i, loss, correct_after_forward(net, x, y, &s.tape));
                 net.backward(&s.tape, grads);
@@ -638,6 +659,7 @@ fn eval_part<N: Network>(
                 .as_deref_mut()
                 .expect("a workspace on the batched path");
             let (losses, correct) = (&mut s.losses[..w], &mut s.correct[..w]);
+            N::set_dropout_batch(work, None);
             // The block's samples are consecutive: pass them as a slice of
             // their own, indexed 0..w.
             net.eval_block(
@@ -652,6 +674,7 @@ fn eval_part<N: Network>(
                 stats.record(i, loss, ok);
             }
         } else {
+            N::set_dropout(&mut s.tape, None);
             for i in positions {
                 let (x, y) = (&data.inputs[i], &data.targets[i]);
                 let loss = net.forward(x, y, &mut s.tape);
@@ -684,8 +707,9 @@ fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), Train
     Ok(())
 }
 
-/// Every input of `data` finite ([`Network::non_finite_input`]) and every
-/// target through [`Network::check_target`].
+/// Every input of `data` finite ([`Network::non_finite_input`]) and its
+/// class indices in range ([`Network::check_input`]), and every target
+/// through [`Network::check_target`].
 fn check_samples<N: Network>(
     data: &Dataset<N::Input, N::Target>,
     set: &'static str,
@@ -699,6 +723,7 @@ fn check_samples<N: Network>(
                 index,
             });
         }
+        N::check_input(input).map_err(|error| TrainError::InvalidInput { set, sample, error })?;
     }
     for (sample, target) in data.targets.iter().enumerate() {
         N::check_target(target).map_err(|error| TrainError::InvalidTarget {
@@ -1443,6 +1468,8 @@ where
             // The batch's blocks, dealt to `parts` parts: a function of the
             // batch length and the settings only (never of the threads).
             let blocks = Blocks::new(self.widths, len);
+            // dropout masks: a function of the seed, the step and the sample
+            let step_seed = sample_seed(self.trainer.seed, self.step);
             let count = blocks.count();
             let parts = k.min(count);
             let net: &N = self.net;
@@ -1455,7 +1482,7 @@ where
                     p.stats = ChunkStats::default();
                     grads.fill_zero();
                     let range = part(count, parts, c);
-                    train_part(net, train, indices, blocks, range, p, grads);
+                    train_part(net, train, indices, blocks, range, p, grads, step_seed);
                 },
             );
             let used = &self.parts[..parts];
@@ -2223,6 +2250,7 @@ mod tests {
                 } if *error == TargetError {
                     target: "label",
                     step: None,
+                    position: None,
                     value: 7,
                     classes: 3
                 }

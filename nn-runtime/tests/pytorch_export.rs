@@ -274,3 +274,42 @@ fn convolutions_and_pooling() {
         .collect();
     compare::<Convolutional>("convolutional", samples, |o| o.to_vec());
 }
+
+/// Tokens and matrices of logits: an embedding added to each column, the
+/// softmax family along both axes, and the cross-entropy of a class per
+/// column.
+#[network {
+    dtype f64;
+    input tok: class[6]; input x[3, 4]; target t: class[5][4];
+    param w[5, 3] = xavier;
+    e = embedding(tok, 5);
+    z = w @ x + e;
+    p = softmax(z, 0) + log_softmax(z, 1) / 4 + logsumexp(z, 1);
+    output p;
+    loss = softmax_cross_entropy(z, t, 0) + sum(logsumexp(z, 0)) / 10;
+}]
+pub struct Tokens;
+
+#[test]
+fn tokens_and_softmax_along_an_axis() {
+    check_module("tokens", Tokens::PYTORCH_MODULE);
+    let e = Expected::load("tokens");
+    let toks = e.f64s("input.tok");
+    let xs: Vec<[[f64; 4]; 3]> = e
+        .f64s("input.x")
+        .chunks_exact(12)
+        .map(|c| std::array::from_fn(|i| c[i * 4..i * 4 + 4].try_into().unwrap()))
+        .collect();
+    let ts: Vec<[usize; 4]> = e
+        .f64s("target.t")
+        .chunks_exact(4)
+        .map(|c| std::array::from_fn(|i| c[i] as usize))
+        .collect();
+    let samples = toks
+        .iter()
+        .zip(xs)
+        .zip(ts)
+        .map(|((&k, x), t)| ((k as usize, x), t))
+        .collect();
+    compare::<Tokens>("tokens", samples, |o| o.as_flattened().to_vec());
+}

@@ -90,6 +90,30 @@ fn nn_layer_norm() {
     }
 }
 
+/// `nn.Embedding(10, 4)`, tanh, `nn.Linear(4, 3)`: the state dict's names
+/// are the network's (`e.weight`, `out.weight`, `out.bias`).
+#[network {
+    input tok: class[10]; target y[3];
+    e = embedding(tok, 4);
+    out = dense(tanh(e), 3);
+    loss = mse(out, y);
+}]
+pub struct Embedded;
+
+#[test]
+fn nn_embedding() {
+    let mut net = Embedded::new(0);
+    load_renamed(&mut net, fixture("embedding.safetensors"), |k| {
+        Some(k.to_owned())
+    })
+    .unwrap();
+    let (tokens, y) = io("embedding");
+    assert_eq!(tokens.len(), 10);
+    for (&tok, y) in tokens.iter().zip(y.chunks_exact(3)) {
+        assert_close(&net.predict(&(tok as usize)), y, "nn.Embedding");
+    }
+}
+
 /// The state dict's names: `rnn.weight_ih_l0` -> `weight_ih_l0`, `head.` -> `out.`.
 fn recurrent_names(k: &str) -> Option<String> {
     Some(

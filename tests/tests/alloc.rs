@@ -255,6 +255,73 @@ fn conv_net_hot_path_does_not_allocate() {
     );
 }
 
+#[network {
+    input  tok: class[100];
+    input  x[4];
+    target label: class[3];
+    e    = embedding(tok, 16);
+    h    = tanh(dense(x, 16) + e);
+    out  = dense(h, 3);
+    loss = softmax_cross_entropy(out, label);
+}]
+pub struct Embedded;
+
+#[test]
+fn embedding_hot_path_does_not_allocate() {
+    let mut net = Embedded::new(3);
+    let inputs: Vec<(usize, [f32; 4])> = (0..8)
+        .map(|i| {
+            (
+                (i * 37) % 100,
+                core::array::from_fn(|k| (i + k) as f32 / 10.0),
+            )
+        })
+        .collect();
+    let targets: Vec<usize> = (0..8).map(|i| i % 3).collect();
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "Embedded: {what} allocated {n} times");
+    }
+    assert_ne!(
+        net.params().as_slice(),
+        Embedded::new(3).params().as_slice()
+    );
+}
+
+#[network {
+    input  x[8];
+    target y[2];
+    h    = dropout(relu(dense(x, 32)), 0.25);
+    out  = dense(h, 2);
+    loss = mse(out, y);
+}]
+pub struct Dropped;
+
+#[test]
+fn dropout_hot_path_does_not_allocate() {
+    let mut net = Dropped::new(3);
+    let inputs: Vec<[f32; 8]> = (0..8)
+        .map(|i| core::array::from_fn(|k| ((i * 3 + k) % 7) as f32 / 7.0))
+        .collect();
+    let targets: Vec<[f32; 2]> = (0..8).map(|i| [i as f32 / 8.0, 0.5]).collect();
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "Dropped: {what} allocated {n} times");
+    }
+    // and with dropout on, as the Trainer runs it
+    let mut tape = Dropped::new_tape();
+    let mut grads = Dropped::new_grads();
+    let ((), n) = allocations(|| {
+        for (i, (x, y)) in inputs.iter().zip(&targets).enumerate() {
+            Dropped::set_dropout(&mut tape, Some(nn_runtime::dropout::sample_seed(1, i)));
+            black_box(net.forward(x, y, &mut tape));
+            net.backward(&tape, &mut grads);
+        }
+    });
+    assert_eq!(n, 0, "training passes with dropout allocated {n} times");
+    assert!(tape.h_mask.contains(&0.0));
+}
+
 /// `input_gradient` and `hvp` keep every intermediate on the stack.
 #[test]
 fn input_gradient_and_hvp_do_not_allocate() {

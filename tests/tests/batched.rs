@@ -234,3 +234,20 @@ fn convolutions_and_poolings_batch_equal_per_sample() {
     );
     blocks_equal_per_sample::<Image>(&images);
 }
+
+// an embedding: each sample's token picks its row; the weight's gradient
+// adds each sample's adjoint into its own token's row (two samples may share one)
+#[network { dtype f64; input tok: class[5]; input x[3]; target y[2];
+    e = embedding(tok, 4);
+    h = tanh(dense(x, 4)) * e + e;
+    out = dense(h, 2);
+    loss = mse(out, y); }]
+pub struct Embedded;
+
+#[test]
+fn embedding_batch_equals_per_sample() {
+    same_as_per_sample!(Embedded, 7, |r: &mut Rng| (
+        (r.below(5), random::<3>(r)),
+        random::<2>(r)
+    ));
+}

@@ -341,3 +341,31 @@ fn hvp_is_the_derivative_of_the_gradient_along_v() {
     out = dense(flatten(p), 4) + dense(global_avg_pool(reshape(h, 3, 7)), 4);
     loss = mse(out, y); }]
 pub struct Convolutional;
+
+// An embedding, dropout (the identity here: `hvp` and a new tape are
+// inference) and the softmax family along an axis, in `hvp`.
+#[network { dtype f64; input tok: class[5]; input x[4]; target t: class[3][4];
+    param w[3, 3] = normal(0, 1);
+    e = embedding(tok, 3);
+    z = w @ outer(tanh(dropout(e, 0.3)), x);
+    loss = softmax_cross_entropy(z, t, 0) + sum(logsumexp(z * z, 1)) / 5; }]
+pub struct TokensAndAxes;
+
+#[test]
+fn hvp_through_an_embedding_and_softmax_along_an_axis() {
+    let (input, target) = ((3, X4), [2, 0, 1, 2]);
+    check_hvp::<TokensAndAxes>(input, target, |n, v, out| n.hvp(&input, &target, v, out));
+}
+
+// The softmax family along an axis inside `grad`, differentiated again.
+#[network { dtype f64; input x[4]; target y[4]; param u[3]; param c[3, 4];
+    m = outer(u, x);
+    e = sum(softmax(m, 0) * c) + sum(logsumexp(m, 1)) + sum(log_softmax(m * c, 1) * c);
+    out = m;
+    loss = mse(grad(e, x), y); }]
+pub struct SoftmaxAxesInGrad;
+
+#[test]
+fn softmax_along_an_axis_inside_grad() {
+    check::<SoftmaxAxesInGrad>(X4, Y4);
+}

@@ -193,3 +193,116 @@ fn layer_norm() {
         ]
     );
 }
+
+// The softmax family along an axis of a matrix: a distribution over each
+// column (axis 0) or row (axis 1), and the cross-entropy of a matrix of
+// logits against a class index per column or per row.
+#[network { dtype f64; input x[3, 4]; target y[4]; param w[3, 3];
+    z = w @ x;
+    out = sum(softmax(z, 0) * x + log_softmax(z, 1) / 4, 0) + logsumexp(z, 0) / 10;
+    loss = mse(out, y) + sum(logsumexp(z * x, 1)) / 7; }]
+pub struct SoftmaxAxes;
+
+#[test]
+fn softmax_log_softmax_logsumexp_along_an_axis() {
+    let x = [
+        [0.7, -1.3, 0.4, 2.1],
+        [0.2, 0.5, -0.9, 1.1],
+        [-0.4, 1.6, 0.3, -0.8],
+    ];
+    check::<SoftmaxAxes>(x, [0.3, -0.8, 0.5, 0.1]);
+}
+
+#[network { dtype f64; input x[3, 4]; target t: class[5][4]; param w[5, 3] = normal(0, 1);
+    z = w @ x;
+    loss = softmax_cross_entropy(z, t, 0); }]
+pub struct CrossEntropyPerColumn;
+
+#[network { dtype f64; input x[3, 4]; target t: class[5][4]; param w[5, 3] = normal(0, 1);
+    z = transpose(w @ x);
+    loss = cross_entropy(z, t, 1); }]
+pub struct CrossEntropyPerRow;
+
+#[test]
+fn cross_entropy_of_a_class_per_column_or_row() {
+    let x = [
+        [0.7, -1.3, 0.4, 2.1],
+        [0.2, 0.5, -0.9, 1.1],
+        [-0.4, 1.6, 0.3, -0.8],
+    ];
+    check::<CrossEntropyPerColumn>(x, [4, 0, 2, 1]);
+    check::<CrossEntropyPerRow>(x, [4, 0, 2, 1]);
+    // the same loss either way: the mean of the columns' cross-entropies,
+    // each what the vector form gives
+    let (a, mut b) = (CrossEntropyPerColumn::new(3), CrossEntropyPerRow::new(3));
+    b.params.w = a.params.w;
+    let la = a.forward(&x, &[4, 0, 2, 1], &mut CrossEntropyPerColumn::new_tape());
+    let lb = b.forward(&x, &[4, 0, 2, 1], &mut CrossEntropyPerRow::new_tape());
+    assert!((la - lb).abs() < 1e-12, "{la} vs {lb}");
+    let z = a.params.predict(&x);
+    let mut expected = 0.0;
+    for (j, &c) in [4usize, 0, 2, 1].iter().enumerate() {
+        let col: Vec<f64> = (0..5).map(|i| z[i][j]).collect();
+        let m = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + col.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        expected += (lse - col[c]) / 4.0;
+    }
+    assert!((la - expected).abs() < 1e-12, "{la} vs {expected}");
+    // a class index out of range is a target error naming its position
+    let e = CrossEntropyPerColumn::check_target(&[4, 0, 5, 1]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "class label 5 of `t` at position 2 is not below its 5 classes"
+    );
+    // accuracy: every column's argmax must be its class
+    let best: Vec<usize> = (0..4)
+        .map(|j| (0..5).max_by(|&p, &q| z[p][j].total_cmp(&z[q][j])).unwrap())
+        .collect();
+    let best: [usize; 4] = best.try_into().unwrap();
+    assert!(
+        CrossEntropyPerColumn::is_correct(&z, &best),
+        "{z:?} {best:?}"
+    );
+    let mut wrong = best;
+    wrong[3] = (wrong[3] + 1) % 5;
+    assert!(!CrossEntropyPerColumn::is_correct(&z, &wrong));
+}
+
+// embedding: the token's row of `e.weight`, the only row with a gradient
+#[network { dtype f64; input tok: class[6]; input x[3]; target y[2];
+    e = embedding(tok, 3);
+    out = dense(tanh(e) * x + e, 2);
+    loss = mse(out, y); }]
+pub struct Embedded;
+
+#[test]
+fn embedding() {
+    let x = [0.7, -1.3, 0.4];
+    check::<Embedded>((4, x), [0.3, -0.8]);
+    let names = Embedded::PARAM_INFO
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>();
+    assert_eq!(names, ["e.weight", "out.weight", "out.bias"]);
+    assert_eq!(Embedded::PARAM_INFO[0].shape, &[6, 3]);
+    // the forward pass reads row `tok`; the gradient is zero outside it
+    let net = Embedded::new(5);
+    let mut tape = Embedded::new_tape();
+    let mut grads = Embedded::new_grads();
+    net.forward(&(4, x), &[0.3, -0.8], &mut tape);
+    net.backward(&tape, &mut grads);
+    for (r, row) in grads.e_weight.iter().enumerate() {
+        assert_eq!(r == 4, row.iter().any(|&g| g != 0.0), "row {r}: {row:?}");
+    }
+    // N(0, 1) initial rows, as PyTorch's `nn.Embedding`
+    let big = Embedded::new(1);
+    let w = big.params.e_weight.as_flattened();
+    let mean = w.iter().sum::<f64>() / w.len() as f64;
+    assert!(mean.abs() < 1.0 && w.iter().any(|v| v.abs() > 0.5), "{w:?}");
+    // a token out of range is an input error naming it
+    assert_eq!(
+        Embedded::check_input(&(6, x)).unwrap_err().to_string(),
+        "class label 6 of `tok` is not below its 6 classes"
+    );
+    assert!(Embedded::check_input(&(5, x)).is_ok());
+}

@@ -77,9 +77,52 @@ mod hostile {
         loss = mean_steps(mse(out[t], y[t]));
     }]
     pub struct Rnn;
+
+    /// Bindings named like the locals of the generated reductions and the
+    /// batched passes' sample index (`m`, `s`, `total`, `at`), with an
+    /// embedding, dropout, norms and the softmax family.
+    #[network {
+        input tok: class[5]; input x[3]; target y[2];
+        m = dense(x, 4) + embedding(tok, 4); s = norm(m); total = log_softmax(m);
+        at = dropout(tanh(m * s + total), 0.2) + logsumexp(m);
+        out = dense(at, 2);
+        loss = mse(out, y) + softmax_cross_entropy(at, softmax(m));
+    }]
+    pub struct Locals;
+
+    /// The same names around the softmax family along an axis (per sample).
+    #[network {
+        input x[3]; target y[2]; param w[4];
+        m = outer(w, x); s = sum(logsumexp(m, 0)) + sum(softmax(m, 1));
+        total = log_softmax(transpose(m), 0);
+        out = dense(sum(total, 0), 2) * s;
+        loss = mse(out, y);
+    }]
+    pub struct AxisLocals;
 }
 
-use hostile::{Classifier, Keywords, Mlp, Rnn};
+use hostile::{AxisLocals, Classifier, Keywords, Locals, Mlp, Rnn};
+
+#[test]
+fn bindings_named_like_generated_locals_are_not_shadowed() {
+    let n = Locals::new(1);
+    let x = (2, [0.1, -0.2, 0.3]);
+    let y = [0.5, -0.5];
+    let mut tp = Locals::new_tape();
+    tp.set_dropout(Some(3));
+    let l = n.forward(&x, &y, &mut tp);
+    let mut g = Locals::new_grads();
+    n.backward(&tp, &mut g);
+    let mut bt = Locals::new_batch_tape::<2>();
+    bt.set_dropout(Some(4));
+    let lb = n.forward_batch(&[x; 2], &[y; 2], &mut bt);
+    n.backward_batch(&mut bt, &mut g);
+    assert!(l.is_finite() && lb.is_finite());
+    assert_eq!(n.predict(&x), n.predict(&x));
+    let a = AxisLocals::new(2);
+    let mut tp = AxisLocals::new_tape();
+    assert!(a.forward(&[0.1, 0.2, 0.3], &y, &mut tp).is_finite());
+}
 
 #[test]
 fn networks_compile_and_run_beside_hostile_items() {

@@ -269,6 +269,24 @@ fn softmax_log_softmax() {
     check(&trained::<LogSoftmax>(4), "log_softmax", 6, 4);
 }
 
+// the softmax family along each axis of a per-sample matrix of logits
+#[network {
+    input x[3, 4];
+    target t: class[5][4];
+    param w[5, 3] = xavier;
+    param v[5, 5] = xavier;
+    z = w @ x;
+    p = softmax(z, 0) + log_softmax(v @ z, 1) / 3 + sum(logsumexp(z, 0)) + logsumexp(tanh(z), 1);
+    output p;
+    loss = softmax_cross_entropy(z, t, 0);
+}]
+pub struct SoftmaxAxes;
+
+#[test]
+fn softmax_family_along_an_axis() {
+    check(&trained::<SoftmaxAxes>(5), "softmax_axes", 6, 5);
+}
+
 #[test]
 fn layer_norm() {
     check(&trained::<LayerNormed>(5), "layer_norm", 6, 5);
@@ -605,6 +623,133 @@ fn a_graph_onnx_cannot_express_is_a_clear_error() {
             ..
         })
     ));
+}
+
+/// An embedding: its token an `int64` input, its rows gathered (`Gather`).
+#[network {
+    input tok: class[10];
+    input x[3];
+    target y[2];
+    e = embedding(tok, 4);
+    out = dense(tanh(dense(x, 4) + e), 2);
+    loss = mse(out, y);
+}]
+pub struct Embedded;
+
+/// The tokens `[batch, *shape]` (an `int64` input) and the values `[batch,
+/// *shape]` of each sample through the exported model in tract, against
+/// `predict` (`out` its output, flat).
+fn check_tokens<N>(
+    net: &N,
+    name: &str,
+    samples: &[N::Input],
+    tokens: (Vec<usize>, Vec<i64>),
+    x: (Vec<usize>, Vec<f32>),
+    out: impl Fn(&N::Input) -> Vec<f32>,
+) where
+    N: Network<Scalar = f32>,
+{
+    let path = temp(&format!("{name}.onnx"));
+    net.save_onnx(&path).expect("exports");
+    // decluttered, not optimised: tract's code generation fails on a table
+    // gathered at several steps (it repacks the constant it gathers from)
+    let model = tract_onnx::onnx()
+        .model_for_path(&path)
+        .expect("tract reads the model")
+        .into_typed()
+        .expect("tract types the model")
+        .into_decluttered()
+        .expect("tract declutters the model")
+        .into_runnable()
+        .expect("tract plans the model");
+    let tok = tract_ndarray::ArrayD::from_shape_vec(tokens.0, tokens.1).expect("shape");
+    let mut inputs: TVec<TValue> = tvec!(Tensor::from(tok).into());
+    if !x.1.is_empty() {
+        let x = tract_ndarray::ArrayD::from_shape_vec(x.0, x.1).expect("shape");
+        inputs.push(Tensor::from(x).into());
+    }
+    let outputs = model.run(inputs).expect("tract runs the model");
+    let got: Vec<f32> = outputs[0]
+        .to_array_view::<f32>()
+        .expect("f32 output")
+        .iter()
+        .copied()
+        .collect();
+    let per = got.len() / samples.len();
+    for (j, s) in samples.iter().enumerate() {
+        let want = out(s);
+        assert_eq!(want.len(), per);
+        for (a, b) in got[per * j..per * (j + 1)].iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{name}, sample {j}: tract {a}, predict {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_embedding_gathers_the_tokens_rows() {
+    let net = trained::<Embedded>(25);
+    let mut rng = Lcg::new(25);
+    let samples: Vec<(usize, [f32; 3])> = (0..10)
+        .map(|k| ((k * 7) % 10, <[f32; 3] as Random>::random(&mut rng)))
+        .collect();
+    let tok = samples.iter().map(|s| s.0 as i64).collect();
+    let x = samples.iter().flat_map(|s| s.1).collect();
+    check_tokens(
+        &net,
+        "embedded",
+        &samples,
+        (vec![10], tok),
+        (vec![10, 3], x),
+        |s| net.predict(s).to_vec(),
+    );
+}
+
+/// A token per step, embedded at each step of a recurrent network.
+#[network {
+    steps 5;
+    input tok[t]: class[7];
+    target y[t][2];
+    state h[6] = zeros;
+    e[t] = embedding(tok[t], 6);
+    h[t] = tanh(dense(h[t-1], 6) + e[t]);
+    out[t] = dense(h[t], 2);
+    loss = mean_steps(mse(out[t], y[t]));
+}]
+pub struct TokenRnn;
+
+#[test]
+fn tokens_per_step_are_embedded_at_each_step() {
+    let net = trained::<TokenRnn>(26);
+    let samples: Vec<[usize; 5]> = (0..4)
+        .map(|j| std::array::from_fn(|t| (3 * j + 5 * t + 1) % 7))
+        .collect();
+    let tok = samples.iter().flatten().map(|&k| k as i64).collect();
+    check_tokens(
+        &net,
+        "token_rnn",
+        &samples,
+        (vec![4, 5], tok),
+        (vec![], vec![]),
+        |s| net.predict(s).iter().flatten().copied().collect(),
+    );
+}
+
+/// Dropout is the identity in inference, and so in the exported model.
+#[network {
+    input x[6];
+    target y[3];
+    h = dropout(tanh(dense(x, 8)), 0.3);
+    out = dense(dropout(h, 0.5) * 2, 3);
+    loss = mse(out, y);
+}]
+pub struct Dropped;
+
+#[test]
+fn dropout_exports_as_the_identity() {
+    check(&trained::<Dropped>(24), "dropout", 5, 24);
 }
 
 /// An output that does not depend on the input is repeated for every sample.

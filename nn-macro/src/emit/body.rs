@@ -386,6 +386,7 @@ pub fn emit_region(plan: &Plan, fx: &mut Fx, region: Region) {
                     place: &fx.place,
                     out: &mut vec![],
                     id,
+                    training: false,
                 }
                 .map_elem(id);
                 fx.stmts.push(quote!(let #n: #ty = #e;));
@@ -411,6 +412,7 @@ pub fn emit_node(plan: &Plan, fx: &mut Fx, id: NodeId, dest: &Place, mode: Mode)
         place: &fx.place,
         out: &mut fx.stmts,
         id,
+        training: fx.which == Which::Forward,
     };
     crate::ops::emit(&mut ex, dest, mode);
 }
@@ -452,6 +454,7 @@ pub fn copy_node(plan: &Plan, a: NodeId, src: &Place, dest: &Place, mode: Mode) 
         place: &empty,
         out: &mut out,
         id: a,
+        training: false,
     };
     ex.copy_into(a, a, src, dest, mode);
     quote!(#(#out)*)
@@ -530,6 +533,8 @@ fn finish(plan: &Plan, fx: &mut Fx) {
                 .zip(&g.input_grads)
                 .map(|(d, gr)| match gr.and_then(|gr| fx.place.get(&gr)) {
                     Some(p) => p.value(),
+                    // a class index has no gradient: its place holds 0
+                    None if d.classes.is_some() => quote!(0),
                     None => plan.fill(&d.shape, 0.0),
                 })
                 .collect();

@@ -29,6 +29,9 @@ pub struct Ex<'a, 'g> {
     pub out: &'a mut Vec<TokenStream>,
     /// The node emitted.
     pub id: NodeId,
+    /// Whether this is a training pass (`forward`, `forward_batch`), where
+    /// dropout is applied (if the tape switches it on).
+    pub training: bool,
 }
 
 impl<'a, 'g> Ex<'a, 'g> {
@@ -174,6 +177,7 @@ impl<'a, 'g> Ex<'a, 'g> {
             place: self.place,
             out: &mut *self.out,
             id,
+            training: self.training,
         };
         crate::ops::emit(&mut ex, dest, mode);
     }

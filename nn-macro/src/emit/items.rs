@@ -5,6 +5,7 @@
 //! methods and the `Network` impl as thin wrappers over them.
 
 use super::body::{function, has_sgd_step, live_with_states, Which};
+use super::dims;
 use super::docs::math_name;
 use super::plan::Plan;
 use super::wrappers::wrappers;
@@ -119,10 +120,7 @@ pub(super) fn has_step(plan: &Plan) -> bool {
 
 /// The type of one input or target: a sequence `[x; T]` when per-step.
 pub(super) fn decl_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
-    let one = match d.classes {
-        Some(_) => quote!(usize),
-        None => plan.shape_ty(&d.shape),
-    };
+    let one = one_ty(plan, d);
     match (d.per_step, plan.g.steps) {
         (true, Some(steps)) => {
             let n = Literal::usize_unsuffixed(steps.count);
@@ -151,14 +149,17 @@ pub(super) fn step_input_ty(plan: &Plan) -> TokenStream {
 
 /// The types of one value (one step's, for a sequence) of each declaration.
 fn sample_ty_of<'a>(plan: &Plan, decls: impl Iterator<Item = &'a TensorDecl>) -> TokenStream {
-    tuple(
-        decls
-            .map(|d| match d.classes {
-                Some(_) => quote!(usize),
-                None => plan.shape_ty(&d.shape),
-            })
-            .collect(),
-    )
+    tuple(decls.map(|d| one_ty(plan, d)).collect())
+}
+
+/// The type of one value of a declaration: its array of the scalar type,
+/// or `usize` (an array of them) for class indices.
+fn one_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
+    match (d.classes, dims(&d.shape).as_slice()) {
+        (Some(_), []) => quote!(usize),
+        (Some(_), [n]) => quote!([usize; #n]),
+        _ => plan.shape_ty(&d.shape),
+    }
 }
 
 /// The module's items: structs and passes.
@@ -189,6 +190,7 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
     let tape_doc = format!(
         "What `{name}::forward` stores for `{name}::backward`: only the values the backward pass reads."
     );
+    let (dropout_fields, dropout_methods) = dropout_mode(g, quote!(#tape_ty), "`forward`");
     let input_ty = input_ty(plan, &g.inputs);
     let target_ty = input_ty_of(plan, &g.targets);
     let output_ty = plan.tape_ty(g.output);
@@ -307,7 +309,9 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         pub struct #tape_ty {
             #(#tape_fields)*
+            #dropout_fields
         }
+        #dropout_methods
 
         // SAFETY: a `#[repr(C)]` struct of float arrays and class indices: zeros are valid.
         unsafe impl ::nn_runtime::__private::Zeroable for #tape_ty {}
@@ -441,6 +445,25 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let backward = function(plan, Which::Backward);
     let tape_doc = "What `forward_batch` stores for `backward_batch`, and the batched passes' workspace: each per-sample value a matrix with one column per sample.";
     let (work_ty, widths) = (&n.batch_work, BATCH_WIDTHS);
+    let (dropout_fields, dropout_methods) = dropout_mode(g, quote!(#tape_ty<B>), "`forward_batch`");
+    let work_dropout = if has_dropout(g) {
+        let set = widths.iter().map(|w| {
+            let f = format_ident!("w{}", w);
+            quote!(self.#f.set_dropout(seed);)
+        });
+        quote!(
+            impl #work_ty {
+                /// Switches the dropout of the batched training passes on
+                /// (`Some(step_seed)`: the sample at index `i` of the data
+                /// gets the mask of seed `sample_seed(step_seed, i)`) or off.
+                pub fn set_dropout(&mut self, seed: ::core::option::Option<u64>) {
+                    #(#set)*
+                }
+            }
+        )
+    } else {
+        quote!()
+    };
     let width_fields = widths.iter().map(|w| {
         let f = format_ident!("w{}", w);
         let w = Literal::usize_unsuffixed(*w);
@@ -533,7 +556,10 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         #[repr(C)]
         pub struct #tape_ty<const B: usize> {
             #(#field_items)*
+            #dropout_fields
         }
+        #dropout_methods
+        #work_dropout
 
         // SAFETY: a `#[repr(C)]` struct of float arrays and class indices: zeros are valid.
         unsafe impl<const B: usize> ::nn_runtime::__private::Zeroable for #tape_ty<B> {}
@@ -546,6 +572,47 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         pub fn backward_batch<const B: usize>(params: &#params_ty, tape: &mut #tape_ty<B>, grads: &mut #params_ty) {
             #backward
         }
+    )
+}
+
+/// Whether the definition has a `dropout`.
+pub(super) fn has_dropout(g: &Graph) -> bool {
+    g.nodes.iter().any(|n| matches!(n.op, Op::DropoutMask(..)))
+}
+
+/// A tape's dropout mode (fields, and the method that sets them), for a
+/// definition with `dropout`: off in a new (zeroed) tape.
+fn dropout_mode(g: &Graph, ty: TokenStream, pass: &str) -> (TokenStream, TokenStream) {
+    if !has_dropout(g) {
+        return (quote!(), quote!());
+    }
+    let generics = if pass == "`forward`" {
+        quote!()
+    } else {
+        quote!(<const B: usize>)
+    };
+    let doc = format!(
+        "Switches dropout on for {pass} with this tape (`Some(seed)`: each \
+         sample's mask drawn from its seed, `nn_runtime::dropout::sample_seed(seed, i)` \
+         for the batch's sample `i`) or off (`None`, a new tape's mode: \
+         dropout is the identity)."
+    );
+    (
+        quote!(
+            #[doc(hidden)]
+            pub __nn_dropout_on: bool,
+            #[doc(hidden)]
+            pub __nn_dropout_seed: u64,
+        ),
+        quote!(
+            impl #generics #ty {
+                #[doc = #doc]
+                pub fn set_dropout(&mut self, seed: ::core::option::Option<u64>) {
+                    self.__nn_dropout_on = seed.is_some();
+                    self.__nn_dropout_seed = seed.unwrap_or(0);
+                }
+            }
+        ),
     )
 }
 
@@ -594,6 +661,45 @@ pub(super) fn is_correct(plan: &Plan) -> TokenStream {
         }
     };
     match g.metric {
+        Metric::ArgmaxClassAxis(axis) => {
+            let kt = g
+                .targets
+                .iter()
+                .position(|t| t.classes.is_some() && t.shape.rank() == 1);
+            let (Some(kt), [m, n]) = (kt, out_shape.0.as_slice()) else {
+                return quote!(false);
+            };
+            let (positions, classes) = if axis == 0 { (*n, *m) } else { (*m, *n) };
+            if g.targets[kt].shape.0[0] != positions {
+                return quote!(false);
+            }
+            let t = target_expr(kt);
+            let out = match &seq {
+                Some(last) => quote!(output[#last]),
+                None => quote!(output),
+            };
+            let at = |c: TokenStream| {
+                if axis == 0 {
+                    quote!(#out[#c][__nn_p])
+                } else {
+                    quote!(#out[__nn_p][#c])
+                }
+            };
+            let (best, each) = (at(quote!(__nn_best)), at(quote!(__nn_c)));
+            let (positions, classes) = (
+                Literal::usize_unsuffixed(positions),
+                Literal::usize_unsuffixed(classes),
+            );
+            quote!((0..#positions).all(|__nn_p| {
+                let mut __nn_best = 0;
+                for __nn_c in 1..#classes {
+                    if #each > #best {
+                        __nn_best = __nn_c;
+                    }
+                }
+                __nn_best == #t[__nn_p]
+            }))
+        }
         Metric::ArgmaxClass => {
             let kt = g
                 .targets

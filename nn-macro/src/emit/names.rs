@@ -81,6 +81,7 @@ pub const RESERVED: &[&str] = &[
     "inputs",
     "targets",
     "B",
+    "at",
     "_",
 ];
 

@@ -155,8 +155,10 @@ impl<'g> Plan<'g> {
             // a shared operand (the same for every sample) is B times itself: computed once
             Op::BatchSum(_) => {
                 self.batched[id]
-                    && (matches!(node.op, Op::Outer(..) | Op::ConvWeight(..))
-                        || (is_map && node.shape.rank() <= 1))
+                    && (matches!(
+                        node.op,
+                        Op::Outer(..) | Op::ConvWeight(..) | Op::Scatter(..)
+                    ) || (is_map && node.shape.rank() <= 1))
             }
             Op::StepSum(_) => {
                 self.regions[id] == Region::Step
@@ -206,10 +208,14 @@ impl<'g> Plan<'g> {
                 let node = &g.nodes[id];
                 if self.batched[id] && node.shape.rank() > 1 {
                     // a weight gradient's per-sample product exists only
-                    // summed over the batch
+                    // summed over the batch (as do an embedding's rows added
+                    // in at the samples' tokens)
                     if matches!(node.op, Op::Outer(..) | Op::ConvWeight(..)) {
                         return self.absorbed[id]
                             && node.op.args().iter().all(|&a| self.batched[a]);
+                    }
+                    if matches!(node.op, Op::Scatter(..)) {
+                        return self.absorbed[id];
                     }
                 }
                 let matrix_operand = node
@@ -315,7 +321,11 @@ impl<'g> Plan<'g> {
 
     /// Whether the node is a class-index target (`usize`, not a scalar).
     fn is_class(&self, id: NodeId) -> bool {
-        matches!(self.g.nodes[id].op, Op::Target(k) if self.g.targets[k].classes.is_some())
+        match self.g.nodes[id].op {
+            Op::Target(k) => self.g.targets[k].classes.is_some(),
+            Op::Input(k) => self.g.inputs[k].classes.is_some(),
+            _ => false,
+        }
     }
 
     /// `elem` (a type or a value) nested in arrays of the node's shape, with

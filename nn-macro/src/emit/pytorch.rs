@@ -40,7 +40,7 @@ with `safetensors.torch.save_file(model.state_dict(), path)` loads back with
 `load_checkpoint`. `forward` maps a batch of inputs to the outputs;
 `losses` gives each sample's loss (train on their mean, as the Trainer does).
 Inputs are batches: `[B, *shape]` (`[B, T, *shape]` for a sequence); class
-targets are integer tensors.
+targets and class-index inputs (tokens) are integer tensors.
 \"\"\"
 
 import math
@@ -336,6 +336,25 @@ fn value(
             "torch.linalg.vector_norm({x}.flatten(1), dim=1)",
             "torch.linalg.vector_norm({x})",
         ),
+        // the matrix's own axes, counted from the end (a batch comes first)
+        Op::LogSumExpAxis(a, axis) => format!("torch.logsumexp({}, {})", v(*a), *axis as i64 - 2),
+        Op::PickAxis(a, t, axis) => {
+            let dim = *axis as i64 - 2;
+            format!(
+                "{}.gather({dim}, {}.unsqueeze({dim})).squeeze({dim})",
+                v(*a),
+                v(*t)
+            )
+        }
+        Op::OneHotAxis(t, d, axis) => {
+            let n = node.shape.0[*axis];
+            let hot = format!("F.one_hot({}, {n}).to(self.dtype)", v(*t));
+            if *axis == 0 {
+                format!("{hot}.transpose(-1, -2) * {}.unsqueeze(-2)", v(*d))
+            } else {
+                format!("{hot} * {}.unsqueeze(-1)", v(*d))
+            }
+        }
         Op::SumCols(a) => format!("{}.sum(-1)", v(*a)),
         Op::SumRows(a) => format!("{}.sum(-2)", v(*a)),
         Op::LogSoftmax(a) => format!("torch.log_softmax({}, -1)", v(*a)),
@@ -438,6 +457,26 @@ fn value(
             };
             format!("F.one_hot({}, {n}).to(self.dtype) * {d}", v(*t))
         }
+        // inverted dropout's mask (ones when the module is in eval mode)
+        Op::DropoutMask(_, bits) => {
+            let dims: Vec<String> = node.shape.0.iter().map(|d| d.to_string()).collect();
+            let dims = if batched[id] {
+                std::iter::once("B".to_string()).chain(dims).collect()
+            } else {
+                dims
+            };
+            let shape = if dims.is_empty() {
+                "()".to_string()
+            } else {
+                format!("({},)", dims.join(", "))
+            };
+            format!(
+                "F.dropout(torch.ones({shape}, dtype=self.dtype), {:?}, self.training)",
+                f64::from_bits(*bits)
+            )
+        }
+        // a row per sample (`nn.Embedding`'s lookup)
+        Op::Gather(w, t) => format!("F.embedding({}, {})", v(*t), v(*w)),
         op => {
             let Some((a, b)) = op.product() else {
                 return Err(op.name().to_string());

@@ -219,7 +219,15 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
             }
         )
     });
-    let check_target = check_target(plan);
+    let check_target = check_classes(plan, false);
+    let check_input = check_classes(plan, true);
+    let set_dropout = if super::items::has_dropout(g) {
+        quote!(fn set_dropout(tape: &mut #tape_ty, seed: ::core::option::Option<u64>) {
+            tape.set_dropout(seed);
+        })
+    } else {
+        quote!()
+    };
     let non_finite_input = non_finite_input(plan);
     let tape_output = if plan.on_tape[g.output] {
         let o = &plan.ident[g.output];
@@ -261,6 +269,13 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 })
             };
             let (train_arms, eval_arms) = (arms(true), arms(false));
+            let set_dropout_batch = if super::items::has_dropout(g) {
+                quote!(fn set_dropout_batch(work: &mut #work, seed: ::core::option::Option<u64>) {
+                    work.set_dropout(seed);
+                })
+            } else {
+                quote!()
+            };
             quote!(
                 type BatchWork = #work;
                 const BATCH_WIDTHS: &'static [usize] = &[#(#widths),*];
@@ -276,6 +291,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                         other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
                     }
                 }
+                #set_dropout_batch
             )
         }
         None => quote!(
@@ -423,6 +439,10 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 fn check_target(target: &#target_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
                     #check_target
                 }
+                #set_dropout
+                fn check_input(input: &#input_ty) -> ::core::result::Result<(), ::nn_runtime::__private::TargetError> {
+                    #check_input
+                }
                 fn non_finite_input(input: &#input_ty) -> ::core::option::Option<(&'static str, usize)> {
                     #non_finite_input
                 }
@@ -441,7 +461,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
 /// its first NaN or infinite element.
 fn non_finite_input(plan: &Plan) -> TokenStream {
     let g = plan.g;
-    let checks = g.inputs.iter().enumerate().map(|(k, d)| {
+    let checks = g.inputs.iter().enumerate().filter(|(_, d)| d.classes.is_none()).map(|(k, d)| {
         let name = &d.name;
         let field = if g.inputs.len() == 1 {
             quote!((*input))
@@ -465,29 +485,42 @@ fn non_finite_input(plan: &Plan) -> TokenStream {
     quote!(#(#checks)* ::core::option::Option::None)
 }
 
-/// `Network::check_target`: every class index below its class count (at
-/// every step of a per-step target), the first one that is not named.
-fn check_target(plan: &Plan) -> TokenStream {
+/// `Network::check_target` (or `check_input`, for the class-index inputs):
+/// every class index below its class count (at every step of a per-step
+/// declaration, at every position of a vector), the first one that is not named.
+fn check_classes(plan: &Plan, inputs: bool) -> TokenStream {
     let g = plan.g;
-    let checks = g.targets.iter().enumerate().filter_map(|(k, d)| {
+    let (decls, arg) = if inputs {
+        (&g.inputs, quote!(input))
+    } else {
+        (&g.targets, quote!(target))
+    };
+    let checks = decls.iter().enumerate().filter_map(|(k, d)| {
         let n = Literal::usize_unsuffixed(d.classes?);
         let name = &d.name;
-        let field = if g.targets.len() == 1 {
-            quote!((*target))
+        let field = if decls.len() == 1 {
+            quote!((*#arg))
         } else {
             let i = syn::Index::from(k);
-            quote!(target.#i)
+            quote!(#arg.#i)
         };
-        let error = |value: TokenStream, step: TokenStream| {
+        let error = |value: TokenStream, step: TokenStream, position: TokenStream| {
             quote!(::core::result::Result::Err(::nn_runtime::__private::TargetError {
                 target: #name,
                 step: #step,
+                position: #position,
                 value: #value,
                 classes: #n,
             }))
         };
-        Some(if d.per_step {
-            let e = error(quote!(v), quote!(::core::option::Option::Some(s)));
+        let none = quote!(::core::option::Option::None);
+        Some(if d.per_step || d.shape.rank() == 1 {
+            let (step, position) = if d.per_step {
+                (quote!(::core::option::Option::Some(s)), none.clone())
+            } else {
+                (none.clone(), quote!(::core::option::Option::Some(s)))
+            };
+            let e = error(quote!(v), step, position);
             quote!(
                 for (s, &v) in #field.iter().enumerate() {
                     if v >= #n {
@@ -496,7 +529,7 @@ fn check_target(plan: &Plan) -> TokenStream {
                 }
             )
         } else {
-            let e = error(field.clone(), quote!(::core::option::Option::None));
+            let e = error(field.clone(), none.clone(), none);
             quote!(
                 if #field >= #n {
                     return #e;

@@ -54,6 +54,28 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Option<(Shape, Bcast, Bcast)> {
 }
 
 impl Cx {
+    /// A class index (node `id`, expression `e`) used where `wanted` is
+    /// needed: what a class input or target can be used for instead.
+    pub fn class_misuse(&self, e: &Expr, id: NodeId, wanted: &str) -> Diagnostic {
+        let n = short(e, "this");
+        if matches!(self.g.nodes[id].op, Op::Input(_)) {
+            Diagnostic::new(
+                e.span(),
+                format!("{n} is a class-index input (an integer), not {wanted}"),
+            )
+            .with_help(format!(
+                "embed it to get a learned vector per class: `embedding({}, 32)`",
+                n.trim_matches('`')
+            ))
+        } else {
+            Diagnostic::new(
+                e.span(),
+                format!("{n} is a class-index target, not {wanted}"),
+            )
+            .with_help("use it as the second argument of `softmax_cross_entropy`")
+        }
+    }
+
     pub fn tensor(&mut self, e: &Expr) -> Result<NodeId, Reported> {
         match self.expr(e)? {
             Value::Node(id) => Ok(id),
@@ -61,14 +83,9 @@ impl Cx {
                 self.error(Cx::unindexed(e, "used"));
                 Err(Reported)
             }
-            Value::Class(..) => {
-                self.error(
-                    Diagnostic::new(
-                        e.span(),
-                        format!("{} is a class-index target, not a tensor", short(e, "this")),
-                    )
-                    .with_help("use it as the second argument of `softmax_cross_entropy`"),
-                );
+            Value::Class(id, _) => {
+                let d = self.class_misuse(e, id, "a real value");
+                self.error(d);
                 Err(Reported)
             }
         }

@@ -74,6 +74,9 @@ pub struct Cx {
     pub names: HashMap<String, usize>,
     /// Logits passed to `bce_with_logits` (a single such output is cut at 0 for accuracy).
     pub bce_logits: Vec<NodeId>,
+    /// The class axis of a cross-entropy of a matrix of logits against a
+    /// vector of class indices (accuracy is then judged per column or row).
+    pub class_axis: Option<usize>,
     /// `const` hyperparameters defined so far.
     pub consts: HashMap<String, f64>,
     /// User functions, by name.
@@ -156,6 +159,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
         dense_in_binding: 0,
         names: HashMap::new(),
         bce_logits: vec![],
+        class_axis: None,
         consts: HashMap::new(),
         fns: HashMap::new(),
         frames: vec![],
@@ -238,16 +242,39 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                     cx.g.dtype = d;
                 }
             }
-            Statement::Input { name, step, shape } => {
+            Statement::Input {
+                name,
+                step,
+                shape,
+                class,
+            } => {
                 if !cx.rank_check(name, shape, "an input", step.is_some())
                     || !cx.step_marker_check(step.as_ref())
                 {
                     cx.poisoned.insert(name.name.clone());
                     continue;
                 }
+                let classes = match class {
+                    Some(TargetKind::Class {
+                        count: Some((_, at)),
+                        ..
+                    }) => {
+                        cx.error(
+                            Diagnostic::new(*at, "a class input holds one class index")
+                                .with_help(format!(
+                                    "declare `input {0}: class[n];`, or one per time step `input {0}[t]: class[n];`",
+                                    name.name
+                                )),
+                        );
+                        cx.poisoned.insert(name.name.clone());
+                        continue;
+                    }
+                    Some(TargetKind::Class { classes, .. }) => Some(*classes),
+                    _ => None,
+                };
                 if cx.define_check(name) {
                     let shape = Shape(shape.dims.iter().map(|d| d.0).collect());
-                    cx.declare_data(name, step.is_some(), shape, None, true);
+                    cx.declare_data(name, step.is_some(), shape, classes, true);
                 }
             }
             Statement::Target { name, step, kind } => {
@@ -265,7 +292,20 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                 }
                 let (shape, classes) = match kind {
                     TargetKind::Tensor(s) => (Shape(s.dims.iter().map(|d| d.0).collect()), None),
-                    TargetKind::Class { classes, .. } => (Shape::scalar(), Some(*classes)),
+                    TargetKind::Class {
+                        count: Some((_, at)),
+                        ..
+                    } if step.is_some() => {
+                        cx.error(
+                            Diagnostic::new(*at, "a per-step class target holds one class index per step")
+                                .with_help(format!("declare `target {}[t]: class[n];`, or a vector of class indices for the whole sample without `[t]`", name.name)),
+                        );
+                        cx.poisoned.insert(name.name.clone());
+                        continue;
+                    }
+                    TargetKind::Class { classes, count, .. } => {
+                        (Shape(count.iter().map(|c| c.0).collect()), Some(*classes))
+                    }
                 };
                 cx.declare_data(name, step.is_some(), shape, classes, false);
             }
@@ -347,16 +387,9 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
                         cx.error(Cx::unindexed(value, "bound to a name"));
                         cx.poisoned.insert(name.name.clone());
                     }
-                    Ok(Value::Class(..)) => {
-                        cx.error(
-                            Diagnostic::new(
-                                value.span(),
-                                "a class-index target cannot be bound to a name",
-                            )
-                            .with_help(
-                                "use it directly in `softmax_cross_entropy(logits, target)`",
-                            ),
-                        );
+                    Ok(Value::Class(id, _)) => {
+                        let d = cx.class_misuse(value, id, "a value to bind to a name");
+                        cx.error(d);
                         cx.poisoned.insert(name.name.clone());
                     }
                     Err(Reported) => {
@@ -486,7 +519,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
     }
     cx.g.loss = loss;
     cx.g.output = output;
-    cx.g.metric = metric_for(&cx.g, &cx.bce_logits);
+    cx.g.metric = metric_for(&cx.g, &cx.bce_logits, cx.class_axis);
     Ok(cx.g)
 }
 
@@ -544,7 +577,10 @@ fn declared_name(st: &Statement) -> Option<&Ident> {
 
 /// Accuracy: argmax against a class target; a single output is thresholded
 /// (at 0 when it is the logit of `bce_with_logits`, else at one half).
-fn metric_for(g: &Graph, bce_logits: &[NodeId]) -> Metric {
+fn metric_for(g: &Graph, bce_logits: &[NodeId], class_axis: Option<usize>) -> Metric {
+    if let Some(axis) = class_axis {
+        return Metric::ArgmaxClassAxis(axis);
+    }
     if g.targets.iter().any(|t| t.classes.is_some()) {
         return Metric::ArgmaxClass;
     }

@@ -1,7 +1,8 @@
 //! Losses: `mse`, `softmax_cross_entropy` (alias `cross_entropy`) against a
 //! class index or a distribution, `bce_with_logits` (alias
 //! `binary_cross_entropy_with_logits`); the graph's `Pick` (one element of
-//! a vector at a class index) and its adjoint `OneHot`.
+//! a vector at a class index) and its adjoint `OneHot`, and `PickAxis` /
+//! `OneHotAxis`, the same for each column or row of a matrix.
 
 use super::reduce::mean;
 use super::{Builtin, Lower, Vjp};
@@ -11,6 +12,7 @@ use crate::ir::*;
 use crate::lower::{short, Cx, Lowered, Reported, Value};
 use crate::scalar::{build::*, Func, S};
 use nn_grammar::{Diagnostic, Expr, Span};
+use proc_macro2::Literal;
 use quote::quote;
 
 /// The loss built-ins.
@@ -25,15 +27,15 @@ pub static BUILTINS: &[Builtin] = &[
     Builtin {
         name: "softmax_cross_entropy",
         min_args: 2,
-        max_args: 2,
-        signature: "softmax_cross_entropy(logits, target)",
+        max_args: 3,
+        signature: "softmax_cross_entropy(logits, target)` or `softmax_cross_entropy(logits, targets, axis)",
         lower: Lower::Custom(lower_softmax_xent),
     },
     Builtin {
         name: "cross_entropy",
         min_args: 2,
-        max_args: 2,
-        signature: "cross_entropy(logits, target)",
+        max_args: 3,
+        signature: "cross_entropy(logits, target)` or `cross_entropy(logits, targets, axis)",
         lower: Lower::Custom(lower_softmax_xent),
     },
     Builtin {
@@ -107,14 +109,23 @@ fn lower_softmax_xent(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Low
     let z = cx.tensor(&args[0]);
     let t = cx.expr(&args[1]);
     let (z, t) = (z?, t?);
+    if args.len() == 3 {
+        return xent_axis(cx, name, z, t, args, span);
+    }
     let sz = cx.shape(z);
     if sz.rank() != 1 {
+        let help = if sz.rank() == 2 {
+            "for a matrix of logits, say which axis holds the classes: \
+             `softmax_cross_entropy(z, t, 0)` for a class per column"
+        } else {
+            "pass the network's last layer, one logit per class"
+        };
         cx.error(
             Diagnostic::new(
                 args[0].span(),
                 format!("`{name}` needs a vector of logits, found shape {sz}"),
             )
-            .with_help("pass the network's last layer, one logit per class"),
+            .with_help(help),
         );
         return Err(Reported);
     }
@@ -122,6 +133,29 @@ fn lower_softmax_xent(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Low
     match t {
         Value::Seq(_) | Value::SeqClass(..) | Value::State(_) => {
             cx.error(Cx::unindexed(&args[1], "used"));
+            Err(Reported)
+        }
+        Value::Class(t, _) if matches!(cx.g.nodes[t].op, Op::Input(_)) => {
+            let d = Diagnostic::new(
+                args[1].span(),
+                format!(
+                    "{} is a class-index input, not a target",
+                    short(&args[1], "this")
+                ),
+            )
+            .with_help("declare the class to predict as a target: `target label: class[10];`");
+            cx.error(d);
+            Err(Reported)
+        }
+        Value::Class(t, _) if !cx.shape(t).is_scalar() => {
+            let st = cx.shape(t);
+            cx.error(
+                Diagnostic::new(
+                    args[1].span(),
+                    format!("`{name}` of a vector of logits needs one class index, found a vector of them {st}"),
+                )
+                .with_help("for a class per column of a matrix of logits, pass the axis: `softmax_cross_entropy(z, t, 0)`"),
+            );
             Err(Reported)
         }
         Value::Class(t, n) => {
@@ -170,6 +204,94 @@ fn lower_softmax_xent(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Low
     }
 }
 
+/// `softmax_cross_entropy(z, t, axis)` of a matrix of logits whose axis
+/// `axis` holds the classes (0: a class per column, 1: per row): the mean
+/// over the columns (rows) of their cross-entropies, against a class index
+/// per column (a class-vector target) or a distribution per column (a real
+/// matrix of the logits' shape).
+fn xent_axis(cx: &mut Cx, name: &str, z: NodeId, t: Value, args: &[Expr], span: Span) -> Lowered {
+    let axis = super::softmax::matrix_axis(cx, name, z, &[args[0].clone(), args[2].clone()])?;
+    let sz = cx.shape(z);
+    let (classes, positions) = if axis == 0 {
+        (sz.0[0], sz.0[1])
+    } else {
+        (sz.0[1], sz.0[0])
+    };
+    let log_p = super::softmax::log_softmax_axis(cx, z, axis, span);
+    let total = match t {
+        Value::Seq(_) | Value::SeqClass(..) | Value::State(_) => {
+            cx.error(Cx::unindexed(&args[1], "used"));
+            return Err(Reported);
+        }
+        Value::Class(t, _) if matches!(cx.g.nodes[t].op, Op::Input(_)) => {
+            let d = Diagnostic::new(
+                args[1].span(),
+                format!(
+                    "{} is a class-index input, not a target",
+                    short(&args[1], "this")
+                ),
+            )
+            .with_help("declare the class to predict as a target: `target label: class[10];`");
+            cx.error(d);
+            return Err(Reported);
+        }
+        Value::Class(t, n) => {
+            let st = cx.shape(t);
+            if st != Shape(vec![positions]) {
+                let along = if axis == 0 { "column" } else { "row" };
+                cx.error(
+                    Diagnostic::new(
+                        args[1].span(),
+                        format!("`{name}` along axis {axis} needs a class index per {along} of the {sz} logits ({positions}), found {}", if st.is_scalar() { "one class index".to_string() } else { format!("a class vector {st}") }),
+                    )
+                    .with_help(format!("declare the target as `target {}: class[{classes}][{positions}];`", cx.g.nodes[t].name)),
+                );
+                return Err(Reported);
+            }
+            if n != classes {
+                cx.error(
+                    Diagnostic::new(
+                        span,
+                        format!("`{name}` has {classes} logits along axis {axis} but the target has {n} classes"),
+                    )
+                    .with_help(format!("make the logits' axis {axis} {n} long, or declare `class[{classes}]`")),
+                );
+                return Err(Reported);
+            }
+            cx.class_axis = Some(axis);
+            let picked = cx.named_node(Op::PickAxis(log_p, t, axis), st, "log_p_label", span);
+            cx.node(Op::Sum(picked), Shape::scalar(), span)
+        }
+        Value::Node(t) => {
+            let st = cx.shape(t);
+            if st != sz {
+                let msg = format!(
+                    "`{name}` needs a target of the logits' shape {sz} or a class index per position, found {st}"
+                );
+                cx.error(Diagnostic::new(args[1].span(), msg));
+                return Err(Reported);
+            }
+            let prod = cx.map(
+                vec![t, log_p],
+                vec![Bcast::Full; 2],
+                mul(S::Arg(0), S::Arg(1)),
+                sz,
+                "weighted_log_p",
+                span,
+            );
+            cx.node(Op::Sum(prod), Shape::scalar(), span)
+        }
+    };
+    Ok(Value::Node(cx.map(
+        vec![total],
+        vec![Bcast::Full],
+        div(neg(S::Arg(0)), c(positions as f64)),
+        Shape::scalar(),
+        "nll",
+        span,
+    )))
+}
+
 /// `out = a[t]`: `d_a` is `d` at `t`, zero elsewhere.
 pub fn vjp(v: &mut Vjp, op: &Op) {
     match *op {
@@ -185,7 +307,25 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
             v.add(s, Op::Pick(d, t));
         }
         Op::OneHot(..) => {}
+        Op::PickAxis(a, t, axis) if v.needs(a) => {
+            let d = v.d;
+            v.add(a, Op::OneHotAxis(t, d, axis));
+        }
+        Op::OneHotAxis(t, s, axis) if v.needs(s) => {
+            let d = v.d;
+            v.add(s, Op::PickAxis(d, t, axis));
+        }
+        Op::PickAxis(..) | Op::OneHotAxis(..) => {}
         _ => unreachable!("not a loss op"),
+    }
+}
+
+/// Picking along an axis works on a matrix per sample, which has no
+/// batched form; the rest batch.
+pub fn batches(op: &Op, b: &dyn Fn(NodeId) -> bool) -> bool {
+    match *op {
+        Op::PickAxis(x, y, _) | Op::OneHotAxis(x, y, _) => !b(x) && !b(y),
+        _ => true,
     }
 }
 
@@ -226,6 +366,30 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
             let lhs = dest.index(&quote!([#tv]));
             ex.out.push(quote!(#lhs += #dv;));
         }
+        // one matrix (per-sample matrices have no batched form)
+        Op::PickAxis(a, t, axis) => {
+            let (ap, tp) = (ex.place(a), ex.place(t));
+            let k = Literal::usize_unsuffixed(ex.g().nodes[t].shape.len());
+            let tk = tp.index(&quote!([i]));
+            let v = if axis == 0 {
+                ap.index(&quote!([#tk][i]))
+            } else {
+                ap.index(&quote!([i][#tk]))
+            };
+            let body = Ex::put(mode, dest.index(&quote!([i])), v);
+            ex.out.push(quote!(for i in 0..#k { #body }));
+        }
+        Op::OneHotAxis(t, dv, axis) => {
+            let (tp, dp) = (ex.place(t), ex.place(dv));
+            let k = Literal::usize_unsuffixed(ex.g().nodes[t].shape.len());
+            let (tk, dk) = (tp.index(&quote!([i])), dp.index(&quote!([i])));
+            let lhs = if axis == 0 {
+                dest.index(&quote!([#tk][i]))
+            } else {
+                dest.index(&quote!([i][#tk]))
+            };
+            ex.out.push(quote!(for i in 0..#k { #lhs += #dk; }));
+        }
         _ => unreachable!("not a loss op"),
     }
 }
@@ -235,6 +399,9 @@ pub fn math(op: &Op, n: &dyn Fn(NodeId) -> String) -> String {
     match *op {
         Op::Pick(a, t) => format!("{}[{}]", n(a), n(t)),
         Op::OneHot(t, d) => format!("one_hot({}) · {}", n(t), n(d)),
+        Op::PickAxis(a, t, 0) => format!("{0}[{1}[j]][j]", n(a), n(t)),
+        Op::PickAxis(a, t, _) => format!("{0}[i][{1}[i]]", n(a), n(t)),
+        Op::OneHotAxis(t, d, axis) => format!("one_hot({}, axis {axis}) · {}", n(t), n(d)),
         _ => unreachable!("not a loss op"),
     }
 }
@@ -247,6 +414,23 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
         Op::OneHot(t, d) => {
             let mut out = vec![0.0; g.nodes[id].shape.len()];
             out[v[t][0] as usize] = v[d][0];
+            out
+        }
+        // row-major [m, n]: element (i, j) at i * n + j
+        Op::PickAxis(a, t, axis) => {
+            let n = g.nodes[a].shape.0[1];
+            let at = |k: usize, c: usize| if axis == 0 { c * n + k } else { k * n + c };
+            (0..v[t].len())
+                .map(|k| v[a][at(k, v[t][k] as usize)])
+                .collect()
+        }
+        Op::OneHotAxis(t, d, axis) => {
+            let n = g.nodes[id].shape.0[1];
+            let mut out = vec![0.0; g.nodes[id].shape.len()];
+            for k in 0..v[t].len() {
+                let c = v[t][k] as usize;
+                out[if axis == 0 { c * n + k } else { k * n + c }] += v[d][k];
+            }
             out
         }
         _ => unreachable!("not a loss op"),

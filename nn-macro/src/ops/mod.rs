@@ -18,7 +18,9 @@
 
 pub mod conv;
 pub mod derivative;
+pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 pub mod layers;
 pub mod linalg;
 pub mod loss;
@@ -75,7 +77,7 @@ pub enum Lower {
 }
 
 /// Every built-in function, family by family.
-fn tables() -> [&'static [Builtin]; 12] {
+fn tables() -> [&'static [Builtin]; 14] {
     [
         elementwise::BUILTINS,
         derivative::BUILTINS,
@@ -85,6 +87,8 @@ fn tables() -> [&'static [Builtin]; 12] {
         softmax::BUILTINS,
         loss::BUILTINS,
         layers::BUILTINS,
+        embedding::BUILTINS,
+        dropout::BUILTINS,
         recurrent::BUILTINS,
         reshape::BUILTINS,
         conv::BUILTINS,
@@ -123,6 +127,8 @@ enum Family {
     Softmax,
     Loss,
     Slicing,
+    Embedding,
+    Dropout,
     Recurrent,
     Reshape,
     Conv,
@@ -144,9 +150,13 @@ fn family(op: &Op) -> Family {
         Op::Sum(_) | Op::SumCols(_) | Op::SumRows(_) | Op::BatchSum(_) | Op::Norm(_) => {
             Family::Reduce
         }
-        Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) | Op::LogSumExp(_) => Family::Softmax,
-        Op::Pick(..) | Op::OneHot(..) => Family::Loss,
+        Op::LogSoftmax(_) | Op::LogSoftmaxGrad(..) | Op::LogSumExp(_) | Op::LogSumExpAxis(..) => {
+            Family::Softmax
+        }
+        Op::Pick(..) | Op::OneHot(..) | Op::PickAxis(..) | Op::OneHotAxis(..) => Family::Loss,
         Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => Family::Slicing,
+        Op::Gather(..) | Op::Scatter(..) => Family::Embedding,
+        Op::DropoutMask(..) => Family::Dropout,
         Op::StatePrev(_)
         | Op::StepSum(_)
         | Op::Last(_)
@@ -262,6 +272,9 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
         Family::Softmax => softmax::vjp(v, op),
         Family::Loss => loss::vjp(v, op),
         Family::Slicing => slicing::vjp(v, op),
+        Family::Embedding => embedding::vjp(v, op),
+        // no operands: the product with the mask carries the adjoint
+        Family::Dropout => {}
         Family::Recurrent => recurrent::vjp(v, op),
         Family::Reshape => reshape::vjp(v, op),
         Family::Conv => conv::vjp(v, op),
@@ -281,6 +294,8 @@ pub fn emit(ex: &mut Ex, dest: &Place, mode: Mode) {
         Family::Softmax => softmax::emit(ex, &op, dest, mode),
         Family::Loss => loss::emit(ex, &op, dest, mode),
         Family::Slicing => slicing::emit(ex, &op, dest, mode),
+        Family::Embedding => embedding::emit(ex, &op, dest, mode),
+        Family::Dropout => dropout::emit(ex, &op, dest, mode),
         Family::Recurrent => recurrent::emit(ex, &op, dest, mode),
         Family::Reshape => reshape::emit(ex, &op, dest, mode),
         Family::Conv => conv::emit(ex, &op, dest, mode),
@@ -297,11 +312,13 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Linalg => linalg::overwrites(op),
         Family::Reduce => matches!(op, Op::Norm(_)),
         Family::Softmax => !matches!(op, Op::LogSoftmaxGrad(..)),
-        Family::Loss => matches!(op, Op::Pick(..)),
+        Family::Loss => matches!(op, Op::Pick(..) | Op::PickAxis(..)),
         Family::Slicing => !matches!(op, Op::Pad(..)),
         Family::Reshape => true,
         Family::Conv => conv::overwrites(op),
         Family::Pool => pool::overwrites(op),
+        Family::Embedding => matches!(op, Op::Gather(..)),
+        Family::Dropout => true,
     }
 }
 
@@ -314,11 +331,13 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
         // the matrix's loops; row and column sums loop over it per sample
         Family::Elementwise | Family::Reduce => true,
         Family::Linalg => linalg::batches(op, batched),
-        Family::Softmax => true,
-        Family::Loss => true,
+        Family::Softmax => softmax::batches(op, batched),
+        Family::Loss => loss::batches(op, batched),
         Family::Slicing => true,
         Family::Reshape | Family::Pool => true,
         Family::Conv => conv::batches(op, batched),
+        Family::Embedding => embedding::batches(op, batched),
+        Family::Dropout => true,
     }
 }
 
@@ -327,7 +346,7 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
 pub fn flops(g: &Graph, id: NodeId) -> u64 {
     let op = &g.nodes[id].op;
     match family(op) {
-        Family::Leaf | Family::Slicing | Family::Loss | Family::Reshape => 0,
+        Family::Leaf | Family::Slicing | Family::Loss | Family::Reshape | Family::Embedding => 0,
         Family::Elementwise => elementwise::flops(g, id),
         Family::Linalg => linalg::flops(g, id),
         Family::Reduce => reduce::flops(g, id),
@@ -335,6 +354,7 @@ pub fn flops(g: &Graph, id: NodeId) -> u64 {
         Family::Recurrent => recurrent::flops(g, id),
         Family::Conv => conv::flops(g, id),
         Family::Pool => pool::flops(g, id),
+        Family::Dropout => dropout::flops(g, id),
     }
 }
 
@@ -350,6 +370,8 @@ pub fn math(g: &Graph, id: NodeId, n: &dyn Fn(NodeId) -> String) -> String {
         Family::Softmax => softmax::math(op, n),
         Family::Loss => loss::math(op, n),
         Family::Slicing => slicing::math(g, id, n),
+        Family::Embedding => embedding::math(op, n),
+        Family::Dropout => dropout::math(op),
         Family::Recurrent => recurrent::math(g, op, n),
         Family::Reshape => reshape::math(op, n),
         Family::Conv => conv::math(op, n),
@@ -370,6 +392,8 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
         Family::Softmax => softmax::eval(g, id, v),
         Family::Loss => loss::eval(g, id, v),
         Family::Slicing => slicing::eval(g, id, v),
+        Family::Embedding => embedding::eval(g, id, v),
+        Family::Dropout => dropout::eval(g, id, v),
         Family::Recurrent => {
             unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
         }

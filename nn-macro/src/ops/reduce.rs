@@ -197,8 +197,14 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                         place: ex.place,
                         out: &mut *ex.out,
                         id: a,
+                        training: ex.training,
                     };
                     super::conv::emit_into(&mut inner, op, dest, Mode::Accumulate, false);
+                    return;
+                }
+                // each sample's row added in at its own class index
+                Op::Scatter(..) if ex.absorbed(a) => {
+                    ex.emit_into(a, dest, Mode::Accumulate);
                     return;
                 }
                 // a per-sample matrix into a shared one
@@ -231,16 +237,21 @@ fn emit_norm(ex: &mut Ex, a: NodeId, dest: &Place, mode: Mode) {
     let batched = ex.batched(a);
     let at = |ex: &Ex| ex.elem(a, Bcast::Full);
     let v = at(ex);
-    let max_loop = ex.loops_over(&shape, false, quote!(m = m.max(#v.abs());));
-    let sum_loop = ex.loops_over(&shape, false, quote!(s += (#v / m) * (#v / m);));
+    // `__nn_` names: a binding called `m` or `s` must not be shadowed
+    let max_loop = ex.loops_over(&shape, false, quote!(__nn_m = __nn_m.max(#v.abs());));
+    let sum_loop = ex.loops_over(
+        &shape,
+        false,
+        quote!(__nn_s += (#v / __nn_m) * (#v / __nn_m);),
+    );
     let t = &ex.plan.t;
     let value = quote!({
-        let mut m: #t = 0.0;
+        let mut __nn_m: #t = 0.0;
         #max_loop
-        if m > 0.0 {
-            let mut s: #t = 0.0;
+        if __nn_m > 0.0 {
+            let mut __nn_s: #t = 0.0;
             #sum_loop
-            m * s.sqrt()
+            __nn_m * __nn_s.sqrt()
         } else {
             0.0
         }

@@ -82,6 +82,8 @@ struct Io {
     value: String,
     dims: Vec<usize>,
     per_step: bool,
+    /// Class indices (`int64`), not values of the dtype.
+    classes: bool,
 }
 
 /// The described graph.
@@ -130,9 +132,10 @@ fn export_tokens(g: &Graph, network: &str) -> TokenStream {
             };
             let steps = Literal::usize_unsuffixed(d.steps);
             let io = |io: &Io| {
-                let (name, value, per_step) = (&io.name, &io.value, io.per_step);
+                let (name, value, per_step, classes) =
+                    (&io.name, &io.value, io.per_step, io.classes);
                 let dims = io.dims.iter().map(|&d| Literal::usize_unsuffixed(d));
-                quote!(Io { name: #name, value: #value, dims: &[#(#dims),*], per_step: #per_step })
+                quote!(Io { name: #name, value: #value, dims: &[#(#dims),*], per_step: #per_step, classes: #classes })
             };
             let inputs = d.inputs.iter().map(io);
             let output = io(&d.output);
@@ -292,13 +295,6 @@ fn describe(g: &Graph) -> R<Desc> {
     // graph inputs (every input `predict` takes) and parameters keep their names
     let mut inputs = vec![];
     for d in &g.inputs {
-        if d.classes.is_some() {
-            return Err(Unsupported {
-                op: format!("input `{}`", d.name),
-                binding: d.name.clone(),
-                reason: "class-index inputs have no ONNX form here".into(),
-            });
-        }
         let name = b.fresh(&d.name);
         if b.first_input.is_none() {
             b.first_input = Some(name.clone());
@@ -308,6 +304,7 @@ fn describe(g: &Graph) -> R<Desc> {
             value: name,
             dims: d.shape.0.clone(),
             per_step: d.per_step,
+            classes: d.classes.is_some(),
         });
     }
     let mut params = vec![];
@@ -477,23 +474,30 @@ fn describe(g: &Graph) -> R<Desc> {
                 let p = b.binary("Mul", &e, &s, &base);
                 b.binary("Sub", &d, &p, &base)
             }
-            Op::LogSumExp(a) => {
-                // m + ln Σ exp(a - m), m = max a
+            Op::LogSumExp(a) | Op::LogSumExpAxis(a, _) => {
+                // m + ln Σ exp(a - m), m = max a (over everything, or along the axis)
                 let a = val(&vals, *a)?;
                 if a.dims.is_empty() {
                     a
                 } else {
-                    let axes = B::sample_axes(&a);
+                    let (axes, out_dims) = match node.op {
+                        Op::LogSumExpAxis(_, k) => (vec![B::axis(&a, k)], node.shape.0.clone()),
+                        _ => (B::sample_axes(&a), vec![]),
+                    };
                     let m = b.push(
                         "ReduceMax",
                         &base,
                         vec![a.name.clone()],
                         vec![Attr::Ints("axes", axes.clone()), Attr::Int("keepdims", 1)],
                     );
+                    let mut kept = a.dims.clone();
+                    for &ax in &axes {
+                        kept[ax as usize - usize::from(a.batched)] = 1;
+                    }
                     let m = V {
                         name: m,
                         batched: a.batched,
-                        dims: vec![1; a.dims.len()],
+                        dims: kept,
                     };
                     let sh = b.binary("Sub", &a, &m, &base);
                     let e = b.unary("Exp", &sh, &base);
@@ -501,10 +505,10 @@ fn describe(g: &Graph) -> R<Desc> {
                     let s = V {
                         name: s,
                         batched: a.batched,
-                        dims: vec![],
+                        dims: out_dims.clone(),
                     };
                     let l = b.unary("Log", &s, &base);
-                    let m = b.squeeze(&m, &axes, vec![]);
+                    let m = b.squeeze(&m, &axes, out_dims);
                     b.binary("Add", &m, &l, &base)
                 }
             }
@@ -642,7 +646,11 @@ fn describe(g: &Graph) -> R<Desc> {
                 let name = b.push(op, &base, vec![a.name.clone()], vec![]);
                 V { name, ..a }
             }
-            Op::Target(_) | Op::Pick(..) | Op::OneHot(..) => {
+            Op::Target(_)
+            | Op::Pick(..)
+            | Op::OneHot(..)
+            | Op::PickAxis(..)
+            | Op::OneHotAxis(..) => {
                 return Err(unsupported(g, id, "inference reads no target"));
             }
             Op::Tangent(_)
@@ -650,7 +658,8 @@ fn describe(g: &Graph) -> R<Desc> {
             | Op::Carry(_)
             | Op::EachStep(_)
             | Op::AtLast(_)
-            | Op::BatchSum(_) => {
+            | Op::BatchSum(_)
+            | Op::Scatter(..) => {
                 return Err(unsupported(g, id, "not an operation of inference"));
             }
             Op::Reshape(a) => {
@@ -694,6 +703,23 @@ fn describe(g: &Graph) -> R<Desc> {
                     dims: out_dims,
                 }
             }
+            // an embedding: the rows of the weight at the samples' tokens
+            Op::Gather(w, t) => {
+                let (w, t) = (val(&vals, *w)?, val(&vals, *t)?);
+                let name = b.push(
+                    "Gather",
+                    &base,
+                    vec![w.name.clone(), t.name.clone()],
+                    vec![Attr::Int("axis", 0)],
+                );
+                V {
+                    name,
+                    batched: t.batched,
+                    dims: out_dims,
+                }
+            }
+            // inference: dropout is the identity, its mask a 1 (broadcast)
+            Op::DropoutMask(..) => b.scalar(1.0),
             Op::ConvInput(..)
             | Op::ConvWeight(..)
             | Op::MaxPoolGrad(..)
@@ -750,6 +776,7 @@ fn describe(g: &Graph) -> R<Desc> {
             value: out.name,
             dims: out_node.shape.0.clone(),
             per_step,
+            classes: false,
         },
         params,
         consts: b.consts,

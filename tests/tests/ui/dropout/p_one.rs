@@ -1,0 +1,12 @@
+use nn_runtime::network;
+
+#[network {
+    input x[4];
+    target y[2];
+    h = dropout(dense(x, 8), 1);
+    out = dense(h, 2);
+    loss = mse(out, y);
+}]
+pub struct Net;
+
+fn main() {}
