@@ -526,6 +526,7 @@ const VOCAB: &[&str] = &[
     "dropout",
     "class",
     "at",
+    "batch_norm",
     "mse",
     "sum",
     "mean",

@@ -168,6 +168,16 @@ pub enum Op {
     /// probability `p` (its bits): `1 / (1 - p)` or 0 per element in a
     /// training pass, 1 elsewhere; a per-sample value with no operands.
     DropoutMask(usize, u64),
+    /// The k-th `batch_norm` of the definition without its affine part,
+    /// `(x - μ) / √(σ² + ε)` per channel of a vector `[c]`: in a batched
+    /// training pass `μ` and `σ²` are the batch's mean and biased variance
+    /// of each channel, elsewhere the running statistics: `[c] -> [c]`.
+    BatchNorm(NodeId, usize),
+    /// The adjoint of `BatchNorm(x, k)` reaching `x`, given the adjoint `d`
+    /// of its result: `(d - mean_B(d) - x̂ mean_B(d x̂)) / √(σ² + ε)` over the
+    /// batch in a batched training pass, `d / √(running σ² + ε)` elsewhere:
+    /// `[c], [c] -> [c]`.
+    BatchNormGrad(NodeId, NodeId, usize),
     /// `√(Σ a²)`, computed scaled by `max |a|` so that it neither overflows
     /// nor underflows where the result is representable: any shape -> `[]`.
     Norm(NodeId),
@@ -262,6 +272,7 @@ macro_rules! each_operand {
             | Op::MaxPool($a, _)
             | Op::AvgPool($a, _)
             | Op::AvgPoolGrad($a, _)
+            | Op::BatchNorm($a, _)
             | Op::Pad($a, _) => $body,
             Op::MatVec(x, y)
             | Op::MatVecT(x, y)
@@ -282,6 +293,7 @@ macro_rules! each_operand {
             | Op::Gather(x, y)
             | Op::Scatter(x, y)
             | Op::OneHotAxis(x, y, _)
+            | Op::BatchNormGrad(x, y, _)
             | Op::LogSoftmaxGrad(x, y) => {
                 for $a in [x, y] {
                     $body;
@@ -411,6 +423,8 @@ impl Op {
             Op::Gather(..) => "gather",
             Op::Scatter(..) => "scatter",
             Op::DropoutMask(..) => "dropout_mask",
+            Op::BatchNorm(..) => "batch_norm",
+            Op::BatchNormGrad(..) => "batch_norm_grad",
             Op::Norm(_) => "norm",
             Op::StatePrev(_) => "prev",
             Op::StepSum(_) => "step_sum",
@@ -597,6 +611,21 @@ pub struct Graph {
     /// The graph of `hvp`: the Hessian-vector product of each parameter
     /// (`H v`'s part of the parameter's shape); empty in the others.
     pub hvp: Vec<Option<NodeId>>,
+    /// Each `batch_norm` of the definition, in order: its running
+    /// statistics (buffers, kept after the parameters, trained by no
+    /// optimiser).
+    pub batch_norms: Vec<BatchNormDecl>,
+}
+
+/// The running statistics of one `batch_norm`: `<name>.running_mean` `[c]`
+/// (zeros), `<name>.running_var` `[c]` (ones) and
+/// `<name>.num_batches_tracked` (a count), as PyTorch's `BatchNorm1d`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormDecl {
+    /// The layer's name (`h`, or `h.2` for a binding's second layer).
+    pub name: String,
+    /// The channels `c`.
+    pub channels: usize,
 }
 
 impl Graph {
@@ -641,7 +670,8 @@ impl Graph {
             let mut changed = false;
             for (id, node) in self.nodes.iter().enumerate() {
                 let v = match &node.op {
-                    Op::Input(_) | Op::Target(_) | Op::DropoutMask(..) => true,
+                    // batch statistics make a batch norm's result per-sample
+                    Op::Input(_) | Op::Target(_) | Op::DropoutMask(..) | Op::BatchNorm(..) => true,
                     Op::BatchSum(_) => false,
                     Op::StatePrev(k) | Op::Carry(k) => b[self.states[*k].update],
                     op => op.args().iter().any(|&a| b[a]),

@@ -190,10 +190,22 @@ fn to_bytes<T: Float>(values: impl Iterator<Item = f64>, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether a buffer is a batch count (`num_batches_tracked`), an `I64` in
+/// the file.
+fn is_counter(info: &crate::network::ParamInfo) -> bool {
+    info.name.ends_with(".num_batches_tracked")
+}
+
 fn from_bytes(dtype: Dtype, bytes: &[u8]) -> impl Iterator<Item = f64> + '_ {
-    let width = if dtype == Dtype::F64 { 8 } else { 4 };
+    let width = if matches!(dtype, Dtype::F64 | Dtype::I64) {
+        8
+    } else {
+        4
+    };
     bytes.chunks_exact(width).map(move |c| {
-        if width == 8 {
+        if dtype == Dtype::I64 {
+            i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64
+        } else if width == 8 {
             f64::from_le_bytes(c.try_into().expect("8 bytes"))
         } else {
             f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64
@@ -263,6 +275,28 @@ fn serialize<N: Network>(
         to_bytes::<N::Scalar>(params[info.range()].iter().map(|v| v.to_f64()), &mut bytes);
         tensors.push((info.name.to_owned(), info.shape.to_vec(), bytes));
     }
+    let buffers = net.params().buffers();
+    for info in N::BUFFER_INFO {
+        let values = &buffers[info.range()];
+        if let Some((index, value)) = first_non_finite(values.iter().map(|v| v.to_f64())) {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_owned(),
+                tensor: info.name.to_owned(),
+                index,
+                value,
+                saving: true,
+            });
+        }
+        let mut bytes = Vec::new();
+        if is_counter(info) {
+            for v in values {
+                bytes.extend_from_slice(&(v.to_f64() as i64).to_le_bytes());
+            }
+        } else {
+            to_bytes::<N::Scalar>(values.iter().map(|v| v.to_f64()), &mut bytes);
+        }
+        tensors.push((info.name.to_owned(), info.shape.to_vec(), bytes));
+    }
     let mut metadata = HashMap::new();
     // What PyTorch's `save_file` writes; lets `safetensors.torch` load it.
     metadata.insert("format".to_owned(), "pt".to_owned());
@@ -300,6 +334,10 @@ fn serialize<N: Network>(
     let views = tensors
         .iter()
         .map(|(name, shape, bytes)| {
+            let counter = N::BUFFER_INFO
+                .iter()
+                .any(|b| b.name == name && is_counter(b));
+            let dtype = if counter { Dtype::I64 } else { dtype };
             TensorView::new(dtype, shape.clone(), bytes)
                 .map(|v| (name.as_str(), v))
                 .map_err(|e| format_err(e.to_string()))
@@ -632,6 +670,27 @@ where
             }
         }
     }
+    let mut matched_buffers = Vec::new();
+    for info in N::BUFFER_INFO {
+        let want = if is_counter(info) { Dtype::I64 } else { dtype };
+        match found.remove(info.name) {
+            None => problems.push(Mismatch::Missing {
+                name: info.name.to_owned(),
+                shape: info.shape.to_vec(),
+            }),
+            Some(view) if view.shape() != info.shape => problems.push(Mismatch::Shape {
+                name: info.name.to_owned(),
+                expected: info.shape.to_vec(),
+                found: view.shape().to_vec(),
+            }),
+            Some(view) if view.dtype() != want => problems.push(Mismatch::Dtype {
+                name: info.name.to_owned(),
+                expected: want.to_string(),
+                found: view.dtype().to_string(),
+            }),
+            Some(view) => matched_buffers.push((view, info)),
+        }
+    }
     for (name, view) in found {
         // Optimiser state is optional when loading the network alone.
         if optimizer.is_none() && name.starts_with("optim.") {
@@ -664,6 +723,18 @@ where
             });
         }
     }
+    for (view, info) in &matched_buffers {
+        let values = from_bytes(view.dtype(), view.data()).map(|v| N::Scalar::from_f64(v).to_f64());
+        if let Some((index, value)) = first_non_finite(values) {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_owned(),
+                tensor: info.name.to_owned(),
+                index,
+                value,
+                saving: false,
+            });
+        }
+    }
     let steps = match (&optimizer, header.metadata()) {
         (Some(_), Some(meta)) => match meta.get(STEPS_KEY) {
             Some(s) => s.parse::<u64>().map_err(|_| {
@@ -684,6 +755,15 @@ where
             {
                 *p = N::Scalar::from_f64(v);
             }
+        }
+    }
+    let buffers = net.params_mut().buffers_mut();
+    for (view, info) in &matched_buffers {
+        for (b, v) in buffers[info.range()]
+            .iter_mut()
+            .zip(from_bytes(view.dtype(), view.data()))
+        {
+            *b = N::Scalar::from_f64(v);
         }
     }
     if let Some(opt) = optimizer {

@@ -109,31 +109,71 @@ pub unsafe trait Zeroable: Sized {
 /// A `#[repr(C)]` struct made only of `T` arrays, viewed as one flat `[T]`:
 /// the parameter and gradient buffers of a network.
 ///
+/// The first `LEN` elements are the parameters, which optimisers update and
+/// gradients have; after them come `BUFFERS` elements of state that is
+/// saved with the parameters but trained by no optimiser (the running
+/// statistics of `batch_norm`; none in most networks). [`as_slice`]
+/// (`Flat::as_slice`) views the parameters only; [`buffers`](Flat::buffers)
+/// the rest.
+///
 /// # Safety
 /// `Self` must be `#[repr(C)]` (or an array) with only `T` (or arrays of `T`)
-/// fields, so it has no padding, and `size_of::<Self>() == LEN * size_of::<T>()`.
+/// fields, so it has no padding, and
+/// `size_of::<Self>() == (LEN + BUFFERS) * size_of::<T>()`.
 pub unsafe trait Flat<T: Float>: Zeroable {
-    /// Number of `T`s in the buffer.
+    /// Number of parameter `T`s in the buffer.
     const LEN: usize;
+    /// Number of buffer `T`s after the parameters.
+    const BUFFERS: usize = 0;
 
-    /// All elements, in declaration order.
+    /// The parameters, in declaration order (the buffers left out).
     fn as_slice(&self) -> &[T] {
         assert_eq!(
             core::mem::size_of::<Self>(),
-            Self::LEN * core::mem::size_of::<T>()
+            (Self::LEN + Self::BUFFERS) * core::mem::size_of::<T>()
         );
-        // SAFETY: by the trait's contract `Self` is exactly `LEN` contiguous `T`s.
+        // SAFETY: by the trait's contract `Self` is exactly `LEN + BUFFERS` contiguous `T`s.
         unsafe { core::slice::from_raw_parts(self as *const Self as *const T, Self::LEN) }
     }
 
-    /// All elements, in declaration order, mutably.
+    /// The parameters, in declaration order, mutably.
     fn as_mut_slice(&mut self) -> &mut [T] {
         assert_eq!(
             core::mem::size_of::<Self>(),
-            Self::LEN * core::mem::size_of::<T>()
+            (Self::LEN + Self::BUFFERS) * core::mem::size_of::<T>()
         );
         // SAFETY: as in `as_slice`, and `&mut self` is unique.
         unsafe { core::slice::from_raw_parts_mut(self as *mut Self as *mut T, Self::LEN) }
+    }
+
+    /// The buffers after the parameters, in declaration order.
+    fn buffers(&self) -> &[T] {
+        assert_eq!(
+            core::mem::size_of::<Self>(),
+            (Self::LEN + Self::BUFFERS) * core::mem::size_of::<T>()
+        );
+        // SAFETY: as in `as_slice`; the buffers are the `BUFFERS` `T`s after the first `LEN`.
+        unsafe {
+            core::slice::from_raw_parts(
+                (self as *const Self as *const T).add(Self::LEN),
+                Self::BUFFERS,
+            )
+        }
+    }
+
+    /// The buffers, mutably.
+    fn buffers_mut(&mut self) -> &mut [T] {
+        assert_eq!(
+            core::mem::size_of::<Self>(),
+            (Self::LEN + Self::BUFFERS) * core::mem::size_of::<T>()
+        );
+        // SAFETY: as in `buffers`, and `&mut self` is unique.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                (self as *mut Self as *mut T).add(Self::LEN),
+                Self::BUFFERS,
+            )
+        }
     }
 
     /// Sets every element to zero (clears a gradient buffer between batches).
@@ -255,6 +295,27 @@ pub trait Network: Sized + Send + Sync {
         let _ = (work, seed);
     }
 
+    /// Every buffer tensor (the running statistics of `batch_norm`: saved
+    /// and loaded with the parameters, trained by no optimiser), its offset
+    /// in [`Flat::buffers`]. A `num_batches_tracked` counter is stored as a
+    /// float in the network and as an `I64` scalar in checkpoints, as
+    /// PyTorch's.
+    const BUFFER_INFO: &'static [ParamInfo] = &[];
+
+    /// Whether the network has a `batch_norm`: its training passes are the
+    /// batched ones only, which normalise with each block's statistics
+    /// (the trainer runs each batch as one block; see `Trainer`).
+    const BATCH_NORM: bool = false;
+
+    /// Moves the running statistics of every `batch_norm` towards the
+    /// statistics of the last training block of `width` samples that ran
+    /// in `work` ([`train_block`](Network::train_block)), and counts the
+    /// batch: once per batch (a second call for the same block changes
+    /// nothing). A network without `batch_norm` has none.
+    fn update_block_stats(&mut self, work: &mut Self::BatchWork, width: usize) {
+        let _ = (work, width);
+    }
+
     /// Checks one input against the network's declaration: a class-index
     /// input (`input tok: class[n];`, a token for `embedding`) must be below
     /// its class count ([`TargetError`] names the input, and the step of a
@@ -282,6 +343,8 @@ pub trait Network: Sized + Send + Sync {
     /// it to swap the boxes, which costs nothing.
     #[cfg(feature = "alloc")]
     fn swap_params(&mut self, other: &mut Box<Self::Params>) {
+        // the buffers are not the optimiser's: the new parameters keep them
+        other.buffers_mut().copy_from_slice(self.params().buffers());
         self.params_mut()
             .as_mut_slice()
             .swap_with_slice(other.as_mut_slice());

@@ -347,6 +347,27 @@ mod export {
             let raw = float_bytes(elem, data.iter().map(|v| v.to_f64()));
             msg(&mut graph, 5, &tensor(info.name, &dims, elem, &raw));
         }
+        // the buffers the graph reads (a batch norm's running statistics)
+        let nodes = g.nodes().map_err(bad)?;
+        let buffers = net.params().buffers();
+        for info in N::BUFFER_INFO {
+            if !nodes.iter().any(|n| n.inputs.contains(&info.name)) {
+                continue;
+            }
+            let data = buffers
+                .get(info.range())
+                .ok_or_else(|| bad(format!("the values of `{}`", info.name)))?;
+            if let Some((index, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(OnnxError::NonFinite {
+                    param: info.name,
+                    index,
+                    value: v.to_f64(),
+                });
+            }
+            let dims: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+            let raw = float_bytes(elem, data.iter().map(|v| v.to_f64()));
+            msg(&mut graph, 5, &tensor(info.name, &dims, elem, &raw));
+        }
         for c in g.consts {
             let t = match *c {
                 Const::Float(name, v) => {

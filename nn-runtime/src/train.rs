@@ -693,6 +693,38 @@ fn correct_after_forward<N: Network>(net: &N, x: &N::Input, y: &N::Target, tape:
     }
 }
 
+/// A network with `batch_norm` trains through the batched passes only, one
+/// block per batch, so that each batch's statistics are the whole batch's:
+/// the batch size (`batch`, after a full batch or a size above the data's
+/// is resolved) must be a compiled width.
+fn check_batch_norm<N: Network>(
+    batched: bool,
+    batch_size: usize,
+    batch: usize,
+) -> Result<(), TrainError> {
+    if !batched || N::BATCH_WIDTHS.is_empty() {
+        return Err(TrainError::InvalidSetting(SettingError::new(
+            "Trainer::batched",
+            false,
+            "true: a network with `batch_norm` trains through its batched passes \
+             (the per-sample ones normalise with the running statistics)",
+        )));
+    }
+    if !N::BATCH_WIDTHS.contains(&batch) {
+        return Err(TrainError::InvalidSetting(SettingError::new(
+            "Trainer::batch_size",
+            batch_size,
+            format!(
+                "one of the compiled batch widths {:?} for a network with `batch_norm` \
+                 (each batch is one batched pass, its statistics the whole batch's), \
+                 at most the number of training samples",
+                N::BATCH_WIDTHS
+            ),
+        )));
+    }
+    Ok(())
+}
+
 fn check_data<I, T>(data: &Dataset<I, T>, set: &'static str) -> Result<(), TrainError> {
     if data.inputs.len() != data.targets.len() {
         return Err(TrainError::LengthMismatch {
@@ -1001,6 +1033,9 @@ impl<O> Trainer<O> {
             0 => n,
             b => b.min(n),
         };
+        if N::BATCH_NORM {
+            check_batch_norm::<N>(self.batched, self.batch_size, batch)?;
+        }
         let threads = match self.threads {
             0 => cores(),
             t => t,
@@ -1434,10 +1469,10 @@ where
     fn finish(&mut self) {
         self.done = true;
         if let (Some(best), Some(_)) = (self.best_params.take(), self.best_epoch) {
-            self.net
-                .params_mut()
-                .as_mut_slice()
-                .copy_from_slice(best.as_slice());
+            let params = self.net.params_mut();
+            params.as_mut_slice().copy_from_slice(best.as_slice());
+            // the running statistics that went with the best weights
+            params.buffers_mut().copy_from_slice(best.buffers());
         }
         if let Some(bar) = self.bar.take() {
             // Stopped early: leave the bar where training stopped.
@@ -1461,10 +1496,18 @@ where
         let mut loss_sum = 0.0;
         let mut correct = 0usize;
         let mut lr = self.base_lr;
+        let mut trained = 0usize;
         for b in 0..n.div_ceil(self.batch) {
-            self.step += 1;
             let indices = &self.order[b * self.batch..((b + 1) * self.batch).min(n)];
             let len = indices.len();
+            // batch norm: only whole batches (each one block, its statistics
+            // the batch's); the rest of the shuffled set waits for an epoch
+            // in which it falls into a whole batch
+            if N::BATCH_NORM && len != self.batch {
+                continue;
+            }
+            self.step += 1;
+            trained += len;
             // The batch's blocks, dealt to `parts` parts: a function of the
             // batch length and the settings only (never of the threads).
             let blocks = Blocks::new(self.widths, len);
@@ -1545,6 +1588,12 @@ where
                 });
             }
             self.net.swap_params(&mut self.spare);
+            if N::BATCH_NORM {
+                // the batch was one block, run by the first part
+                if let Some(work) = self.parts[0].scratch.work.as_deref_mut() {
+                    self.net.update_block_stats(work, len);
+                }
+            }
             for p in &self.parts[..parts] {
                 loss_sum += p.stats.loss;
                 correct += p.stats.correct;
@@ -1586,8 +1635,8 @@ where
         };
         let mut report = EpochReport {
             epoch,
-            loss: loss_sum / n as f64,
-            accuracy: correct as f64 / n as f64,
+            loss: loss_sum / trained.max(1) as f64,
+            accuracy: correct as f64 / trained.max(1) as f64,
             val_loss,
             val_accuracy,
             learning_rate: lr,
@@ -1607,6 +1656,8 @@ where
                 if let Some(best) = &mut self.best_params {
                     best.as_mut_slice()
                         .copy_from_slice(self.net.params().as_slice());
+                    best.buffers_mut()
+                        .copy_from_slice(self.net.params().buffers());
                 }
             } else {
                 self.since_best += 1;

@@ -310,6 +310,47 @@ fn batched_training_allocates_per_fit_not_per_batch_or_epoch() {
     assert_eq!((small, large), (5, 5));
 }
 
+/// The digits network with a batch norm after its hidden layer.
+#[network {
+    input  x[64];
+    target label: class[10];
+    a      = dense(x, 32, he);
+    h      = relu(batch_norm(a));
+    logits = dense(h, 10);
+    loss   = softmax_cross_entropy(logits, label);
+}]
+struct NormedDigits;
+
+#[test]
+fn batch_norm_training_allocates_per_fit_not_per_batch_or_epoch() {
+    let (train, val) = digits(300).split(0.8, 1);
+    // 240 samples: 7 whole batches of 32 an epoch (16 left out), each a
+    // block and a running-statistics update; validation 60 = 32 + 7 × 4
+    let fit = |epochs: usize| {
+        let mut net = NormedDigits::new(0);
+        let mut report = None;
+        let n = allocations_of(|| {
+            report = Some(
+                Trainer::new(Adam::new(0.01))
+                    .epochs(epochs)
+                    .batch_size(32)
+                    .quiet()
+                    .fit_with_validation(&mut net, &train, &val)
+                    .unwrap(),
+            );
+        });
+        (n, report.unwrap(), net)
+    };
+    let (one, _, _) = fit(1);
+    let (thirty, report, net) = fit(30);
+    assert_eq!(thirty, one, "allocations grow with epochs");
+    assert_eq!(net.params.h_num_batches_tracked, 30.0 * 7.0);
+    assert!(
+        report.last().unwrap().val_accuracy.unwrap() > 0.9,
+        "{report:?}"
+    );
+}
+
 fn step_allocations<O: Optimizer<f32>>(mut opt: O) -> usize {
     let mut p = vec![0.5f32; 1000];
     let mut out = vec![0.0f32; 1000];

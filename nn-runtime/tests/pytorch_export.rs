@@ -312,3 +312,62 @@ fn tokens_and_softmax_along_an_axis() {
         .collect();
     compare::<Tokens>("tokens", samples, |o| o.as_flattened().to_vec());
 }
+
+/// A batch norm: the module (in PyTorch's default training mode) normalises
+/// with the batch's statistics, as `forward_batch` does; its running
+/// statistics move as `update_running_stats` moves them.
+#[network {
+    dtype f64;
+    input x[4]; target y[2];
+    a = dense(x, 5);
+    h = batch_norm(a);
+    out = dense(tanh(h), 2);
+    loss = mse(out, y);
+}]
+pub struct BatchNormed;
+
+#[test]
+fn batch_norm_in_training_mode() {
+    check_module("batch_norm", BatchNormed::PYTORCH_MODULE);
+    let e = Expected::load("batch_norm");
+    let mut net = BatchNormed::new(0);
+    load_renamed(&mut net, fixture("export_batch_norm.safetensors"), |k| {
+        k.strip_prefix("param.").map(str::to_owned)
+    })
+    .unwrap();
+    let xs: [[f64; 4]; 6] = rows::<4>(&e, "input.x").try_into().unwrap();
+    let ys: [[f64; 2]; 6] = rows::<2>(&e, "target.y").try_into().unwrap();
+    let mut tape = BatchNormed::new_batch_tape::<6>();
+    let total = net.forward_batch(&xs, &ys, &mut tape);
+    let losses = e.f64s("losses");
+    close(total, losses.iter().sum(), "batch_norm: the batch's loss");
+    let mut grads = BatchNormed::new_grads();
+    net.backward_batch(&mut tape, &mut grads);
+    for info in BatchNormed::PARAM_INFO {
+        let theirs = e.f64s(&format!("grad.{}", info.name));
+        for (j, (a, b)) in grads.as_slice()[info.range()]
+            .iter()
+            .zip(&theirs)
+            .enumerate()
+        {
+            close(
+                a / 6.0,
+                *b,
+                &format!("batch_norm: gradient of {}[{j}]", info.name),
+            );
+        }
+    }
+    assert!(net.update_running_stats(&mut tape));
+    for (ours, name) in [
+        (&net.params.h_running_mean, "running.h.running_mean"),
+        (&net.params.h_running_var, "running.h.running_var"),
+    ] {
+        for (a, b) in ours.iter().zip(e.f64s(name)) {
+            close(*a, b, name);
+        }
+    }
+    assert_eq!(
+        e.f64s("running.h.num_batches_tracked"),
+        [net.params.h_num_batches_tracked]
+    );
+}

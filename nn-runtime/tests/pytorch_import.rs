@@ -304,3 +304,70 @@ fn nn_conv2d() {
         assert_close(&net.predict(x.try_into().unwrap()), y, "nn.Conv2d");
     }
 }
+
+/// `nn.Linear(4, 6)` as `h`, `nn.BatchNorm1d(6)` as `n`, tanh,
+/// `nn.Linear(6, 3)` as `out`: the state dict's names are the network's,
+/// the running statistics and the batch count (an `I64`) among them.
+#[network {
+    input x[4]; target y[3];
+    h = dense(x, 6);
+    n = batch_norm(h);
+    out = dense(tanh(n), 3);
+    loss = mse(out, y);
+}]
+pub struct BatchNormed;
+
+#[test]
+fn nn_batch_norm_1d() {
+    let mut net = BatchNormed::new(0);
+    load_renamed(&mut net, fixture("batch_norm.safetensors"), |k| {
+        Some(k.to_owned())
+    })
+    .unwrap();
+    assert_eq!(net.params.n_num_batches_tracked, 3.0);
+    // inference: PyTorch's eval-mode outputs, from the running statistics
+    let (x, y) = io("batch_norm");
+    assert_eq!(x.len(), 20);
+    for (x, y) in x.chunks_exact(4).zip(y.chunks_exact(3)) {
+        let x: [f32; 4] = x.try_into().unwrap();
+        assert_close(&net.predict(&x), y, "nn.BatchNorm1d, eval mode");
+    }
+    // training: a batch of 4 through the batched pass gives PyTorch's
+    // train-mode outputs (its loss against them is 0), and the running
+    // statistics move as PyTorch's did
+    let bytes = std::fs::read(fixture("batch_norm_train.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let flat = |name: &str| -> Vec<f32> {
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let (xt, yt) = (flat("x"), flat("y"));
+    let xs: [[f32; 4]; 4] = core::array::from_fn(|j| xt[4 * j..4 * j + 4].try_into().unwrap());
+    let ys: [[f32; 3]; 4] = core::array::from_fn(|j| yt[3 * j..3 * j + 3].try_into().unwrap());
+    let mut tape = BatchNormed::new_batch_tape::<4>();
+    let loss = net.forward_batch(&xs, &ys, &mut tape);
+    assert!(
+        loss < 1e-10,
+        "train-mode outputs differ from PyTorch's: loss {loss}"
+    );
+    // the same batch normalised with the running statistics is far from them
+    let mut eval = BatchNormed::new_batch_tape::<4>();
+    eval.set_batch_statistics(false);
+    assert!(net.forward_batch(&xs, &ys, &mut eval) > 1e-3);
+    assert!(net.update_running_stats(&mut tape));
+    assert_close(
+        &net.params.n_running_mean,
+        &flat("running_mean"),
+        "running mean",
+    );
+    assert_close(
+        &net.params.n_running_var,
+        &flat("running_var"),
+        "running variance",
+    );
+    assert_eq!(net.params.n_num_batches_tracked, 4.0);
+}

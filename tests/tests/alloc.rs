@@ -322,6 +322,44 @@ fn dropout_hot_path_does_not_allocate() {
     assert!(tape.h_mask.contains(&0.0));
 }
 
+#[network {
+    input  x[8];
+    target y[2];
+    a    = relu(dense(x, 16));
+    h    = batch_norm(a);
+    out  = dense(h, 2);
+    loss = mse(out, y);
+}]
+pub struct BatchNormed;
+
+#[test]
+fn batch_norm_hot_path_does_not_allocate() {
+    let mut net = BatchNormed::new(3);
+    let inputs: Vec<[f32; 8]> = (0..8)
+        .map(|i| core::array::from_fn(|k| ((i * 3 + k) % 7) as f32 / 7.0))
+        .collect();
+    let targets: Vec<[f32; 2]> = (0..8).map(|i| [i as f32 / 8.0, 0.5]).collect();
+    // the per-sample passes (inference mode) and the optimiser's step
+    let counts = hot_path_allocations(&mut net, &inputs, &targets, 5);
+    for (what, n) in counts {
+        assert_eq!(n, 0, "BatchNormed: {what} allocated {n} times");
+    }
+    // the training passes: batch statistics, their backward, the running update
+    let x: [[f32; 8]; 4] = core::array::from_fn(|j| inputs[j]);
+    let y: [[f32; 2]; 4] = core::array::from_fn(|j| targets[j]);
+    let mut tape = BatchNormed::new_batch_tape::<4>();
+    let mut grads = BatchNormed::new_grads();
+    let ((), n) = allocations(|| {
+        for _ in 0..5 {
+            black_box(net.forward_batch(&x, &y, &mut tape));
+            net.backward_batch(&mut tape, &mut grads);
+            assert!(net.update_running_stats(&mut tape));
+        }
+    });
+    assert_eq!(n, 0, "batch-norm training passes allocated {n} times");
+    assert_eq!(net.params.h_num_batches_tracked, 5.0);
+}
+
 /// `input_gradient` and `hvp` keep every intermediate on the stack.
 #[test]
 fn input_gradient_and_hvp_do_not_allocate() {

@@ -752,6 +752,32 @@ fn dropout_exports_as_the_identity() {
     check(&trained::<Dropped>(24), "dropout", 5, 24);
 }
 
+/// A batch norm exports in inference mode: its running statistics are
+/// initialisers under PyTorch's names.
+#[network {
+    input x[5];
+    target y[2];
+    a = dense(x, 6);
+    h = batch_norm(a);
+    out = dense(tanh(h), 2);
+    loss = mse(out, y);
+}]
+pub struct BatchNormed;
+
+#[test]
+fn batch_norm_exports_with_its_running_statistics() {
+    let mut net = trained::<BatchNormed>(25);
+    // statistics far from the initial ones, so that using them matters
+    net.params.h_running_mean = [0.3, -0.5, 0.1, 0.8, -0.2, 0.05];
+    net.params.h_running_var = [0.4, 2.5, 1.2, 0.7, 3.0, 0.9];
+    net.params.h_num_batches_tracked = 12.0;
+    check(&net, "batch_norm", 6, 25);
+    let bytes = net.to_onnx().unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("h.running_mean") && text.contains("h.running_var"));
+    assert!(!text.contains("num_batches_tracked"));
+}
+
 /// An output that does not depend on the input is repeated for every sample.
 #[network {
     input x[3];

@@ -70,12 +70,14 @@ fn reads_param(plan: &Plan, id: NodeId) -> bool {
     })
 }
 
-/// Whether the network has a fused SGD step: feed-forward, and no
+/// Whether the network has a fused SGD step: feed-forward, without a
+/// `batch_norm` (whose training passes are the batched ones), and no
 /// parameter's gradient is another parameter's value (the update of one
 /// would change the other's gradient).
 pub fn has_sgd_step(plan: &Plan) -> bool {
     let g = plan.g;
     g.steps.is_none()
+        && g.batch_norms.is_empty()
         && !plan.batch
         && g.grads
             .iter()

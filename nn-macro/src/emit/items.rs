@@ -179,6 +179,26 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         quote!(#[doc = #doc] pub #f: #ty,)
     });
     let n_params = Literal::usize_unsuffixed(g.params.iter().map(|p| p.shape.len()).sum());
+    let (buffer_fields, n_buffers, buffer_init) = super::buffers::buffers(plan);
+    let flat = if plan.g.batch_norms.is_empty() {
+        quote!(
+            // SAFETY: as above; `LEN` counts every float of every field (checked below).
+            unsafe impl ::nn_runtime::__private::Flat<#t> for #params_ty {
+                const LEN: usize = #n_params;
+            }
+            const _: () = ::core::assert!(::core::mem::size_of::<#params_ty>() == #n_params * ::core::mem::size_of::<#t>());
+        )
+    } else {
+        quote!(
+            // SAFETY: as above; `LEN` counts every float of every parameter field,
+            // `BUFFERS` those of the buffer fields after them (checked below).
+            unsafe impl ::nn_runtime::__private::Flat<#t> for #params_ty {
+                const LEN: usize = #n_params;
+                const BUFFERS: usize = #n_buffers;
+            }
+            const _: () = ::core::assert!(::core::mem::size_of::<#params_ty>() == (#n_params + #n_buffers) * ::core::mem::size_of::<#t>());
+        )
+    };
     let params_doc =
         format!("Parameters of `{name}`, in declaration order; also the layout of its gradients.");
     let tape_fields = plan.tape.iter().map(|&id| {
@@ -294,15 +314,12 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq)]
         pub struct #params_ty {
             #(#fields)*
+            #buffer_fields
         }
 
         // SAFETY: a `#[repr(C)]` struct of float arrays: zeros are valid and there is no padding.
         unsafe impl ::nn_runtime::__private::Zeroable for #params_ty {}
-        // SAFETY: as above; `LEN` counts every float of every field (checked below).
-        unsafe impl ::nn_runtime::__private::Flat<#t> for #params_ty {
-            const LEN: usize = #n_params;
-        }
-        const _: () = ::core::assert!(::core::mem::size_of::<#params_ty>() == #n_params * ::core::mem::size_of::<#t>());
+        #flat
 
         #[doc = #tape_doc]
         #[repr(C)]
@@ -320,6 +337,7 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         pub fn init(params: &mut #params_ty, seed: u64) {
             let mut rng = ::nn_runtime::__private::Rng::new(seed);
             #(#init_stmts)*
+            #buffer_init
         }
 
         pub fn predict(params: &#params_ty, input: &#input_ty) -> #output_ty {
@@ -446,6 +464,7 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
     let tape_doc = "What `forward_batch` stores for `backward_batch`, and the batched passes' workspace: each per-sample value a matrix with one column per sample.";
     let (work_ty, widths) = (&n.batch_work, BATCH_WIDTHS);
     let (dropout_fields, dropout_methods) = dropout_mode(g, quote!(#tape_ty<B>), "`forward_batch`");
+    let (bn_fields, bn_items, bn_block) = super::buffers::batch_norm_mode(plan, n);
     let work_dropout = if has_dropout(g) {
         let set = widths.iter().map(|w| {
             let f = format_ident!("w{}", w);
@@ -542,6 +561,7 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
             losses: &mut [#t],
             correct: &mut [bool],
         ) {
+            #bn_block
             forward_batch::<B>(params, inputs, targets, |j| idx[j], tape);
             for j in 0..B {
                 losses[j] = #loss_j;
@@ -557,9 +577,11 @@ fn batch_items(plan: &Plan, n: &Names) -> TokenStream {
         pub struct #tape_ty<const B: usize> {
             #(#field_items)*
             #dropout_fields
+            #bn_fields
         }
         #dropout_methods
         #work_dropout
+        #bn_items
 
         // SAFETY: a `#[repr(C)]` struct of float arrays and class indices: zeros are valid.
         unsafe impl<const B: usize> ::nn_runtime::__private::Zeroable for #tape_ty<B> {}

@@ -15,9 +15,12 @@
 //! - `body`: one generated function, region by region;
 //! - `recurrent`: the time loop of a recurrent definition;
 //! - `items`: the structs, the module, the wrappers, the `Network` impl;
+//! - `buffers`: `batch_norm`'s running statistics (buffer fields, the batch
+//!   tape's mode and statistics, their update);
 //! - `docs`, `names`, `scalar`: the maths docs, identifiers, expressions.
 
 pub mod body;
+pub mod buffers;
 pub mod docs;
 pub mod ex;
 pub mod items;

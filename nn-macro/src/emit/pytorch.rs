@@ -64,6 +64,14 @@ class {name}(torch.nn.Module):
             tuple(&dims)
         );
     }
+    for d in &g.batch_norms {
+        let [mean, var, count] = crate::ops::batchnorm::buffer_names(&d.name);
+        let c = d.channels;
+        let _ = writeln!(
+            out,
+            "        _register_buffer(self, {mean:?}, torch.zeros(({c},), dtype={dtype}))\n        _register_buffer(self, {var:?}, torch.ones(({c},), dtype={dtype}))\n        _register_buffer(self, {count:?}, torch.tensor(0, dtype=torch.long))"
+        );
+    }
     out.push_str("        self.reset_parameters()\n\n    def reset_parameters(self):\n");
     out.push_str("        \"\"\"The definition's initialisers (the same distributions, other draws).\"\"\"\n");
     out.push_str("        with torch.no_grad():\n");
@@ -93,6 +101,13 @@ class {name}(torch.nn.Module):
             }
         };
         let _ = writeln!(out, "            self.get_parameter({:?}).{init}", p.name);
+    }
+    for d in &g.batch_norms {
+        let [mean, var, count] = crate::ops::batchnorm::buffer_names(&d.name);
+        let _ = writeln!(
+            out,
+            "            self.get_buffer({mean:?}).zero_()\n            self.get_buffer({var:?}).fill_(1.0)\n            self.get_buffer({count:?}).zero_()"
+        );
     }
     let mut roots = vec![g.output];
     roots.extend(g.states.iter().map(|s| s.update));
@@ -126,6 +141,39 @@ def _register(module, name, value):
     module.register_parameter(leaf, torch.nn.Parameter(value))
 ",
     );
+    if !g.batch_norms.is_empty() {
+        out.push_str(
+            "
+
+def _register_buffer(module, name, value):
+    \"\"\"Registers buffer `name` (`h.running_mean`) under submodules named by its prefix.\"\"\"
+    *path, leaf = name.split(\".\")
+    for part in path:
+        if part not in module._modules:
+            module.add_module(part, torch.nn.Module())
+        module = module._modules[part]
+    module.register_buffer(leaf, value)
+
+
+def _batch_norm(module, name, x):
+    \"\"\"`batch_norm` without its weight and bias, as `nn.BatchNorm1d`: the batch's
+    statistics in training mode (moving the running ones, momentum 0.1), the
+    running ones in eval mode.\"\"\"
+    if module.training:
+        module.get_buffer(name + \".num_batches_tracked\").add_(1)
+    return F.batch_norm(
+        x,
+        module.get_buffer(name + \".running_mean\"),
+        module.get_buffer(name + \".running_var\"),
+        None,
+        None,
+        module.training,
+        0.1,
+        1e-05,
+    )
+",
+        );
+    }
     Ok(out)
 }
 
@@ -474,6 +522,11 @@ fn value(
                 "F.dropout(torch.ones({shape}, dtype=self.dtype), {:?}, self.training)",
                 f64::from_bits(*bits)
             )
+        }
+        // the batch's statistics in training mode (moving the running
+        // ones), the running ones in eval mode, as `nn.BatchNorm1d`
+        Op::BatchNorm(x, k) if batched[*x] => {
+            format!("_batch_norm(self, {:?}, {})", g.batch_norms[*k].name, v(*x))
         }
         // a row per sample (`nn.Embedding`'s lookup)
         Op::Gather(w, t) => format!("F.embedding({}, {})", v(*t), v(*w)),

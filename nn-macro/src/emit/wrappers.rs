@@ -123,7 +123,21 @@ fn pass_methods(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> 
             let input_ty = input_ty_of(b, &g.inputs);
             let target_ty = input_ty_of(b, &g.targets);
             let (fdoc, bdoc) = (doc(b, Which::Forward), doc(b, Which::Backward));
+            let update = (!g.batch_norms.is_empty()).then(|| {
+                quote!(
+                    /// Moves every batch norm's running statistics towards the batch
+                    /// statistics the last `forward_batch` on `tape` stored, if it was a
+                    /// training pass not used yet (momentum 0.1, the unbiased variance,
+                    /// as PyTorch); whether it did. Once per batch: a second call, or a
+                    /// call after an inference-mode pass, changes nothing.
+                    pub fn update_running_stats<const B: usize>(&mut self, tape: &mut #bt<{ B }>) -> bool {
+                        #m::update_running_stats(self, tape)
+                    }
+                )
+            });
             quote!(
+                #update
+
                 #[doc = #fdoc]
                 pub fn forward_batch<const B: usize>(&self, inputs: &[#input_ty; B], targets: &[#target_ty; B], tape: &mut #bt<{ B }>) -> #t {
                     #m::forward_batch(#params, &inputs[..], &targets[..], |j| j, tape)
@@ -219,8 +233,40 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
             }
         )
     });
+    let buffer_info = {
+        let mut offset = 0usize;
+        let infos = g.batch_norms.iter().flat_map(|d| {
+            let names = crate::ops::batchnorm::buffer_names(&d.name);
+            let shapes = [vec![d.channels], vec![d.channels], vec![]];
+            names.into_iter().zip(shapes).map(|(name, shape)| {
+                let o = Literal::usize_unsuffixed(offset);
+                offset += shape.iter().product::<usize>();
+                let dims = shape.iter().map(|&c| Literal::usize_unsuffixed(c));
+                quote!(::nn_runtime::__private::ParamInfo { name: #name, shape: &[#(#dims),*], offset: #o })
+            }).collect::<Vec<_>>()
+        });
+        let infos: Vec<TokenStream> = infos.collect();
+        (!infos.is_empty()).then(|| quote!(&[#(#infos),*]))
+    };
+    let (buffer_info_struct, buffer_info_trait) = match &buffer_info {
+        Some(info) => (
+            quote!(
+                /// Every buffer tensor (running statistics: saved, loaded, not
+                /// trained by the optimiser) with its name, shape and offset in
+                /// the buffers after the parameters.
+                pub const BUFFER_INFO: &'static [::nn_runtime::__private::ParamInfo] = #info;
+            ),
+            quote!(const BUFFER_INFO: &'static [::nn_runtime::__private::ParamInfo] = #name::BUFFER_INFO;),
+        ),
+        None => (quote!(), quote!()),
+    };
     let check_target = check_classes(plan, false);
     let check_input = check_classes(plan, true);
+    // the buffers are not the optimiser's: the new parameters keep them
+    let keep_buffers = (!g.batch_norms.is_empty()).then(|| {
+        quote!(::nn_runtime::__private::Flat::buffers_mut(&mut **other)
+            .copy_from_slice(::nn_runtime::__private::Flat::buffers(&*self.params));)
+    });
     let set_dropout = if super::items::has_dropout(g) {
         quote!(fn set_dropout(tape: &mut #tape_ty, seed: ::core::option::Option<u64>) {
             tape.set_dropout(seed);
@@ -269,6 +315,22 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 })
             };
             let (train_arms, eval_arms) = (arms(true), arms(false));
+            let batch_norm_items = (!g.batch_norms.is_empty()).then(|| {
+                let arms = BATCH_WIDTHS.iter().map(|w| {
+                    let f = format_ident!("w{}", w);
+                    let lit = Literal::usize_unsuffixed(*w);
+                    quote!(#lit => { #m::update_running_stats::<#lit>(&mut self.params, &mut work.#f); })
+                });
+                quote!(
+                    const BATCH_NORM: bool = true;
+                    fn update_block_stats(&mut self, work: &mut #work, width: usize) {
+                        match width {
+                            #(#arms)*
+                            other => ::nn_runtime::__private::no_batched_pass::<Self>(other),
+                        }
+                    }
+                )
+            });
             let set_dropout_batch = if super::items::has_dropout(g) {
                 quote!(fn set_dropout_batch(work: &mut #work, seed: ::core::option::Option<u64>) {
                     work.set_dropout(seed);
@@ -292,6 +354,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                     }
                 }
                 #set_dropout_batch
+                #batch_norm_items
             )
         }
         None => quote!(
@@ -341,6 +404,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 pub const BACKWARD_FLOPS: u64 = #bwd_flops;
                 /// Every parameter tensor with its name, shape and flat offset.
                 pub const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #param_info;
+                #buffer_info_struct
                 /// The forward (solid) and backward (dashed) graph in Graphviz DOT:
                 /// `dot -Tsvg` renders it.
                 pub const GRAPH_DOT: &'static str = #m::graph_dot();
@@ -411,6 +475,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                 const FORWARD_FLOPS: u64 = #name::FORWARD_FLOPS;
                 const BACKWARD_FLOPS: u64 = #name::BACKWARD_FLOPS;
                 const PARAM_INFO: &'static [::nn_runtime::__private::ParamInfo] = #name::PARAM_INFO;
+                #buffer_info_trait
                 #onnx
                 fn new(seed: u64) -> Self {
                     #name::new(seed)
@@ -447,6 +512,7 @@ pub(super) fn wrappers(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Nam
                     #non_finite_input
                 }
                 fn swap_params(&mut self, other: &mut ::nn_runtime::__private::Box<#params_ty>) {
+                    #keep_buffers
                     ::core::mem::swap(&mut self.params, other);
                 }
                 #tape_output

@@ -150,6 +150,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             batch: false,
             input_grads: vec![],
             hvp: vec![],
+            batch_norms: vec![],
         },
         errors: vec![],
         env: HashMap::new(),

@@ -29,6 +29,13 @@ fn lower_grad(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered {
         );
         return Err(Reported);
     }
+    if !cx.g.batch_norms.is_empty() {
+        cx.error(
+            Diagnostic::new(span, "`grad` after a `batch_norm` is not supported")
+                .with_help("a batch norm's training derivative runs over the whole batch; take derivatives in a definition without `batch_norm`"),
+        );
+        return Err(Reported);
+    }
     let e = cx.tensor(&args[0]);
     let x = match &args[1] {
         Expr::Name(name) => cx.lookup(name),

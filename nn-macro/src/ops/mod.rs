@@ -16,6 +16,7 @@
 //! [`elementwise::FUNCS`]; adding a composite elementwise function is one
 //! [`Builtin`] of [`elementwise::BUILTINS`].
 
+pub mod batchnorm;
 pub mod conv;
 pub mod derivative;
 pub mod dropout;
@@ -77,7 +78,7 @@ pub enum Lower {
 }
 
 /// Every built-in function, family by family.
-fn tables() -> [&'static [Builtin]; 14] {
+fn tables() -> [&'static [Builtin]; 15] {
     [
         elementwise::BUILTINS,
         derivative::BUILTINS,
@@ -89,6 +90,7 @@ fn tables() -> [&'static [Builtin]; 14] {
         layers::BUILTINS,
         embedding::BUILTINS,
         dropout::BUILTINS,
+        batchnorm::BUILTINS,
         recurrent::BUILTINS,
         reshape::BUILTINS,
         conv::BUILTINS,
@@ -129,6 +131,7 @@ enum Family {
     Slicing,
     Embedding,
     Dropout,
+    BatchNorm,
     Recurrent,
     Reshape,
     Conv,
@@ -157,6 +160,7 @@ fn family(op: &Op) -> Family {
         Op::Slice(..) | Op::Pad(..) | Op::Concat(..) => Family::Slicing,
         Op::Gather(..) | Op::Scatter(..) => Family::Embedding,
         Op::DropoutMask(..) => Family::Dropout,
+        Op::BatchNorm(..) | Op::BatchNormGrad(..) => Family::BatchNorm,
         Op::StatePrev(_)
         | Op::StepSum(_)
         | Op::Last(_)
@@ -275,6 +279,7 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
         Family::Embedding => embedding::vjp(v, op),
         // no operands: the product with the mask carries the adjoint
         Family::Dropout => {}
+        Family::BatchNorm => batchnorm::vjp(v, op),
         Family::Recurrent => recurrent::vjp(v, op),
         Family::Reshape => reshape::vjp(v, op),
         Family::Conv => conv::vjp(v, op),
@@ -296,6 +301,7 @@ pub fn emit(ex: &mut Ex, dest: &Place, mode: Mode) {
         Family::Slicing => slicing::emit(ex, &op, dest, mode),
         Family::Embedding => embedding::emit(ex, &op, dest, mode),
         Family::Dropout => dropout::emit(ex, &op, dest, mode),
+        Family::BatchNorm => batchnorm::emit(ex, &op, dest, mode),
         Family::Recurrent => recurrent::emit(ex, &op, dest, mode),
         Family::Reshape => reshape::emit(ex, &op, dest, mode),
         Family::Conv => conv::emit(ex, &op, dest, mode),
@@ -318,7 +324,7 @@ pub fn overwrites(op: &Op) -> bool {
         Family::Conv => conv::overwrites(op),
         Family::Pool => pool::overwrites(op),
         Family::Embedding => matches!(op, Op::Gather(..)),
-        Family::Dropout => true,
+        Family::Dropout | Family::BatchNorm => true,
     }
 }
 
@@ -337,7 +343,7 @@ pub fn batches(op: &Op, batched: &dyn Fn(NodeId) -> bool) -> bool {
         Family::Reshape | Family::Pool => true,
         Family::Conv => conv::batches(op, batched),
         Family::Embedding => embedding::batches(op, batched),
-        Family::Dropout => true,
+        Family::Dropout | Family::BatchNorm => true,
     }
 }
 
@@ -355,6 +361,7 @@ pub fn flops(g: &Graph, id: NodeId) -> u64 {
         Family::Conv => conv::flops(g, id),
         Family::Pool => pool::flops(g, id),
         Family::Dropout => dropout::flops(g, id),
+        Family::BatchNorm => batchnorm::flops(g, id),
     }
 }
 
@@ -372,6 +379,7 @@ pub fn math(g: &Graph, id: NodeId, n: &dyn Fn(NodeId) -> String) -> String {
         Family::Slicing => slicing::math(g, id, n),
         Family::Embedding => embedding::math(op, n),
         Family::Dropout => dropout::math(op),
+        Family::BatchNorm => batchnorm::math(op, n),
         Family::Recurrent => recurrent::math(g, op, n),
         Family::Reshape => reshape::math(op, n),
         Family::Conv => conv::math(op, n),
@@ -394,6 +402,7 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
         Family::Slicing => slicing::eval(g, id, v),
         Family::Embedding => embedding::eval(g, id, v),
         Family::Dropout => dropout::eval(g, id, v),
+        Family::BatchNorm => batchnorm::eval(g, id, v),
         Family::Recurrent => {
             unreachable!("the interpreter runs feed-forward graphs; recurrent ones are checked on generated code")
         }

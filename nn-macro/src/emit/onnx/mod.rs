@@ -653,6 +653,31 @@ fn describe(g: &Graph) -> R<Desc> {
             | Op::OneHotAxis(..) => {
                 return Err(unsupported(g, id, "inference reads no target"));
             }
+            // inference: `(x - running_mean) / √(running_var + ε)`, the
+            // buffers initialisers under their names (as the generated code
+            // computes it, not ONNX's `BatchNormalization`, whose scale and
+            // bias are the elementwise product and sum after it)
+            Op::BatchNorm(x, k) => {
+                let xv = val(&vals, *x)?;
+                let d = &g.batch_norms[*k];
+                let [mean, var, _] = crate::ops::batchnorm::buffer_names(&d.name);
+                for n in [&mean, &var] {
+                    b.used.insert(n.clone());
+                }
+                let buffer = |name: String| V {
+                    name,
+                    batched: false,
+                    dims: vec![d.channels],
+                };
+                let centred = b.binary("Sub", &xv, &buffer(mean), &base);
+                let eps = b.scalar(crate::ops::batchnorm::EPS);
+                let shifted = b.binary("Add", &buffer(var), &eps, &base);
+                let std = b.unary("Sqrt", &shifted, &base);
+                b.binary("Div", &centred, &std, &base)
+            }
+            Op::BatchNormGrad(..) => {
+                return Err(unsupported(g, id, "not an operation of inference"));
+            }
             Op::Tangent(_)
             | Op::Seed
             | Op::Carry(_)
