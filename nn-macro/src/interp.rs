@@ -162,6 +162,9 @@ mod tests {
             // log1p, expm1, hardtanh, hard_sigmoid, mish (away from the kinks of the hard ones)
             "input x[4]; param w[4]; loss = sum(log1p(w * w + x * x) + expm1(w * x) + mish(w - x));",
             "input x[4]; param w[4]; loss = sum(hardtanh(w * x) * w + hard_sigmoid(4 * w + x) * x);",
+            // a vector tiled along the rows and along the columns of a matrix
+            "param w[3]; param u[2]; input x[2, 3]; loss = sum(tanh(x * tile_rows(w, 2) + tile_cols(u, 3)) * tile_cols(u * u, 3));",
+            "param w[4]; input x[4]; target y[3, 4]; loss = mse(tile_rows(w * x, 3), y) + sum(tile_cols(w, 2) ^ 2);",
             // convolutions, poolings, reshapes
             "input x[2, 9]; target y[2]; h = conv1d(x, 3, 3, stride = 2, padding = 2, dilation = 2); \
              loss = mse(dense(flatten(tanh(h)), 2), y); output h;",

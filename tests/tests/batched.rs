@@ -251,3 +251,17 @@ fn embedding_batch_equals_per_sample() {
         random::<2>(r)
     ));
 }
+
+// A per-sample vector tiled into a per-sample matrix along its rows, a
+// shared one along its columns.
+#[network { dtype f64; input x[4]; target y[3]; param w[3, 4] = xavier;
+    param u[3] = uniform(-1, 1);
+    m = tanh(w * tile_rows(x, 3) + tile_cols(u, 4));
+    out = sum(m, 1) + u;
+    loss = mse(out, y); }]
+pub struct Tiled;
+
+#[test]
+fn tiled_vectors_batch_equal_per_sample() {
+    same_as_per_sample!(Tiled, 5, |r: &mut Rng| (random::<4>(r), random::<3>(r)));
+}

@@ -306,3 +306,18 @@ fn embedding() {
     );
     assert!(Embedded::check_input(&(5, x)).is_ok());
 }
+
+// A vector tiled along either axis of a matrix: `tile_rows(v, m)` repeats
+// `v` as every row, `tile_cols(u, n)` as every column; each copy's adjoint
+// adds into the vector (column or row sums).
+#[network { dtype f64; input x[4]; target y[3]; param w[3, 4] = xavier;
+    param v[4] = uniform(-1, 1); param u[3] = uniform(-1, 1);
+    m = tanh(w * tile_rows(v * x, 3) + tile_cols(u, 4));
+    out = sum(m * tile_cols(u * u, 4), 1);
+    loss = mse(out, y); }]
+pub struct Tiled;
+
+#[test]
+fn vectors_tiled_along_rows_and_columns() {
+    check::<Tiled>(X4, [0.2, -0.4, 0.6]);
+}

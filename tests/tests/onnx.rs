@@ -292,6 +292,23 @@ fn layer_norm() {
     check(&trained::<LayerNormed>(5), "layer_norm", 6, 5);
 }
 
+// vectors tiled along the rows (a per-sample one) and the columns (a shared one)
+#[network {
+    input x[4];
+    target y[3];
+    param w[3, 4] = xavier;
+    param u[3] = uniform(-1, 1);
+    m = tanh(w * tile_rows(x, 3) + tile_cols(u, 4));
+    out = sum(m, 1);
+    loss = mse(out, y);
+}]
+pub struct Tiled;
+
+#[test]
+fn tiles() {
+    check(&trained::<Tiled>(6), "tiles", 6, 6);
+}
+
 // Convolutions (`Conv`, with strides, padding, dilation and causal
 // padding), poolings (`MaxPool`, `AveragePool`), reshapes (`Reshape`), a
 // bias along a signal's rows.

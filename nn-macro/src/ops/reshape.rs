@@ -1,7 +1,10 @@
 //! Reshaping: `flatten(x)` (any shape -> `[n]`) and `reshape(x, d0, d1,
 //! ...)` (the same elements, row-major, in another shape of as many), the
 //! graph's `Reshape`: a copy of the elements in order, whose adjoint is
-//! the reshape back.
+//! the reshape back. And tiling, a vector broadcast along either axis of a
+//! matrix, written out: `tile_rows(v, m)` (`v` `[n]` as each of `m` rows)
+//! and `tile_cols(u, n)` (`u` `[m]` as each of `n` columns), elementwise
+//! nodes whose adjoint is the sum over the copies.
 
 use super::window::int_arg_named;
 use super::{Builtin, Lower, Vjp};
@@ -28,7 +31,61 @@ pub static BUILTINS: &[Builtin] = &[
         signature: "reshape(x, d0)`, `reshape(x, d0, d1)` or `reshape(x, d0, d1, d2)",
         lower: Lower::Custom(lower_reshape),
     },
+    Builtin {
+        name: "tile_rows",
+        min_args: 2,
+        max_args: 2,
+        signature: "tile_rows(v, m)",
+        lower: Lower::Custom(lower_tile),
+    },
+    Builtin {
+        name: "tile_cols",
+        min_args: 2,
+        max_args: 2,
+        signature: "tile_cols(u, n)",
+        lower: Lower::Custom(lower_tile),
+    },
 ];
+
+/// `tile_rows(v, m)`: `[n] -> [m, n]`, every row `v`; `tile_cols(u, n)`:
+/// `[m] -> [m, n]`, every column `u`. A map broadcasting its one operand
+/// along the rows or the columns: fused into its user, it is that
+/// broadcast, and its derivative sums the copies (column or row sums).
+fn lower_tile(cx: &mut Cx, name: &str, args: &[Expr], span: Span) -> Lowered {
+    let v = cx.tensor(&args[0]);
+    let (what, example) = if name == "tile_rows" {
+        ("row count", "tile_rows(bias, 8)")
+    } else {
+        ("column count", "tile_cols(bias, 8)")
+    };
+    let count = int_arg_named(cx, &args[1], name, what, 1, example);
+    let (v, count) = (v?, count?);
+    let shape = cx.shape(v);
+    if shape.rank() != 1 {
+        cx.error(
+            Diagnostic::new(
+                args[0].span(),
+                format!("`{name}` repeats a vector, found shape {shape}"),
+            )
+            .with_help(format!("flatten it first: `{name}(flatten(x), {count})`")),
+        );
+        return Err(Reported);
+    }
+    let len = shape.0[0];
+    let (out, bcast) = if name == "tile_rows" {
+        (Shape(vec![count, len]), Bcast::Row)
+    } else {
+        (Shape(vec![len, count]), Bcast::Col)
+    };
+    Ok(Value::Node(cx.map(
+        vec![v],
+        vec![bcast],
+        crate::scalar::S::Arg(0),
+        out,
+        name,
+        span,
+    )))
+}
 
 fn lower_flatten(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered {
     let x = cx.tensor(&args[0])?;
