@@ -147,6 +147,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             batch: false,
             input_grads: vec![],
             hvp: vec![],
+            positions: vec![],
         },
         errors: vec![],
         env: HashMap::new(),

@@ -695,6 +695,7 @@ fn describe(g: &Graph) -> R<Desc> {
                 }
             }
             Op::ConvInput(..)
+            | Op::ConvStep(..)
             | Op::ConvWeight(..)
             | Op::MaxPoolGrad(..)
             | Op::MaxPoolPick(..)
