@@ -270,7 +270,6 @@ fn convolutions_and_pooling() {
         .into_iter()
         .zip(images)
         .zip(rows::<3>(&e, "target.y"))
-        .map(|((s, i), y)| ((s, i), y))
         .collect();
     compare::<Convolutional>("convolutional", samples, |o| o.to_vec());
 }

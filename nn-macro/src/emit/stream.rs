@@ -111,9 +111,9 @@ fn column(
 ) -> Option<(Op, Shape)> {
     let node = &g.nodes[id];
     // a signal `[m, L]`, or a single channel's flattened to `[L]`
-    let rows = match node.shape.0.as_slice() {
-        &[m, l] if l == length => m,
-        &[l] if l == length => 1,
+    let rows = match *node.shape.0.as_slice() {
+        [m, l] if l == length => m,
+        [l] if l == length => 1,
         _ => return None,
     };
     let col = Shape(vec![rows]);
