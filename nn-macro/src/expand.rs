@@ -282,6 +282,8 @@ fn fallback(item: &syn::ItemStruct, e: syn::Error) -> TokenStream {
         ("sgd_step", 2),
         ("step", 2),
         ("initial_state", 0),
+        ("stream_step", 2),
+        ("stream_state", 0),
         ("input_gradient", 2),
         ("hvp", 4),
         ("forward_batch", 3),

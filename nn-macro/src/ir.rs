@@ -202,6 +202,11 @@ pub enum Op {
     /// Cross-correlation (PyTorch's convolution) of an input `[c_in, (h,) w]`
     /// with a weight `[c_out, c_in, (kh,) kw]`: `[c_out, (oh,) ow]`.
     Conv(NodeId, NodeId, Window),
+    /// A causal, stride-1 `Conv` of a signal at one position (the graph of
+    /// `stream_step`): the current column `x` `[c_in]` and the weight give
+    /// the output column `[c_out]`; the earlier columns the taps read come
+    /// from the convolution's ring buffer in the stream state.
+    ConvStep(NodeId, NodeId, Window),
     /// The adjoint of `Conv` with respect to its input (a transposed
     /// convolution of `d` by the weight): `d, weight -> [c_in, (h,) w]`.
     ConvInput(NodeId, NodeId, Window),
@@ -285,6 +290,7 @@ macro_rules! each_operand {
             | Op::OneHot(x, y)
             | Op::Concat(x, y)
             | Op::Conv(x, y, _)
+            | Op::ConvStep(x, y, _)
             | Op::ConvInput(x, y, _)
             | Op::ConvWeight(x, y, _)
             | Op::MaxPoolGrad(x, y, _)
@@ -435,6 +441,7 @@ impl Op {
             Op::BatchSum(_) => "batch_sum",
             Op::Reshape(_) => "reshape",
             Op::Conv(..) => "conv",
+            Op::ConvStep(..) => "conv_step",
             Op::ConvInput(..) => "conv_input",
             Op::ConvWeight(..) => "conv_weight",
             Op::MaxPool(..) => "max_pool",
@@ -615,6 +622,11 @@ pub struct Graph {
     /// statistics (buffers, kept after the parameters, trained by no
     /// optimiser).
     pub batch_norms: Vec<BatchNormDecl>,
+    /// The graph of `stream_step`: for each node, how many positions of
+    /// the whole signal it stands for in `predict` (its signal's length
+    /// for a column, 1 for a value of the parameters alone), so that the
+    /// step computes each value as `predict` does; empty in the others.
+    pub positions: Vec<usize>,
 }
 
 /// The running statistics of one `batch_norm`: `<name>.running_mean` `[c]`

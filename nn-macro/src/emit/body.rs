@@ -28,6 +28,9 @@ pub enum Which {
     SgdStep,
     /// One time step of a recurrent network, with its state passed in and out.
     Step,
+    /// One position of a causal convolutional network's signals, with the
+    /// convolutions' ring buffers passed in and out (its own graph).
+    Stream,
     /// `∂loss/∂input` of each input (its own graph).
     InputGrad,
     /// The Hessian-vector product (its own graph, whose forward and backward
@@ -94,7 +97,7 @@ pub fn function(plan: &Plan, which: Which) -> TokenStream {
         Pass::Forward
     };
     let mut roots: Vec<NodeId> = match which {
-        Which::Predict | Which::Step => vec![g.output],
+        Which::Predict | Which::Step | Which::Stream => vec![g.output],
         // the loss, and every value the backward pass reads
         Which::Forward => std::iter::once(g.loss)
             .chain(plan.tape.iter().copied())
@@ -191,7 +194,7 @@ fn bind_leaves(plan: &Plan, fx: &mut Fx) {
         plan.users[id]
             .iter()
             .any(|&u| fx.live[u] && (all_passes || g.nodes[u].pass == pass))
-            || (matches!(which, Which::Predict | Which::Step) && g.output == id)
+            || (matches!(which, Which::Predict | Which::Step | Which::Stream) && g.output == id)
             || (matches!(which, Which::Backward | Which::SgdStep) && !plan.grad_of[id].is_empty())
             || (matches!(which, Which::Predict | Which::Forward)
                 && g.steps.is_some()
@@ -510,7 +513,7 @@ fn finish(plan: &Plan, fx: &mut Fx) {
         Which::Predict if g.steps.is_some() && plan.regions[g.output] == Region::Step => {
             fx.stmts.push(quote!(output_seq));
         }
-        Which::Predict | Which::Step => {
+        Which::Predict | Which::Step | Which::Stream => {
             let v = fx.place[&g.output].value();
             fx.stmts.push(quote!(#v));
         }

@@ -28,6 +28,7 @@ pub fn intro(plan: &Plan, which: Which) -> &'static str {
         Which::Backward => "Backward pass (reverse-mode chain rule, last layer first) for the sample last passed to `forward`: adds `∂loss/∂θ` into `grads` (`+=`, so a batch accumulates).",
         Which::SgdStep => "Plain SGD for the sample last passed to `forward`, fused into its backward pass: seeded with `∂loss/∂loss = -lr` instead of `1`, the backward pass adds `-lr · ∂loss/∂θ` straight into the parameters (each block after the last read of any parameter), with no gradient buffer to clear, fill and read back. The same step as `backward` into zeroed gradients followed by `Sgd::new(lr)`'s update, up to rounding.",
         Which::Step => "One time step for inference: reads `state` (the states' values at the previous step), returns this step's output and leaves the new values in `state`.",
+        Which::Stream => "Streaming inference, one position at a time: takes the input signals' columns at the next position, returns the output's column there, and keeps in `state` what the causal convolutions read of the earlier positions (a ring buffer of each one's last `dilation·(kernel-1)` input columns). Calls at positions `0, 1, 2, ...` from a new state return the columns of `predict` on the whole signal (convolutions and elementwise functions computed as there, bit for bit; a matrix product `W @ x` to rounding), for signals of any length. No heap, no allocation.",
     }
 }
 
@@ -44,7 +45,7 @@ pub fn doc(plan: &Plan, which: Which) -> String {
                 "{intro}\n\nThe maths: that of [`backward`](Self::backward), with `∂loss/∂loss = -lr`, and each `∂loss/∂θ += d` a `θ += d`."
             )
         }
-        Which::Predict | Which::Step => (Pass::Forward, vec![g.output]),
+        Which::Predict | Which::Step | Which::Stream => (Pass::Forward, vec![g.output]),
         Which::Forward => (Pass::Forward, vec![g.loss]),
         Which::Backward if batch => (Pass::Backward, g.grads.iter().flatten().copied().collect()),
         Which::Backward => (

@@ -21,6 +21,7 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct, options: Options) -> T
     let name = &item.ident;
     let params_ty = format_ident!("{}Params", name);
     let plan = Plan::new(g, params_ty.clone());
+    let stream = super::stream::stream_graph(g);
     let batch_plan = Some(Plan::new(&c.batch, params_ty.clone())).filter(|p| p.supported());
     let extra = Extra {
         input_grad: c
@@ -28,6 +29,9 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct, options: Options) -> T
             .as_ref()
             .map(|ig| Plan::new(ig, params_ty.clone())),
         hvp: c.hvp.as_ref().map(|h| Plan::new(h, params_ty.clone())),
+        stream: stream
+            .as_ref()
+            .map(|(s, origin)| super::stream::stream_plan(s, origin, &plan)),
         onnx: options.onnx,
         pytorch: options.pytorch,
     };
@@ -39,6 +43,7 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct, options: Options) -> T
         batch_tape: format_ident!("{}BatchTape", name),
         batch_work: format_ident!("{}BatchWork", name),
         state: format_ident!("{}State", name),
+        stream: format_ident!("{}Stream", name),
     };
     let module_items = module(&plan, batch_plan.as_ref(), &extra, &n);
     let wrappers = wrappers(&plan, batch_plan.as_ref(), &extra, &n);
@@ -52,6 +57,9 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct, options: Options) -> T
     }
     if has_step(&plan) {
         reexports.push(n.state.clone());
+    }
+    if extra.stream.is_some() {
+        reexports.push(n.stream.clone());
     }
     let n_params: usize = g.params.iter().map(|p| p.shape.len()).sum();
     let dtype = plan.t.to_string();
@@ -87,6 +95,8 @@ pub fn emit_network(c: &Compiled, item: &syn::ItemStruct, options: Options) -> T
 pub(super) struct Extra<'g> {
     pub(super) input_grad: Option<Plan<'g>>,
     pub(super) hvp: Option<Plan<'g>>,
+    /// `stream_step`'s (causal convolutional networks).
+    pub(super) stream: Option<Plan<'g>>,
     /// Whether to emit `Network::ONNX`.
     pub(super) onnx: bool,
     /// Whether to emit `PYTORCH_MODULE`.
@@ -102,6 +112,7 @@ pub(super) struct Names {
     pub(super) batch_tape: Ident,
     pub(super) batch_work: Ident,
     pub(super) state: Ident,
+    pub(super) stream: Ident,
 }
 
 /// Whether a recurrent network gets the stateful `step`: its output is
@@ -131,7 +142,7 @@ pub(super) fn decl_ty(plan: &Plan, d: &TensorDecl) -> TokenStream {
 }
 
 /// One type for several declarations: the type, or a tuple of them.
-pub(super) fn tuple(tys: Vec<TokenStream>) -> TokenStream {
+pub(crate) fn tuple(tys: Vec<TokenStream>) -> TokenStream {
     match tys.as_slice() {
         [one] => one.clone(),
         many => quote!((#(#many,)*)),
@@ -268,6 +279,11 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         }
     };
     let step_items = step_items(plan, n);
+    let stream_items = extra
+        .stream
+        .as_ref()
+        .map(|s| super::stream::items(s, n))
+        .unwrap_or_default();
     let batch_items = batch.map(|b| batch_items(b, n)).unwrap_or_default();
     let input_grad = extra
         .input_grad
@@ -351,6 +367,8 @@ fn module(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> TokenS
         #backward_fn
 
         #step_items
+
+        #stream_items
 
         #batch_items
 

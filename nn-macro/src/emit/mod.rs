@@ -30,6 +30,7 @@ pub mod plan;
 pub mod pytorch;
 pub mod recurrent;
 pub mod scalar;
+pub mod stream;
 pub mod wrappers;
 
 use crate::ir::*;

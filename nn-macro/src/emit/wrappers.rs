@@ -98,6 +98,11 @@ fn pass_methods(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> 
     } else {
         quote!()
     };
+    let stream_methods = extra
+        .stream
+        .as_ref()
+        .map(|s| super::stream::methods(s, n))
+        .unwrap_or_default();
     let mut second_order = quote!();
     if let Some(ig) = &extra.input_grad {
         let d = intro(ig, Which::InputGrad);
@@ -166,6 +171,8 @@ fn pass_methods(plan: &Plan, batch: Option<&Plan>, extra: &Extra, n: &Names) -> 
         #backward_methods
 
         #step_methods
+
+        #stream_methods
 
         #second_order
 

@@ -151,6 +151,7 @@ fn lower_unsorted(def: &Definition, dtype: Option<Dtype>) -> Result<Graph, Vec<D
             input_grads: vec![],
             hvp: vec![],
             batch_norms: vec![],
+            positions: vec![],
         },
         errors: vec![],
         env: HashMap::new(),

@@ -240,6 +240,8 @@ pub fn vjp(v: &mut Vjp, op: &Op) {
                 v.add(d, Op::Conv(x, e, win));
             }
         }
+        // the graph of `stream_step` is inference only: never differentiated
+        Op::ConvStep(..) => {}
         _ => unreachable!("not a convolution op"),
     }
 }
@@ -255,6 +257,10 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
 /// the batch) shared.
 pub fn emit_into(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode, out_batched: bool) {
     let t = ex.t();
+    if let Op::ConvStep(x, w, win) = *op {
+        emit_step(ex, x, w, &win, dest, mode);
+        return;
+    }
     let win = match *op {
         Op::Conv(.., w) | Op::ConvInput(.., w) | Op::ConvWeight(.., w) => w,
         _ => unreachable!("not a convolution op"),
@@ -309,6 +315,66 @@ pub fn emit_into(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode, out_batched: bo
         _ => unreachable!("matched above"),
     };
     ex.out.push(views.finish(stmt));
+}
+
+/// `ConvStep`: the output column at the current position. Tap `u` of a
+/// kernel of `k` reads the column `δ(k-1-u)` positions back: the current
+/// column `x` for the last tap, the others from the ring buffer
+/// `state.<conv>` of the last `D = δ(k-1)` columns (zeros before the first
+/// call: the causal padding), whose oldest is at `state.<conv>_at`. Each
+/// output sums over the channels and, inside, the taps, as `Conv` does in
+/// `predict` (a zero of the padding adds nothing), so the step equals
+/// `predict` bit for bit. Then `x` replaces the oldest column.
+fn emit_step(ex: &mut Ex, x: NodeId, w: NodeId, win: &Window, dest: &Place, mode: Mode) {
+    let t = ex.t();
+    let lit = proc_macro2::Literal::usize_unsuffixed;
+    let (c_in, c_out, k) = (win.c_in, win.c_out, win.kernel[1]);
+    let span = win.dilation[1] * (k - 1);
+    let px = ex.place(x).borrow();
+    let wv = crate::emit::flat_view(ex.place(w).borrow(), &ex.g().nodes[w].shape);
+    let out = dest.borrow_mut();
+    let (ci, co, kk) = (lit(c_in), lit(c_out), lit(k));
+    let ring = ex.plan.ident[ex.id].clone();
+    let head = quote::format_ident!("{}_at", ring);
+    let put = Ex::put(mode, quote!(out[o]), quote!(acc));
+    let (fill, advance) = if span == 0 {
+        (quote!(), quote!())
+    } else {
+        let (d, dil, last) = (lit(span), lit(win.dilation[1]), lit(k - 1));
+        (
+            quote!(
+                let at = state.#head;
+                for u in 0..#last {
+                    let s = at + u * #dil;
+                    cols[u] = &state.#ring[if s >= #d { s - #d } else { s }];
+                }
+            ),
+            quote!(
+                let at = state.#head;
+                state.#ring[at] = *xc;
+                state.#head = if at + 1 == #d { 0 } else { at + 1 };
+            ),
+        )
+    };
+    ex.out.push(quote!({
+        let xc: &[#t; #ci] = #px;
+        {
+            let wv = #wv;
+            let out = &mut (#out)[..];
+            let mut cols: [&[#t; #ci]; #kk] = [xc; #kk];
+            #fill
+            for o in 0..#co {
+                let mut acc: #t = 0.0;
+                for c in 0..#ci {
+                    for u in 0..#kk {
+                        acc += wv[(o * #ci + c) * #kk + u] * cols[u][c];
+                    }
+                }
+                #put
+            }
+        }
+        #advance
+    }));
 }
 
 /// The batched code (the first operand per-sample, the weight shared):
@@ -403,7 +469,7 @@ fn batched(ex: &Ex, op: &Op, dest: &Place, mode: Mode, nest: &Nest, c: &Axis) ->
 
 /// The forward convolution writes each output once; the adjoints add.
 pub fn overwrites(op: &Op) -> bool {
-    matches!(op, Op::Conv(..))
+    matches!(op, Op::Conv(..) | Op::ConvStep(..))
 }
 
 /// The weight is shared in the batched code; a weight gradient exists
@@ -411,6 +477,7 @@ pub fn overwrites(op: &Op) -> bool {
 pub fn batches(op: &Op, b: &dyn Fn(NodeId) -> bool) -> bool {
     match *op {
         Op::Conv(_, w, _) | Op::ConvInput(_, w, _) => !b(w),
+        Op::ConvStep(..) => false,
         _ => true,
     }
 }
@@ -418,8 +485,11 @@ pub fn batches(op: &Op, b: &dyn Fn(NodeId) -> bool) -> bool {
 /// A multiply and an add per output position, tap and channel pair.
 pub fn flops(g: &Graph, id: NodeId) -> u64 {
     match g.nodes[id].op {
-        Op::Conv(.., w) | Op::ConvInput(.., w) | Op::ConvWeight(.., w) => {
-            let (_, out) = window::areas(&w);
+        Op::Conv(.., w) | Op::ConvInput(.., w) | Op::ConvWeight(.., w) | Op::ConvStep(.., w) => {
+            let out = match g.nodes[id].op {
+                Op::ConvStep(..) => 1,
+                _ => window::areas(&w).1,
+            };
             let taps = (w.kernel[0] * w.kernel[1]) as u64;
             2 * (w.c_out as u64)
                 .saturating_mul(w.c_in as u64)
@@ -434,6 +504,12 @@ pub fn flops(g: &Graph, id: NodeId) -> u64 {
 pub fn math(op: &Op, n: &dyn Fn(NodeId) -> String) -> String {
     match *op {
         Op::Conv(x, w, win) => format!("{} ⋆ {} ({})", n(w), n(x), window::describe(&win)),
+        Op::ConvStep(x, w, win) => format!(
+            "{} ⋆ {} at this position, causal ({}; the earlier columns from the state)",
+            n(w),
+            n(x),
+            window::describe(&win)
+        ),
         Op::ConvInput(d, w, win) => format!(
             "transposed convolution of {} by {} ({})",
             n(d),
@@ -457,7 +533,7 @@ pub fn eval(g: &Graph, id: NodeId, v: &[Vec<f64>]) -> Vec<f64> {
     let mut out = vec![0.0; node.shape.len()];
     let (win, a, b) = match node.op {
         Op::Conv(a, b, w) | Op::ConvInput(a, b, w) | Op::ConvWeight(a, b, w) => (w, a, b),
-        _ => unreachable!("not a convolution op"),
+        _ => unreachable!("the interpreter runs whole-signal graphs"),
     };
     let (in_area, out_area) = window::areas(&win);
     let k_area = win.kernel[0] * win.kernel[1];

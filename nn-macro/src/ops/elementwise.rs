@@ -640,7 +640,9 @@ fn emit_vectorised(ex: &mut Ex, args: &[NodeId], bcast: &[Bcast], body: &S, dest
     // one sample's short vector: the call and its dispatch cost more than
     // the scalar loop saves (xor's step with four hidden units: 76 ns with
     // the call, 57 ns without)
-    if node.shape.len() < MIN_VECTORISED && !ex.batched(ex.id) {
+    // (a column of `stream_step` decides as its whole signal in `predict`)
+    let positions = ex.g().positions.get(ex.id).copied().unwrap_or(1);
+    if node.shape.len().saturating_mul(positions) < MIN_VECTORISED && !ex.batched(ex.id) {
         return false;
     }
     let place = match dest {

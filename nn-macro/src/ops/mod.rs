@@ -168,7 +168,7 @@ fn family(op: &Op) -> Family {
         | Op::EachStep(_)
         | Op::AtLast(_) => Family::Recurrent,
         Op::Reshape(_) => Family::Reshape,
-        Op::Conv(..) | Op::ConvInput(..) | Op::ConvWeight(..) => Family::Conv,
+        Op::Conv(..) | Op::ConvStep(..) | Op::ConvInput(..) | Op::ConvWeight(..) => Family::Conv,
         Op::MaxPool(..)
         | Op::MaxPoolGrad(..)
         | Op::MaxPoolPick(..)

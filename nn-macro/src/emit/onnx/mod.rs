@@ -746,6 +746,7 @@ fn describe(g: &Graph) -> R<Desc> {
             // inference: dropout is the identity, its mask a 1 (broadcast)
             Op::DropoutMask(..) => b.scalar(1.0),
             Op::ConvInput(..)
+            | Op::ConvStep(..)
             | Op::ConvWeight(..)
             | Op::MaxPoolGrad(..)
             | Op::MaxPoolPick(..)
