@@ -50,7 +50,7 @@ mod autodiff;
 mod emit;
 #[path = "../src/expand.rs"]
 mod expand;
-#[path = "../src/ir.rs"]
+#[path = "../src/ir/mod.rs"]
 mod ir;
 #[path = "../src/limits.rs"]
 mod limits;
