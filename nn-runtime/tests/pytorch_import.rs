@@ -371,3 +371,63 @@ fn nn_batch_norm_1d() {
     );
     assert_eq!(net.params.n_num_batches_tracked, 4.0);
 }
+
+/// `nn.Conv2d(1, 3, 3, padding=1)` as `c`, `nn.BatchNorm2d(3)` as `n`, tanh,
+/// flattened, `nn.Linear(48, 2)` as `out`: each channel's statistics over
+/// the batch and the image's positions.
+#[network {
+    input x[1, 4, 4]; target y[2];
+    c = conv2d(x, 3, 3, padding = 1);
+    n = batch_norm(c);
+    out = dense(flatten(tanh(n)), 2);
+    loss = mse(out, y);
+}]
+pub struct BatchNormed2d;
+
+#[test]
+fn nn_batch_norm_2d() {
+    let mut net = BatchNormed2d::new(0);
+    load_renamed(&mut net, fixture("batch_norm2d.safetensors"), |k| {
+        Some(k.to_owned())
+    })
+    .unwrap();
+    assert_eq!(net.params.n_num_batches_tracked, 3.0);
+    // inference: PyTorch's eval-mode outputs, from the running statistics
+    let (x, y) = io("batch_norm2d");
+    for (x, y) in x.chunks_exact(16).zip(y.chunks_exact(2)) {
+        let x: [f32; 16] = x.try_into().unwrap();
+        assert_close(&net.predict(&x), y, "nn.BatchNorm2d, eval mode");
+    }
+    // training: a batch of 4 through the batched pass gives PyTorch's
+    // train-mode outputs, and the running statistics move as PyTorch's did
+    let bytes = std::fs::read(fixture("batch_norm2d_train.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let flat = |name: &str| -> Vec<f32> {
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let (xt, yt) = (flat("x"), flat("y"));
+    let xs: [[f32; 16]; 4] = core::array::from_fn(|j| xt[16 * j..16 * j + 16].try_into().unwrap());
+    let ys: [[f32; 2]; 4] = core::array::from_fn(|j| yt[2 * j..2 * j + 2].try_into().unwrap());
+    let mut tape = BatchNormed2d::new_batch_tape::<4>();
+    let loss = net.forward_batch(&xs, &ys, &mut tape);
+    assert!(
+        loss < 1e-10,
+        "train-mode outputs differ from PyTorch's: loss {loss}"
+    );
+    assert!(net.update_running_stats(&mut tape));
+    assert_close(
+        &net.params.n_running_mean,
+        &flat("running_mean"),
+        "running mean",
+    );
+    assert_close(
+        &net.params.n_running_var,
+        &flat("running_var"),
+        "running variance",
+    );
+}

@@ -345,3 +345,67 @@ fn early_stopping_restores_the_running_statistics_of_the_best_epoch() {
     assert_eq!(again.params.h_num_batches_tracked, 2.0 * best as f64);
     assert_eq!(net.params, again.params);
 }
+
+// Over a signal's and an image's channels: each channel's statistics over
+// the batch and its positions (`BatchNorm1d` of `[N, C, L]`, `BatchNorm2d`).
+#[network { dtype f64; input s[2, 5]; input img[1, 4, 4]; target y[2];
+    c = batch_norm(tanh(conv1d(s, 3, 2, padding = 1)));
+    g = batch_norm(conv2d(img, 2, 3, padding = 1));
+    out = dense(concat(flatten(c), flatten(g)), 2);
+    loss = mse(out, y); }]
+pub struct Channels;
+
+fn channel_batch() -> ([([[f64; 5]; 2], [f64; 16]); B], [[f64; 2]; B]) {
+    let x = core::array::from_fn(|j| {
+        let s = core::array::from_fn(|c| {
+            core::array::from_fn(|t| ((j * 7 + c * 3 + t) as f64 * 0.61).sin())
+        });
+        let img = core::array::from_fn(|p| ((j * 5 + p) as f64 * 0.47).cos());
+        (s, img)
+    });
+    let y = core::array::from_fn(|j| [0.3 * j as f64 - 0.4, 0.5 - 0.2 * j as f64]);
+    (x, y)
+}
+
+fn channel_loss(net: &Channels) -> f64 {
+    let (x, y) = channel_batch();
+    let mut tape = Channels::new_batch_tape::<B>();
+    net.forward_batch(&x, &y, &mut tape)
+}
+
+#[test]
+fn signals_and_images_normalise_each_channel_over_the_batch_and_its_positions() {
+    let mut net = Channels::new(7);
+    for (k, w) in net.params.as_mut_slice().iter_mut().enumerate() {
+        *w += 0.1 * ((k as f64) * 0.29).sin();
+    }
+    let (x, y) = channel_batch();
+    let mut tape = Channels::new_batch_tape::<B>();
+    net.forward_batch(&x, &y, &mut tape);
+    let mut grads = Channels::new_grads();
+    net.backward_batch(&mut tape, &mut grads);
+    let analytic = grads.as_slice().to_vec();
+    let eps = 1e-6;
+    let (mut worst, mut conv) = (0.0f64, 0.0f64);
+    for (k, &a) in analytic.iter().enumerate() {
+        let w = net.params.as_slice()[k];
+        net.params.as_mut_slice()[k] = w + eps;
+        let up = channel_loss(&net);
+        net.params.as_mut_slice()[k] = w - eps;
+        let down = channel_loss(&net);
+        net.params.as_mut_slice()[k] = w;
+        let numeric = (up - down) / (2.0 * eps);
+        worst = worst.max((numeric - a).abs() / numeric.abs().max(1e-3));
+        if k < 12 {
+            conv += a * a;
+        }
+    }
+    // the convolution's weights before the batch norm get their gradient
+    // through the statistics of every position
+    assert!(conv.sqrt() > 1e-3, "trivially zero: {conv}");
+    assert!(worst < 1e-6, "relative error {worst}");
+    // one update of the running statistics, per channel
+    assert!(net.update_running_stats(&mut tape));
+    let m = net.params.c_2_running_mean;
+    assert!(m.iter().all(|v| v.is_finite()) && m.iter().any(|v| v.abs() > 1e-6));
+}

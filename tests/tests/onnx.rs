@@ -795,6 +795,40 @@ fn batch_norm_exports_with_its_running_statistics() {
     assert!(!text.contains("num_batches_tracked"));
 }
 
+/// Batch norms over a signal's and an image's channels: each channel's
+/// running statistics along its row of positions.
+#[network {
+    input s[2, 6];
+    target y[2];
+    c = conv1d(s, 3, 3, padding = 1);
+    n = batch_norm(c);
+    out = dense(flatten(tanh(n)), 2);
+    loss = mse(out, y);
+}]
+pub struct SignalNormed;
+
+#[network {
+    input img[1, 4, 4];
+    target y[2];
+    g = conv2d(img, 2, 3, padding = 1);
+    m = batch_norm(g);
+    out = dense(flatten(tanh(m)), 2);
+    loss = mse(out, y);
+}]
+pub struct ImageNormed;
+
+#[test]
+fn batch_norms_over_channels_export() {
+    let mut net = trained::<SignalNormed>(26);
+    net.params.n_running_mean = [0.3, -0.5, 0.1];
+    net.params.n_running_var = [0.4, 2.5, 1.2];
+    check(&net, "batch_norm_signal", 6, 26);
+    let mut net = trained::<ImageNormed>(27);
+    net.params.m_running_mean = [-0.2, 0.6];
+    net.params.m_running_var = [0.7, 1.9];
+    check_shaped(&net, "batch_norm_image", 6, 27, Some(&[1, 4, 4]));
+}
+
 /// An output that does not depend on the input is repeated for every sample.
 #[network {
     input x[3];

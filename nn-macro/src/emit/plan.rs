@@ -397,5 +397,7 @@ fn reads_batched_matrices(op: &Op) -> bool {
             | Op::MaxPoolPick(..)
             | Op::AvgPool(..)
             | Op::AvgPoolGrad(..)
+            | Op::BatchNorm(..)
+            | Op::BatchNormGrad(..)
     )
 }

@@ -63,17 +63,28 @@ fn lower_batch_norm(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered 
         return Err(Reported);
     }
     let shape = cx.shape(x);
-    if shape.rank() != 1 {
+    if shape.rank() == 0 {
         cx.error(
             Diagnostic::new(
                 args[0].span(),
-                format!("`batch_norm` normalises a vector of channels `[c]`, found shape {shape}"),
+                format!("`batch_norm` normalises channels: a vector `[c]`, a signal `[c, l]` or an image `[c, h, w]`, found shape {shape}"),
             )
             .with_help("normalise a layer's output, as in `batch_norm(dense(x, 32))`"),
         );
         return Err(Reported);
     }
     let c = shape.0[0];
+    // a signal or an image: each channel's row of positions, `[c, positions]`
+    let rows = match shape.rank() {
+        1 | 2 => x,
+        _ => cx.named_node(
+            Op::Reshape(x),
+            Shape(vec![c, shape.len() / c]),
+            "rows",
+            span,
+        ),
+    };
+    let row_shape = cx.shape(rows);
     let [w, b] = layer_params(
         cx,
         "batch_norm",
@@ -104,15 +115,25 @@ fn lower_batch_norm(cx: &mut Cx, _: &str, args: &[Expr], span: Span) -> Lowered 
     }
     let k = cx.g.batch_norms.len();
     cx.g.batch_norms.push(BatchNormDecl { name, channels: c });
-    let xhat = cx.named_node(Op::BatchNorm(x, k), shape.clone(), "xhat", span);
-    Ok(Value::Node(cx.map(
+    let xhat = cx.named_node(Op::BatchNorm(rows, k), row_shape.clone(), "xhat", span);
+    let along = if shape.rank() == 1 {
+        Bcast::Full
+    } else {
+        Bcast::Col
+    };
+    let y = cx.map(
         vec![xhat, w, b],
-        vec![Bcast::Full; 3],
+        vec![Bcast::Full, along, along],
         add(mul(S::Arg(0), S::Arg(1)), S::Arg(2)),
-        shape,
+        row_shape,
         "batch_norm",
         span,
-    )))
+    );
+    Ok(Value::Node(if shape.rank() == 3 {
+        cx.named_node(Op::Reshape(y), shape, "batch_norm", span)
+    } else {
+        y
+    }))
 }
 
 /// The names of a batch norm's buffers, as PyTorch's state dict has them.
@@ -196,19 +217,51 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
         return;
     }
     let t = ex.t();
-    let c = Literal::usize_unsuffixed(ex.node().shape.0[0]);
+    let shape = &ex.node().shape;
+    let c = Literal::usize_unsuffixed(shape.0[0]);
+    // a signal's or an image's channel: its positions `q` in every sample
+    // `j` (a batched `[c, positions]` value is stored a row per element)
+    let positions = if shape.rank() == 2 { shape.0[1] } else { 1 };
+    let (xe, lhs, d_at) = if positions == 1 {
+        (xe, lhs, d.map(|d| ex.elem(d, Bcast::Full)))
+    } else {
+        let p = Literal::usize_unsuffixed(positions);
+        let idx = quote!([i * #p + q][j]);
+        (
+            ex.place(x).index(&idx),
+            dest.index(&idx),
+            d.map(|d| ex.place(d).index(&idx)),
+        )
+    };
+    let each = |body: TokenStream| {
+        if positions == 1 {
+            quote!(for j in 0..B { #body })
+        } else {
+            let p = Literal::usize_unsuffixed(positions);
+            quote!(for q in 0..#p { for j in 0..B { #body } })
+        }
+    };
+    // the values each channel's statistics are over
+    let n = {
+        let p = Literal::usize_unsuffixed(positions);
+        quote!(((B * #p) as #t))
+    };
     let eps = Literal::f64_unsuffixed(EPS);
+    let (sum_x, sum_sq) = (
+        each(quote!(m += #xe;)),
+        each(quote!(let e = #xe - m; ss += e * e;)),
+    );
     let stats = quote!(
         let mut m: #t = 0.0;
-        for j in 0..B { m += #xe; }
-        m /= B as #t;
+        #sum_x
+        m /= #n;
         let mut ss: #t = 0.0;
-        for j in 0..B { let e = #xe - m; ss += e * e; }
+        #sum_sq
     );
-    let body = match d {
+    let body = match d_at {
         None => {
             let [tm, tv] = tape_fields(k);
-            let put = Ex::put(mode, lhs.clone(), quote!((#xe - m) * s));
+            let put = each(Ex::put(mode, lhs.clone(), quote!((#xe - m) * s)));
             quote!(
                 let (m, s) = if tape.__nn_bn_running {
                     tape.__nn_bn_fresh = false;
@@ -217,37 +270,35 @@ pub fn emit(ex: &mut Ex, op: &Op, dest: &Place, mode: Mode) {
                     #stats
                     tape.__nn_bn_fresh = true;
                     tape.#tm[i] = m;
-                    tape.#tv[i] = ss / (B - 1) as #t;
-                    (m, 1.0 / (ss / B as #t + #eps).sqrt())
+                    tape.#tv[i] = ss / (#n - 1.0);
+                    (m, 1.0 / (ss / #n + #eps).sqrt())
                 };
-                for j in 0..B {
-                    #put
-                }
+                #put
             )
         }
-        Some(d) => {
-            let de = ex.elem(d, Bcast::Full);
-            let running = Ex::put(mode, lhs.clone(), quote!(#de * s));
-            let put = Ex::put(mode, lhs, quote!(s * (#de - sd - (#xe - m) * s * sdx)));
+        Some(de) => {
+            let running = each(Ex::put(mode, lhs.clone(), quote!(#de * s)));
+            let put = each(Ex::put(
+                mode,
+                lhs,
+                quote!(s * (#de - sd - (#xe - m) * s * sdx)),
+            ));
+            let sums = each(quote!(
+                sd += #de;
+                sdx += #de * (#xe - m) * s;
+            ));
             quote!(
                 if tape.__nn_bn_running {
                     let s = #r_inv_std;
-                    for j in 0..B {
-                        #running
-                    }
+                    #running
                 } else {
                     #stats
-                    let s = 1.0 / (ss / B as #t + #eps).sqrt();
+                    let s = 1.0 / (ss / #n + #eps).sqrt();
                     let (mut sd, mut sdx): (#t, #t) = (0.0, 0.0);
-                    for j in 0..B {
-                        sd += #de;
-                        sdx += #de * (#xe - m) * s;
-                    }
-                    sd /= B as #t;
-                    sdx /= B as #t;
-                    for j in 0..B {
-                        #put
-                    }
+                    #sums
+                    sd /= #n;
+                    sdx /= #n;
+                    #put
                 }
             )
         }

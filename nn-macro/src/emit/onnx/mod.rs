@@ -669,9 +669,19 @@ fn describe(g: &Graph) -> R<Desc> {
                     batched: false,
                     dims: vec![d.channels],
                 };
-                let centred = b.binary("Sub", &xv, &buffer(mean), &base);
+                // a signal's or an image's rows: a channel's statistics along its row
+                let (mean, var) = if xv.dims.len() == 2 {
+                    let column = vec![d.channels, 1];
+                    (
+                        b.unsqueeze(&buffer(mean), &[1], column.clone()),
+                        b.unsqueeze(&buffer(var), &[1], column),
+                    )
+                } else {
+                    (buffer(mean), buffer(var))
+                };
+                let centred = b.binary("Sub", &xv, &mean, &base);
                 let eps = b.scalar(crate::ops::batchnorm::EPS);
-                let shifted = b.binary("Add", &buffer(var), &eps, &base);
+                let shifted = b.binary("Add", &var, &eps, &base);
                 let std = b.unary("Sqrt", &shifted, &base);
                 b.binary("Div", &centred, &std, &base)
             }
