@@ -355,7 +355,10 @@ fn early_stopping_restores_the_running_statistics_of_the_best_epoch() {
     loss = mse(out, y); }]
 pub struct Channels;
 
-fn channel_batch() -> ([([[f64; 5]; 2], [f64; 16]); B], [[f64; 2]; B]) {
+/// A sample of `Channels`: a signal and an image.
+type Sample = ([[f64; 5]; 2], [f64; 16]);
+
+fn channel_batch() -> ([Sample; B], [[f64; 2]; B]) {
     let x = core::array::from_fn(|j| {
         let s = core::array::from_fn(|c| {
             core::array::from_fn(|t| ((j * 7 + c * 3 + t) as f64 * 0.61).sin())
