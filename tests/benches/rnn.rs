@@ -117,36 +117,7 @@ fn rnn(c: &mut Criterion) {
 
     // 32 sequences: one at a time through forward/backward, against one
     // batched pass (each step's values a matrix with a column per sequence).
-    // Both add the 32 sequences' summed gradient; the update is left out.
-    let inputs: Vec<_> = (0..32).map(|_| x).collect();
-    let targets: Vec<_> = (0..32).map(|_| y).collect();
-    let idx: Vec<usize> = (0..32).collect();
-    let mut bwork = Rnn::new_batch_work();
-    let (mut losses, mut correct) = (vec![0.0f32; 32], vec![false; 32]);
-    g.throughput(Throughput::Elements(
-        32 * (Rnn::FORWARD_FLOPS + Rnn::BACKWARD_FLOPS),
-    ));
-    g.bench_function("generated/32_sequences_one_by_one", |b| {
-        b.iter(|| {
-            for (xi, yi) in inputs.iter().zip(&targets) {
-                net.forward(black_box(xi), black_box(yi), &mut tape);
-                net.backward(&tape, &mut grads);
-            }
-        })
-    });
-    g.bench_function("generated/32_sequences_batched", |b| {
-        b.iter(|| {
-            net.train_block(
-                black_box(&inputs),
-                black_box(&targets),
-                &idx,
-                &mut bwork,
-                &mut grads,
-                &mut losses,
-                &mut correct,
-            )
-        })
-    });
+    thirty_two_sequences::<Rnn>(&mut g);
     g.finish();
 }
 
@@ -179,14 +150,14 @@ struct Gru;
 }]
 struct Lstm;
 
-/// 32 sequences of network `N` one at a time against one batched pass.
-fn one_by_one_vs_batched<N>(c: &mut Criterion, name: &str)
+/// 32 sequences of network `N` one at a time through `forward`/`backward`,
+/// against one batched pass (`train_block`). Both add the 32 sequences'
+/// summed gradient; the update is left out.
+fn thirty_two_sequences<N>(g: &mut BenchmarkGroup<'_, WallTime>)
 where
     N: Network<Scalar = f32, Input = [[f32; I]; T], Target = [[f32; 1]; T]>,
 {
     let (x, y) = sequence();
-    let mut g = c.benchmark_group(name);
-    configure(&mut g);
     let net = N::new(1);
     let mut tape = N::new_tape();
     let mut grads = N::new_grads();
@@ -219,6 +190,16 @@ where
             )
         })
     });
+}
+
+/// A group of its own for [`thirty_two_sequences`] of network `N`.
+fn one_by_one_vs_batched<N>(c: &mut Criterion, name: &str)
+where
+    N: Network<Scalar = f32, Input = [[f32; I]; T], Target = [[f32; 1]; T]>,
+{
+    let mut g = c.benchmark_group(name);
+    configure(&mut g);
+    thirty_two_sequences::<N>(&mut g);
     g.finish();
 }
 
